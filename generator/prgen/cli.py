@@ -1,0 +1,81 @@
+"""The `prgen` command. One module per subcommand under `commands/`; one error handler here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from prgen import __version__
+from prgen.errors import ExitCode, PrgenError
+from prgen.redact import redact
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def configure_logging(verbosity: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("prgen: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG)
+    if verbosity < 3:  # urllib3 and PyGithub at DEBUG print request headers
+        for noisy in ("urllib3", "github"):
+            logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+
+
+def handles_errors(command: F) -> F:
+    """Known errors become one clear line and their exit code; nothing else leaks a secret."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PrgenError as exc:
+            click.echo(redact(f"prgen: error: {exc}"), err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                click.echo(redact(traceback.format_exc()), err=True)
+            click.echo(redact(f"prgen: unexpected error: {type(exc).__name__}: {exc}"), err=True)
+            sys.exit(ExitCode.PARTIAL)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="prgen")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Preview environments for pull requests, the GitOps way.
+
+    \b
+    Exit codes:
+      0  done
+      1  some repositories (or reports) failed; the others were synced
+      2  bad configuration, templates or usage
+      3  the fleet repository could not be read or updated
+    """
+    configure_logging(verbose)
+
+
+def _register() -> None:
+    from prgen.commands import render, sync, validate
+
+    for module in (sync, validate, render):
+        main.add_command(module.command)
+
+
+_register()

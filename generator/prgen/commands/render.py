@@ -1,0 +1,37 @@
+"""`prgen render`: one environment's manifests on stdout, for template authors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from prgen.cli import handles_errors
+from prgen.commands.options import config_option, load
+from prgen.commands.validate import example_pull_request
+from prgen.errors import PrgenError
+from prgen.render import HELMRELEASE_FILE, NAMESPACE_FILE, render_environment
+from prgen.source import convert, describe_error, make_client
+
+
+@click.command("render")
+@config_option
+@click.option("--repo", "repository", required=True, help="owner/name, as configured.")
+@click.option("--pr", "number", type=int, required=True, help="Pull request number.")
+@click.option("--offline", is_flag=True, help="Use example PR data instead of asking GitHub.")
+@handles_errors
+def command(config_path: Path | None, repository: str, number: int, offline: bool) -> None:
+    """Print the manifests prgen would write for one pull request."""
+    config = load(config_path)
+    repo = config.repository(repository)
+    if offline:
+        pr = example_pull_request(repo.name, number)
+    else:
+        client = make_client(config.github)
+        try:
+            pr = convert(repo.name, client.get_repo(repo.name, lazy=True).get_pull(number))
+        except Exception as exc:
+            raise PrgenError(f"cannot read {repo.name}#{number}: {describe_error(exc)}") from exc
+    env = render_environment(repo, pr)
+    documents = [env.files[name].decode() for name in (NAMESPACE_FILE, HELMRELEASE_FILE)]
+    click.echo("---\n".join(documents), nl=False)

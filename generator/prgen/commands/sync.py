@@ -1,0 +1,74 @@
+"""`prgen sync`: make the fleet repository hold one environment per eligible open PR."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from prgen.cli import handles_errors
+from prgen.commands.options import config_option, load
+from prgen.fleet import default_workdir
+from prgen.plan import Action
+from prgen.source import GitHubSource, make_client
+from prgen.sync import SyncResult, Syncer
+
+_SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.KEEP: "="}
+
+
+def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
+    echo = click.echo
+    echo(f"fleet {result.fleet_url}, folder {result.fleet_path}")
+    for repo in result.repositories:
+        if repo.complete:
+            echo(f"  {repo.name}: {repo.open_pull_requests} open, {repo.eligible} with an environment")
+        else:
+            echo(f"  {repo.name}: NOT SYNCED ({repo.error}); its environments are kept as they are")
+    for change in result.plan.changes:
+        if change.action is Action.KEEP and not verbose_keep and not change.reason.startswith("listing"):
+            continue
+        sha = (change.head_sha or "")[:7]
+        echo(f"  {_SYMBOLS[change.action]} {change.action:<6} {change.repository}#{change.number} "
+             f"{result.fleet_path}/{change.folder} {sha}  {change.reason}")
+    for conflict in result.plan.conflicts:
+        echo(f"  ! conflict {conflict.repository}#{conflict.number}: {conflict.reason}")
+    for skipped in result.skipped:
+        echo(f"  . skipped  {skipped.repository}#{skipped.number}: {skipped.reason}")
+    for warning in result.warnings:
+        echo(f"  warning: {warning}")
+    if result.dry_run:
+        if result.diff:
+            echo(result.diff, nl=False)
+        echo("dry run: nothing was written" + ("" if result.plan.has_changes else " (and nothing would change)"))
+    elif result.commit:
+        echo(f"committed {result.commit[:12]} and pushed (attempt {result.attempts})")
+    else:
+        echo("nothing changed: no commit")
+
+
+@click.command("sync")
+@config_option
+@click.option("--dry-run", is_flag=True, help="Print the plan and a diff of the fleet repo; write nothing.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PRGEN_WORKDIR",
+    help="Where the fleet repository is checked out (default: a cache folder; $PRGEN_WORKDIR).",
+)
+@click.option("--verbose-keep", is_flag=True, hidden=True)
+@handles_errors
+def command(
+    config_path: Path | None, dry_run: bool, output: str, workdir: Path | None, verbose_keep: bool
+) -> None:
+    """List open pull requests and make the fleet repository match them, in one commit."""
+    config = load(config_path)
+    source = GitHubSource(make_client(config.github))
+    result = Syncer(config, source, workdir or default_workdir(config.fleet)).run(dry_run=dry_run)
+    if output == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_result(result, verbose_keep=verbose_keep)
+    sys.exit(result.exit_code)

@@ -1,0 +1,293 @@
+"""prgen.yaml -> a validated, compiled `Config`.
+
+Validation happens in two passes, both before anything touches GitHub or git:
+the JSON Schema in `schemas/` checks the document's shape, then each repository
+entry is merged with `defaults` and checked again as a whole (regexes compile,
+exactly one of chart/chartRef, placeholders are known, templates load).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from prgen.errors import ConfigError
+from prgen.placeholders import unknown_placeholders
+from prgen.resources import data_path
+
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_NAMESPACE = "<<REPO_NAME>>-pr-<<PR_NUMBER>>"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    app_id: int
+    installation_id: int
+    private_key_file: Path | None
+    private_key_env: str | None
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    api_url: str = DEFAULT_API_URL
+    token_env: str = "GITHUB_TOKEN"
+    app: AppSettings | None = None
+    timeout: float = 30.0
+    retries: int = 3
+    request_interval: float = 0.25
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    url: str
+    path: str
+    branch: str = "main"
+    author_name: str = "prgen"
+    author_email: str = "prgen@localhost"
+    token_env: str | None = None
+    push_retries: int = 5
+
+
+@dataclass(frozen=True)
+class Templates:
+    helm_release: Path
+    namespace: Path
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    name: str
+    labels: frozenset[str]
+    exclude_labels: frozenset[str]
+    branches: re.Pattern[str] | None
+    target_branches: re.Pattern[str] | None
+    drafts: bool
+    forks: bool
+    max_environments: int | None
+    namespace: str
+    chart: Mapping[str, Any] | None
+    chart_ref: Mapping[str, Any] | None
+    values: Mapping[str, Any]
+    templates: Templates
+
+    @property
+    def owner(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class Config:
+    github: GitHubSettings
+    fleet: FleetSettings
+    repositories: tuple[RepositorySettings, ...]
+    source: str  # where the config came from, for messages
+
+    def repository(self, name: str) -> RepositorySettings:
+        for repo in self.repositories:
+            if repo.name.lower() == name.lower():
+                return repo
+        raise ConfigError(f"repository {name!r} is not configured", source=self.source)
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    with data_path("schemas", "prgen.schema.json").open(encoding="utf-8") as f:
+        schema: dict[str, Any] = json.load(f)
+    return schema
+
+
+def _format_path(parts: Iterable[str | int]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _yaml_load(text: str, source: str) -> Any:
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}".replace("\n", " "), source=source) from exc
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", source=str(path)) from exc
+    return parse_config(text, source=str(path), base_dir=path.parent)
+
+
+def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None = None) -> Config:
+    document = _yaml_load(text, source)
+    if not isinstance(document, dict):
+        raise ConfigError("the config must be a YAML mapping", source=source)
+    _check_schema(document, source)
+    base = base_dir or Path.cwd()
+    defaults = document.get("defaults", {})
+    repositories = tuple(
+        _compile_repository(_merge(defaults, entry), index, source, base)
+        for index, entry in enumerate(document["repositories"])
+    )
+    _check_unique_names(repositories, source)
+    return Config(
+        github=_compile_github(document.get("github", {}), base),
+        fleet=_compile_fleet(document["fleet"]),
+        repositories=repositories,
+        source=source,
+    )
+
+
+def _check_schema(document: Mapping[str, Any], source: str) -> None:
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    problems = []
+    for error in errors:
+        # For allOf/oneOf, the most specific sub-error names the real field.
+        best = jsonschema.exceptions.best_match(error.context) if error.context else error
+        problems.append((_format_path(best.absolute_path), best.message))
+    raise ConfigError.many(problems, source=source)
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """Deep-merge mappings; anything else in `override` replaces `base`."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = copy.deepcopy(base)
+        for key, value in override.items():
+            merged[key] = _merge(merged.get(key), value) if key in merged else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(override)
+
+
+def _compile_regex(pattern: str | None, path: str, source: str) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"not a valid regular expression: {exc}", path, source) from exc
+
+
+def _compile_repository(
+    entry: dict[str, Any], index: int, source: str, base: Path
+) -> RepositorySettings:
+    at = f"repositories[{index}]"
+    has_chart, has_ref = "chart" in entry, "chartRef" in entry
+    if has_chart == has_ref:
+        why = "both 'chart' and 'chartRef' are set" if has_chart else "neither 'chart' nor 'chartRef'"
+        raise ConfigError(f"{why}: exactly one is required (after merging defaults)", at, source)
+    for field in ("namespace", "values", "chart", "chartRef"):
+        for where, name in unknown_placeholders(entry.get(field), f"{at}.{field}"):
+            raise ConfigError(f"unknown placeholder <<{name}>>", where, source)
+    templates = _compile_templates(entry.get("templates", {}), f"{at}.templates", source, base)
+    return RepositorySettings(
+        name=entry["name"],
+        labels=frozenset(entry.get("labels", ())),
+        exclude_labels=frozenset(entry.get("excludeLabels", ())),
+        branches=_compile_regex(entry.get("branches"), f"{at}.branches", source),
+        target_branches=_compile_regex(entry.get("targetBranches"), f"{at}.targetBranches", source),
+        drafts=entry.get("drafts", False),
+        forks=entry.get("forks", False),
+        max_environments=entry.get("maxEnvironments"),
+        namespace=entry.get("namespace", DEFAULT_NAMESPACE),
+        chart=entry.get("chart"),
+        chart_ref=entry.get("chartRef"),
+        values=entry.get("values", {}),
+        templates=templates,
+    )
+
+
+def _compile_templates(
+    entry: Mapping[str, str], at: str, source: str, base: Path
+) -> Templates:
+    paths = {}
+    for field, default in (("helmRelease", "helmrelease.yaml"), ("namespace", "namespace.yaml")):
+        path = base / entry[field] if field in entry else data_path("templates", default)
+        _check_template(path, f"{at}.{field}", source)
+        paths[field] = path
+    return Templates(helm_release=paths["helmRelease"], namespace=paths["namespace"])
+
+
+@cache
+def _template_problem(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"cannot read template {path}: {exc.strerror}"
+    try:
+        document = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        return f"template {path} is not valid YAML: {exc}".replace("\n", " ")
+    if not isinstance(document, dict) or "kind" not in document:
+        return f"template {path} must be one Kubernetes object (a mapping with 'kind')"
+    for where, name in unknown_placeholders(document, str(path)):
+        return f"template {path}: unknown placeholder <<{name}>> at {where}"
+    return None
+
+
+def _check_template(path: Path, at: str, source: str) -> None:
+    problem = _template_problem(path)
+    if problem:
+        raise ConfigError(problem, at, source)
+
+
+def _check_unique_names(repositories: tuple[RepositorySettings, ...], source: str) -> None:
+    seen: set[str] = set()
+    for index, repo in enumerate(repositories):
+        key = repo.name.lower()
+        if key in seen:
+            raise ConfigError(f"{repo.name} is listed twice", f"repositories[{index}].name", source)
+        seen.add(key)
+
+
+def _compile_github(entry: Mapping[str, Any], base: Path) -> GitHubSettings:
+    app = entry.get("app")
+    return GitHubSettings(
+        api_url=entry.get("apiUrl", DEFAULT_API_URL).rstrip("/"),
+        token_env=entry.get("tokenEnv", "GITHUB_TOKEN"),
+        app=AppSettings(
+            app_id=app["id"],
+            installation_id=app["installationId"],
+            private_key_file=base / app["privateKeyFile"] if "privateKeyFile" in app else None,
+            private_key_env=app.get("privateKeyEnv"),
+        )
+        if app
+        else None,
+        timeout=float(entry.get("timeout", 30)),
+        retries=entry.get("retries", 3),
+        request_interval=float(entry.get("requestInterval", 0.25)),
+    )
+
+
+def _compile_fleet(entry: Mapping[str, Any]) -> FleetSettings:
+    author = entry.get("author", {})
+    return FleetSettings(
+        url=entry["url"],
+        path=entry["path"].strip("/"),
+        branch=entry.get("branch", "main"),
+        author_name=author.get("name", "prgen"),
+        author_email=author.get("email", "prgen@localhost"),
+        token_env=entry.get("tokenEnv"),
+        push_retries=entry.get("pushRetries", 5),
+    )
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("PRGEN_CONFIG", "prgen.yaml"))

@@ -1,0 +1,52 @@
+"""Which open pull requests get an environment. Pure; regexes compiled once in config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prgen.config import RepositorySettings
+from prgen.model import PullRequest
+
+
+@dataclass(frozen=True)
+class Skipped:
+    repository: str
+    number: int
+    reason: str
+
+
+def _reason_to_skip(repo: RepositorySettings, pr: PullRequest) -> str | None:
+    if pr.is_fork and not repo.forks:
+        return "opened from a fork (forks: false)"
+    if pr.draft and not repo.drafts:
+        return "draft (drafts: false)"
+    missing = sorted(repo.labels - set(pr.labels))
+    if missing:
+        return "missing label " + ", ".join(missing)
+    excluded = sorted(repo.exclude_labels & set(pr.labels))
+    if excluded:
+        return "has excluded label " + ", ".join(excluded)
+    if repo.branches is not None and not repo.branches.search(pr.head_branch):
+        return f"head branch does not match {repo.branches.pattern!r}"
+    if repo.target_branches is not None and not repo.target_branches.search(pr.base_branch):
+        return f"base branch does not match {repo.target_branches.pattern!r}"
+    return None
+
+
+def select(
+    repo: RepositorySettings, pulls: Sequence[PullRequest]
+) -> tuple[list[PullRequest], list[Skipped]]:
+    """The eligible PRs, newest first and at most maxEnvironments, and why the rest were left out."""
+    eligible: list[PullRequest] = []
+    skipped: list[Skipped] = []
+    for pr in sorted(pulls, key=lambda p: p.number, reverse=True):
+        reason = _reason_to_skip(repo, pr)
+        if reason is None and repo.max_environments is not None:
+            if len(eligible) >= repo.max_environments:
+                reason = f"over the limit of {repo.max_environments} environments (newest first)"
+        if reason is None:
+            eligible.append(pr)
+        else:
+            skipped.append(Skipped(repo.name, pr.number, reason))
+    return eligible, skipped

@@ -1,0 +1,240 @@
+"""The fleet repository, through GitPython: fetch, read, write one commit, push.
+
+The work directory is a cache: every run first makes it match the remote
+exactly (whatever a killed run left behind), so a commit either reaches the
+remote whole or not at all, and the next run starts clean.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
+from git.objects import Blob, Tree
+
+from prgen.config import FleetSettings
+from prgen.errors import FleetError
+from prgen.redact import redact, redact_url, register_secret, url_credentials
+
+log = logging.getLogger(__name__)
+
+
+class ConcurrentUpdate(Exception):
+    """Someone else pushed to the branch between our fetch and our push."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    commit: str | None  # None: the branch does not exist yet
+    files: Mapping[str, bytes]  # every file under the managed path, relative to it
+
+
+def default_workdir(settings: FleetSettings) -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(f"{settings.url}\0{settings.branch}".encode()).hexdigest()[:12]
+    return cache / "prgen" / f"fleet-{key}"
+
+
+def _git_environment(settings: FleetSettings) -> dict[str, str]:
+    config = {
+        "core.hooksPath": os.devnull,  # never run hooks from a fleet checkout
+        "commit.gpgSign": "false",
+        "gc.auto": "0",
+    }
+    if settings.token_env:
+        token = os.environ.get(settings.token_env)
+        if not token:
+            raise FleetError(f"environment variable {settings.token_env} (fleet.tokenEnv) is not set")
+        register_secret(token)
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        register_secret(basic)
+        config["http.extraHeader"] = f"Authorization: Basic {basic}"
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": settings.author_name,
+        "GIT_AUTHOR_EMAIL": settings.author_email,
+        "GIT_COMMITTER_NAME": settings.author_name,
+        "GIT_COMMITTER_EMAIL": settings.author_email,
+        "GIT_CONFIG_COUNT": str(len(config)),
+    }
+    if "GIT_SSH_COMMAND" not in os.environ:
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    for index, (key, value) in enumerate(config.items()):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
+def _git_error(action: str, exc: GitCommandError) -> FleetError:
+    stderr = exc.stderr if isinstance(exc.stderr, str) else ""
+    detail = " ".join(line.strip() for line in stderr.splitlines() if line.strip())
+    detail = detail.removeprefix("stderr: ").strip("'\" ")
+    return FleetError(redact(f"{action} failed: {detail or exc.status}"))
+
+
+def _url_for_git(url: str) -> str:
+    # A plain local path works for git, but only an absolute one after we chdir.
+    if "://" in url or url.startswith("git@") or ":" in url.split("/", 1)[0]:
+        return url
+    return str(Path(url).expanduser().resolve())
+
+
+class FleetRepo:
+    def __init__(self, settings: FleetSettings, workdir: Path) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.url = _url_for_git(settings.url)
+        credentials = url_credentials(settings.url)
+        if credentials:
+            register_secret(credentials)
+            register_secret(credentials.partition(":")[2])
+        self._env = _git_environment(settings)
+        self._repo: Repo | None = None
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.settings.url)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One prgen at a time per work directory; other writers are handled by push retries."""
+        self.workdir.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.workdir.with_name(self.workdir.name + ".lock")
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _open(self) -> Repo:
+        if self._repo is not None:
+            return self._repo
+        try:
+            repo = Repo(self.workdir)
+            repo.git.update_environment(**self._env)
+            repo.git.rev_parse("--git-dir")
+        except (InvalidGitRepositoryError, NoSuchPathError, GitCommandError):
+            repo = self._clone()
+        self._repo = repo
+        return repo
+
+    def _clone(self) -> Repo:
+        if self.workdir.exists():
+            if any(self.workdir.iterdir()) and not (self.workdir / ".git").exists():
+                raise FleetError(f"work directory {self.workdir} exists and is not a git checkout")
+            shutil.rmtree(self.workdir)  # a half-made clone of ours, from a killed run
+        log.info("cloning %s into %s", self.display_url, self.workdir)
+        self.workdir.mkdir(parents=True)
+        try:
+            repo = Repo.init(self.workdir)
+            repo.git.update_environment(**self._env)
+            repo.git.remote("add", "origin", self.url)
+        except GitCommandError as exc:
+            raise _git_error("creating the work directory", exc) from exc
+        return repo
+
+    @property
+    def _remote_ref(self) -> str:
+        return f"refs/remotes/origin/{self.settings.branch}"
+
+    def refresh(self) -> Snapshot:
+        """Fetch the branch and make the work tree match it exactly; read the managed files."""
+        repo = self._open()
+        branch = self.settings.branch
+        try:
+            repo.git.remote("set-url", "origin", self.url)
+            (Path(repo.git_dir) / "index.lock").unlink(missing_ok=True)  # we hold the lock
+            repo.git.fetch("--prune", "--no-tags", "origin",
+                           f"+refs/heads/{branch}:{self._remote_ref}")
+        except GitCommandError as exc:
+            if "couldn't find remote ref" not in str(exc.stderr):
+                raise _git_error(f"fetching {self.display_url}", exc) from exc
+            return self._start_empty_branch(repo)
+        try:
+            repo.git.checkout("--force", "-B", branch, self._remote_ref)
+            repo.git.reset("--hard", self._remote_ref)
+            repo.git.clean("-ffdx")
+        except GitCommandError as exc:
+            raise _git_error("resetting the work directory", exc) from exc
+        commit = repo.commit(self._remote_ref)
+        return Snapshot(commit.hexsha, self._read_managed(commit.tree))
+
+    def _start_empty_branch(self, repo: Repo) -> Snapshot:
+        log.info("branch %s does not exist on %s yet", self.settings.branch, self.display_url)
+        try:
+            repo.git.checkout("--force", "--orphan", f"prgen-new-{os.getpid()}")
+            repo.git.rm("-r", "-f", "--cached", "--ignore-unmatch", "--quiet", ".")
+            repo.git.clean("-ffdx")
+            repo.git.update_ref("-d", self._remote_ref)
+        except GitCommandError as exc:
+            raise _git_error("preparing an empty branch", exc) from exc
+        return Snapshot(None, {})
+
+    def _read_managed(self, tree: Tree) -> dict[str, bytes]:
+        try:
+            managed = tree / self.settings.path
+        except KeyError:
+            return {}
+        if not isinstance(managed, Tree):
+            raise FleetError(f"{self.settings.path} in the fleet repository is a file, not a folder")
+        files: dict[str, bytes] = {}
+        for item in managed.traverse():
+            if isinstance(item, Blob) and item.mode != Blob.link_mode:
+                relative = PurePosixPath(item.path).relative_to(self.settings.path)
+                files[str(relative)] = item.data_stream.read()
+        return files
+
+    def _managed_file(self, relative: str) -> Path:
+        root = (self.workdir / self.settings.path).resolve()
+        target = (root / relative).resolve()
+        if root not in target.parents:
+            raise FleetError(f"refusing to write {relative!r}: outside {self.settings.path}")
+        return target
+
+    def commit_and_push(
+        self, snapshot: Snapshot, writes: Mapping[str, bytes | None], message: str
+    ) -> str | None:
+        """One commit with all `writes`, pushed. None if it would change nothing."""
+        repo = self._open()
+        for relative, content in writes.items():
+            target = self._managed_file(relative)
+            if content is None:
+                target.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # the folder may hold hand-written files
+                    target.parent.rmdir()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+        try:
+            repo.git.add("--all", "--", self.settings.path)
+            if snapshot.commit is not None and not repo.index.diff(snapshot.commit):
+                return None
+            repo.git.commit("--quiet", "--no-verify", "-m", message)
+        except GitCommandError as exc:
+            raise _git_error("committing", exc) from exc
+        sha = repo.head.commit.hexsha
+        self._push(repo, snapshot)
+        return sha
+
+    def _push(self, repo: Repo, snapshot: Snapshot) -> None:
+        branch = self.settings.branch
+        # --force-with-lease to the exact commit we built on: a push that raced with
+        # another writer is refused by the remote, never overwrites their commit.
+        lease = f"--force-with-lease=refs/heads/{branch}:{snapshot.commit or ''}"
+        try:
+            repo.git.push("--porcelain", lease, "origin", f"HEAD:refs/heads/{branch}")
+        except GitCommandError as exc:
+            text = f"{exc.stdout} {exc.stderr}"
+            if any(word in text for word in ("[rejected]", "stale info", "fetch first", "non-fast-forward")):
+                raise ConcurrentUpdate(branch) from exc
+            raise _git_error(f"pushing to {self.display_url}", exc) from exc

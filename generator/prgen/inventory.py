@@ -1,0 +1,105 @@
+"""What the fleet repository holds now under the managed folder: a pure reading of its files.
+
+A file is prgen's only if it starts with the ownership marker; everything else
+under the folder is hand-written and is never changed or removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from prgen.render import (
+    ANNOTATION_HEAD_SHA,
+    ANNOTATION_PULL_REQUEST,
+    ANNOTATION_REPOSITORY,
+    HELMRELEASE_FILE,
+    KUSTOMIZATION_FILE,
+    MARKER,
+)
+
+
+@dataclass(frozen=True)
+class CurrentEnvironment:
+    repository: str
+    number: int
+    head_sha: str | None
+    folder: str
+    files: Mapping[str, bytes]  # prgen's own files in the folder, by name
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.repository.lower(), self.number)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    environments: tuple[CurrentEnvironment, ...]
+    handwritten: Mapping[str, bytes]  # paths relative to the managed folder
+    index: bytes | None  # the managed folder's kustomization.yaml, if any
+    unrecognised: tuple[str, ...]  # folders with prgen files but no readable identity
+
+    @property
+    def index_is_handwritten(self) -> bool:
+        return self.index is not None and not is_owned(self.index)
+
+    def top_level_handwritten(self) -> list[str]:
+        """Hand-written entries beside the environments, for the index to include."""
+        entries: set[str] = set()
+        for path in self.handwritten:
+            top, _, rest = path.partition("/")
+            if not rest and top != KUSTOMIZATION_FILE and top.endswith((".yaml", ".yml")):
+                entries.add(top)
+            elif rest == KUSTOMIZATION_FILE:
+                entries.add(top)
+        return sorted(entries)
+
+
+def is_owned(content: bytes) -> bool:
+    return content.startswith(MARKER.encode())
+
+
+def _identity(content: bytes) -> tuple[str, int, str | None] | None:
+    try:
+        document: Any = YAML(typ="safe", pure=True).load(content.decode("utf-8"))
+        annotations = document["metadata"]["annotations"]
+        return (
+            str(annotations[ANNOTATION_REPOSITORY]),
+            int(annotations[ANNOTATION_PULL_REQUEST]),
+            annotations.get(ANNOTATION_HEAD_SHA),
+        )
+    except (YAMLError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def read_inventory(files: Mapping[str, bytes]) -> Inventory:
+    """`files`: every file under the managed folder, by path relative to it."""
+    handwritten: dict[str, bytes] = {}
+    owned_by_folder: dict[str, dict[str, bytes]] = {}
+    for path, content in files.items():
+        if not is_owned(content):
+            if path != KUSTOMIZATION_FILE:
+                handwritten[path] = content
+            continue
+        folder, _, name = path.partition("/")
+        if name and "/" not in name:
+            owned_by_folder.setdefault(folder, {})[name] = content
+    environments = []
+    unrecognised = []
+    for folder, owned in sorted(owned_by_folder.items()):
+        identity = _identity(owned[HELMRELEASE_FILE]) if HELMRELEASE_FILE in owned else None
+        if identity is None:
+            unrecognised.append(folder)
+            continue
+        repository, number, head_sha = identity
+        environments.append(CurrentEnvironment(repository, number, head_sha, folder, owned))
+    return Inventory(
+        environments=tuple(environments),
+        handwritten=handwritten,
+        index=files.get(KUSTOMIZATION_FILE),
+        unrecognised=tuple(unrecognised),
+    )

@@ -1,0 +1,52 @@
+"""Plain typed data passed between the steps of a sync."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """An open pull request, as far as filters and templates need it.
+
+    Everything here comes from the list call: no extra API call per PR.
+    Every string is untrusted input from whoever opened the PR.
+    """
+
+    repository: str  # "owner/name" of the base repository
+    number: int
+    title: str
+    head_sha: str
+    head_branch: str
+    head_repository: str | None  # None when the fork was deleted
+    base_branch: str
+    author: str
+    author_association: str
+    labels: tuple[str, ...]
+    draft: bool
+    created_at: datetime
+    updated_at: datetime
+    html_url: str
+
+    @property
+    def is_fork(self) -> bool:
+        # A deleted fork has no head repository: still a fork.
+        return (self.head_repository or "").lower() != self.repository.lower()
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The outcome of listing one repository's open pull requests.
+
+    `complete` is True only when every page was read successfully; anything
+    else means "unknown", and no environment of the repository may be removed.
+    """
+
+    repository: str
+    pull_requests: tuple[PullRequest, ...]
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None

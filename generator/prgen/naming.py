@@ -1,0 +1,37 @@
+"""Untrusted text -> Kubernetes names (DNS-1123 labels).
+
+A name that had to be cut gets a short hash of the full input, so two
+different inputs that share a long prefix still get different names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+DNS_LABEL_MAX = 63
+HELM_RELEASE_NAME_MAX = 53
+_HASH_LEN = 8
+_INVALID = re.compile(r"[^a-z0-9]+")
+_VALID_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_LEN]
+
+
+def is_dns_label(name: str, max_length: int = DNS_LABEL_MAX) -> bool:
+    return len(name) <= max_length and bool(_VALID_LABEL.match(name))
+
+
+def dns_label(text: str, max_length: int = DNS_LABEL_MAX) -> str:
+    """Lower-case, runs of anything but [a-z0-9] become '-', trimmed, cut with a hash."""
+    if max_length <= _HASH_LEN + 1:
+        raise ValueError(f"max_length {max_length} leaves no room for a hash")
+    slug = _INVALID.sub("-", text.lower()).strip("-")
+    if not slug:
+        return "x" + short_hash(text)
+    if len(slug) <= max_length:
+        return slug
+    head = slug[: max_length - _HASH_LEN - 1].rstrip("-")
+    return f"{head}-{short_hash(text)}"

@@ -1,0 +1,102 @@
+"""`<<NAME>>` placeholders, substituted inside parsed YAML values, never into template text.
+
+The syntax is the seed controller's, so its users' configs move over unchanged.
+Values from the PR (branch, title, author) are untrusted: they can only ever
+become (part of) a string scalar, and a `${...}` they carry is reported so the
+renderer can keep Flux's post-build substitution away from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap
+
+from prgen.model import PullRequest
+from prgen.naming import dns_label
+
+PLACEHOLDER = re.compile(r"<<([A-Z][A-Z0-9_]*)>>")
+
+KNOWN = frozenset(
+    {
+        "PR_NUMBER",
+        "PR_HEAD_SHA",
+        "PR_HEAD_SHORT_SHA",
+        "PR_BRANCH",
+        "PR_BRANCH_SLUG",
+        "PR_BASE_BRANCH",
+        "PR_AUTHOR",
+        "PR_TITLE",
+        "REPO_OWNER",
+        "REPO_NAME",
+        "NAMESPACE",
+    }
+)
+# Free text someone outside the team may choose.
+UNTRUSTED = frozenset({"PR_BRANCH", "PR_BASE_BRANCH", "PR_AUTHOR", "PR_TITLE"})
+FLUX_VARIABLE = "${"
+
+
+def unknown_placeholders(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, name) of each placeholder in `value` that prgen does not know."""
+    if isinstance(value, str):
+        for match in PLACEHOLDER.finditer(value):
+            if match.group(1) not in KNOWN:
+                yield path, match.group(1)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from unknown_placeholders(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from unknown_placeholders(item, f"{path}[{index}]")
+
+
+def pull_request_values(pr: PullRequest, namespace: str = "") -> dict[str, str]:
+    owner, name = pr.repository.split("/", 1)
+    values = {
+        "PR_NUMBER": str(pr.number),
+        "PR_HEAD_SHA": pr.head_sha,
+        "PR_HEAD_SHORT_SHA": pr.head_sha[:7],
+        "PR_BRANCH": pr.head_branch,
+        "PR_BRANCH_SLUG": dns_label(pr.head_branch, 40),
+        "PR_BASE_BRANCH": pr.base_branch,
+        "PR_AUTHOR": pr.author,
+        "PR_TITLE": pr.title,
+        "REPO_OWNER": owner,
+        "REPO_NAME": name,
+    }
+    if namespace:
+        values["NAMESPACE"] = namespace
+    return values
+
+
+@dataclass
+class Substitution:
+    values: Mapping[str, str]
+    # Set when PR text created a `${` that was not in the template: Flux must not expand it.
+    introduced_flux_variable: bool = False
+
+    def text(self, template: str) -> str:
+        result = PLACEHOLDER.sub(lambda m: self.values.get(m.group(1), m.group(0)), template)
+        if result.count(FLUX_VARIABLE) > template.count(FLUX_VARIABLE):
+            self.introduced_flux_variable = True
+        return result
+
+    def apply(self, value: Any) -> Any:
+        """A copy of `value` with placeholders substituted in every string scalar.
+
+        Keys are left alone: PR text must never add, rename or merge fields.
+        """
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            copied = CommentedMap() if isinstance(value, CommentedMap) else {}
+            for key, item in value.items():
+                copied[key] = self.apply(item)
+            return copied
+        if isinstance(value, list):
+            return [self.apply(item) for item in value]
+        return value

@@ -1,0 +1,151 @@
+"""Desired environments + what the fleet holds -> the changes to make. Pure.
+
+The one rule that matters most: an environment is deleted only when its
+repository's listing was complete. Anything else keeps it as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from prgen.inventory import CurrentEnvironment, Inventory
+from prgen.render import KUSTOMIZATION_FILE, RenderedEnvironment, render_index
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    repository: str
+    number: int
+    folder: str
+    head_sha: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    repository: str
+    number: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    conflicts: tuple[Conflict, ...]
+    writes: Mapping[str, bytes | None] = field(default_factory=dict)  # relative to managed path
+
+    def of(self, action: Action) -> list[Change]:
+        return [change for change in self.changes if change.action is action]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.writes)
+
+
+def _file_writes(
+    folder: str, old: Mapping[str, bytes], new: Mapping[str, bytes]
+) -> dict[str, bytes | None]:
+    writes: dict[str, bytes | None] = {}
+    for name, content in new.items():
+        if old.get(name) != content:
+            writes[f"{folder}/{name}"] = content
+    for name in old.keys() - new.keys():
+        writes[f"{folder}/{name}"] = None
+    return writes
+
+
+def _blocked_by_handwritten(folder: str, files: Iterable[str], handwritten: Collection[str]) -> bool:
+    return folder in handwritten or any(f"{folder}/{name}" in handwritten for name in files)
+
+
+def make_plan(
+    desired: Sequence[RenderedEnvironment],
+    inventory: Inventory,
+    complete: Collection[str],
+) -> Plan:
+    """`complete`: lower-cased names of the repositories whose listing succeeded in full."""
+    current: dict[tuple[str, int], list[CurrentEnvironment]] = {}
+    for env in inventory.environments:
+        current.setdefault(env.key, []).append(env)
+    wanted = {(env.repository.lower(), env.number) for env in desired}
+
+    changes: list[Change] = []
+    conflicts: list[Conflict] = []
+    deletes: dict[str, None] = {}
+    writes: dict[str, bytes | None] = {}
+    claimed: dict[str, str] = {folder: "unrecognised prgen files" for folder in inventory.unrecognised}
+
+    # Environments nobody asked for: removed only on a complete listing, else kept untouched.
+    for key, envs in current.items():
+        if key in wanted:
+            continue
+        for env in envs:
+            if env.repository.lower() in complete:
+                deletes.update(dict.fromkeys(f"{env.folder}/{name}" for name in env.files))
+                changes.append(
+                    Change(Action.DELETE, env.repository, env.number, env.folder, env.head_sha,
+                           "pull request closed or no longer eligible")
+                )
+            else:
+                claimed[env.folder] = f"{env.repository}#{env.number}"
+                changes.append(
+                    Change(Action.KEEP, env.repository, env.number, env.folder, env.head_sha,
+                           f"listing of {env.repository} failed: kept as is")
+                )
+
+    for env in desired:
+        key = (env.repository.lower(), env.number)
+        owner = claimed.get(env.namespace)
+        if owner is not None:
+            conflicts.append(
+                Conflict(env.repository, env.number, f"namespace {env.namespace} is taken by {owner}")
+            )
+            current.pop(key, None)  # its current folder, if any, stays as it is
+            continue
+        if _blocked_by_handwritten(env.namespace, env.files, inventory.handwritten):
+            conflicts.append(
+                Conflict(env.repository, env.number,
+                         f"folder {env.namespace} holds hand-written files prgen will not overwrite")
+            )
+            current.pop(key, None)
+            continue
+        claimed[env.namespace] = f"{env.repository}#{env.number}"
+        existing = current.pop(key, [])
+        old = next((c for c in existing if c.folder == env.namespace), None)
+        for moved in existing:
+            if moved is not old:
+                deletes.update(dict.fromkeys(f"{moved.folder}/{name}" for name in moved.files))
+        env_writes = _file_writes(env.namespace, old.files if old else {}, env.files)
+        writes.update(env_writes)
+        if not existing:
+            action, reason = Action.CREATE, "new pull request"
+        elif env_writes or len(existing) > 1 or old is None:
+            previous = old or existing[0]
+            action = Action.UPDATE
+            reason = (
+                f"new head commit (was {previous.head_sha[:7]})"
+                if previous.head_sha and previous.head_sha != env.head_sha
+                else "configuration or template changed"
+            )
+        else:
+            action, reason = Action.KEEP, "up to date"
+        changes.append(Change(action, env.repository, env.number, env.namespace, env.head_sha, reason))
+
+    all_writes: dict[str, bytes | None] = {**deletes, **writes}
+    if not inventory.index_is_handwritten:
+        environments = [f for f in claimed if f not in inventory.unrecognised]
+        index = render_index([*environments, *inventory.top_level_handwritten()])
+        if index != inventory.index:
+            all_writes[KUSTOMIZATION_FILE] = index
+    changes.sort(key=lambda c: (c.repository.lower(), c.number, c.action != Action.DELETE))
+    return Plan(tuple(changes), tuple(conflicts), all_writes)

@@ -1,0 +1,183 @@
+"""One environment -> its manifests: a pure function of config, templates and the PR.
+
+Templates are parsed first; PR data only ever enters as string scalars through
+`Substitution`, and prgen itself sets every field that identifies or owns the
+environment, so a template or a PR can't take those away.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from prgen.config import RepositorySettings
+from prgen.model import PullRequest
+from prgen.naming import HELM_RELEASE_NAME_MAX, dns_label
+from prgen.placeholders import Substitution, pull_request_values
+
+MARKER = "# prgen:managed"
+OWNER_LABEL = "app.kubernetes.io/managed-by"
+ANNOTATION_REPOSITORY = "prgen.io/repository"
+ANNOTATION_PULL_REQUEST = "prgen.io/pull-request"
+ANNOTATION_HEAD_SHA = "prgen.io/head-sha"
+FLUX_COMMIT = "event.toolkit.fluxcd.io/commit"
+FLUX_CHANGE_REQUEST = "event.toolkit.fluxcd.io/change_request"
+FLUX_SUBSTITUTE = "kustomize.toolkit.fluxcd.io/substitute"
+
+HELMRELEASE_FILE = "helmrelease.yaml"
+NAMESPACE_FILE = "namespace.yaml"
+KUSTOMIZATION_FILE = "kustomization.yaml"
+# Chart sources whose charts change without a version bump.
+_REVISION_SOURCES = frozenset({"GitRepository", "Bucket"})
+
+
+@dataclass(frozen=True)
+class RenderedEnvironment:
+    repository: str
+    number: int
+    head_sha: str
+    namespace: str  # also the environment's folder name under the managed path
+    files: Mapping[str, bytes]
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt", pure=True)
+    yaml.width = 4096  # never fold long strings: byte-stable and diff-friendly
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def dump(obj: Any, header: str) -> bytes:
+    stream = io.StringIO()
+    stream.write(f"{MARKER} - {header}\n")
+    _yaml().dump(obj, stream)
+    return stream.getvalue().encode("utf-8")
+
+
+@cache
+def _template_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _load_template(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = YAML(typ="safe", pure=True).load(_template_text(path))
+    return document
+
+
+def _deep_merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, Mapping):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _deep_merge(base.get(key), value)
+        return merged
+    return copy.deepcopy(override)
+
+
+def environment_namespace(repo: RepositorySettings, pr: PullRequest) -> str:
+    return dns_label(Substitution(pull_request_values(pr)).text(repo.namespace))
+
+
+def release_name(repo: RepositorySettings, pr: PullRequest) -> str:
+    return dns_label(f"{repo.short_name}-pr-{pr.number}", HELM_RELEASE_NAME_MAX)
+
+
+def _ownership(metadata: dict[str, Any], repo: RepositorySettings, pr: PullRequest) -> None:
+    metadata["labels"] = {
+        **(metadata.get("labels") or {}),
+        OWNER_LABEL: "prgen",
+        "prgen.io/repository": dns_label(repo.name),
+        "prgen.io/pull-request": str(pr.number),
+    }
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        ANNOTATION_REPOSITORY: repo.name,
+        ANNOTATION_PULL_REQUEST: str(pr.number),
+    }
+
+
+def _chart_fields(repo: RepositorySettings, subst: Substitution) -> dict[str, Any]:
+    if repo.chart_ref is not None:
+        return {"chartRef": subst.apply(dict(repo.chart_ref))}
+    assert repo.chart is not None  # config guarantees exactly one
+    chart_spec = subst.apply(dict(repo.chart))
+    if chart_spec["sourceRef"]["kind"] in _REVISION_SOURCES:
+        chart_spec.setdefault("reconcileStrategy", "Revision")
+    return {"chart": {"spec": chart_spec}}
+
+
+def _helm_release(repo: RepositorySettings, pr: PullRequest, namespace: str) -> dict[str, Any]:
+    subst = Substitution(pull_request_values(pr, namespace))
+    template = _load_template(repo.templates.helm_release)
+    spec = dict(template.get("spec") or {})
+    spec.pop("chart", None)
+    spec.pop("chartRef", None)
+    spec["values"] = _deep_merge(spec.get("values") or {}, repo.values)
+    release: dict[str, Any] = subst.apply({**template, "spec": spec})
+    chart = _chart_fields(repo, subst)
+    release["spec"] = {**chart, "releaseName": release_name(repo, pr), **release["spec"]}
+    metadata = release.get("metadata") or {}
+    metadata["name"] = dns_label(repo.short_name)
+    metadata["namespace"] = namespace
+    _ownership(metadata, repo, pr)
+    metadata["annotations"].update(
+        {
+            ANNOTATION_HEAD_SHA: pr.head_sha,
+            FLUX_COMMIT: pr.head_sha,
+            FLUX_CHANGE_REQUEST: str(pr.number),
+        }
+    )
+    if subst.introduced_flux_variable:
+        # PR text formed a `${...}`: Flux must apply it verbatim, never expand it.
+        metadata["annotations"][FLUX_SUBSTITUTE] = "disabled"
+    release["metadata"] = metadata
+    return release
+
+
+def _namespace(repo: RepositorySettings, pr: PullRequest, namespace: str) -> dict[str, Any]:
+    subst = Substitution(pull_request_values(pr, namespace))
+    document: dict[str, Any] = subst.apply(_load_template(repo.templates.namespace))
+    metadata = document.get("metadata") or {}
+    metadata["name"] = namespace
+    metadata.pop("namespace", None)
+    _ownership(metadata, repo, pr)
+    if subst.introduced_flux_variable:
+        metadata["annotations"][FLUX_SUBSTITUTE] = "disabled"
+    document["metadata"] = metadata
+    return document
+
+
+def kustomization(resources: Iterable[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": list(resources),
+    }
+
+
+def render_environment(repo: RepositorySettings, pr: PullRequest) -> RenderedEnvironment:
+    namespace = environment_namespace(repo, pr)
+    header = f"preview environment of {repo.name} pull request {pr.number}; prgen overwrites edits"
+    files = {
+        NAMESPACE_FILE: dump(_namespace(repo, pr, namespace), header),
+        HELMRELEASE_FILE: dump(_helm_release(repo, pr, namespace), header),
+        KUSTOMIZATION_FILE: dump(kustomization([NAMESPACE_FILE, HELMRELEASE_FILE]), header),
+    }
+    return RenderedEnvironment(
+        repository=repo.name,
+        number=pr.number,
+        head_sha=pr.head_sha,
+        namespace=namespace,
+        files=files,
+    )
+
+
+def render_index(entries: Iterable[str]) -> bytes:
+    """The managed folder's kustomization.yaml: every environment, plus hand-written entries."""
+    return dump(kustomization(sorted(set(entries))), "lists the preview environments")

@@ -1,0 +1,201 @@
+"""One sync run: list, filter, render, plan, commit, push; re-plan on a concurrent push."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prgen.config import Config
+from prgen.errors import ExitCode, FleetError
+from prgen.filters import Skipped, select
+from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
+from prgen.inventory import read_inventory
+from prgen.model import Listing
+from prgen.plan import Action, Plan, make_plan
+from prgen.render import RenderedEnvironment, render_environment
+from prgen.source import PullRequestSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RepositoryOutcome:
+    name: str
+    complete: bool
+    error: str | None
+    open_pull_requests: int
+    eligible: int
+
+
+@dataclass
+class SyncResult:
+    fleet_url: str
+    fleet_path: str
+    repositories: list[RepositoryOutcome]
+    plan: Plan
+    skipped: list[Skipped]
+    commit: str | None = None
+    dry_run: bool = False
+    diff: str = ""
+    attempts: int = 1
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed_repositories(self) -> list[RepositoryOutcome]:
+        return [repo for repo in self.repositories if not repo.complete]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.PARTIAL if self.failed_repositories else ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fleet": {"url": self.fleet_url, "path": self.fleet_path},
+            "dryRun": self.dry_run,
+            "commit": self.commit,
+            "attempts": self.attempts,
+            "exitCode": int(self.exit_code),
+            "repositories": [
+                {
+                    "name": r.name,
+                    "synced": r.complete,
+                    "error": r.error,
+                    "openPullRequests": r.open_pull_requests,
+                    "eligible": r.eligible,
+                }
+                for r in self.repositories
+            ],
+            "changes": [
+                {
+                    "action": str(c.action),
+                    "repository": c.repository,
+                    "pullRequest": c.number,
+                    "folder": f"{self.fleet_path}/{c.folder}",
+                    "headSha": c.head_sha,
+                    "reason": c.reason,
+                }
+                for c in self.plan.changes
+            ],
+            "conflicts": [
+                {"repository": c.repository, "pullRequest": c.number, "reason": c.reason}
+                for c in self.plan.conflicts
+            ],
+            "skipped": [
+                {"repository": s.repository, "pullRequest": s.number, "reason": s.reason}
+                for s in self.skipped
+            ],
+            "warnings": self.warnings,
+            **({"diff": self.diff} if self.dry_run else {}),
+        }
+
+
+def commit_message(plan: Plan) -> str:
+    created, updated, deleted = (plan.of(a) for a in (Action.CREATE, Action.UPDATE, Action.DELETE))
+    counts = [f"{len(created)} created", f"{len(updated)} updated", f"{len(deleted)} removed"]
+    lines = [f"prgen: {', '.join(counts)}", ""]
+    for change in created:
+        lines.append(f"created {change.repository}#{change.number} in {change.folder} at {change.head_sha}")
+    for change in updated:
+        lines.append(
+            f"updated {change.repository}#{change.number} in {change.folder} at {change.head_sha}: "
+            f"{change.reason}"
+        )
+    for change in deleted:
+        lines.append(f"removed {change.repository}#{change.number} from {change.folder}")
+    if not (created or updated or deleted):
+        lines.append("refreshed the environment index")
+    return "\n".join(lines) + "\n"
+
+
+def unified_diff(fleet_path: str, snapshot: Snapshot, plan: Plan) -> str:
+    chunks = []
+    for relative, content in sorted(plan.writes.items()):
+        path = f"{fleet_path}/{relative}"
+        before = snapshot.files.get(relative)
+        chunks.extend(
+            difflib.unified_diff(
+                (before or b"").decode("utf-8", "replace").splitlines(keepends=True),
+                (content or b"").decode("utf-8", "replace").splitlines(keepends=True),
+                fromfile=f"a/{path}" if before is not None else "/dev/null",
+                tofile=f"b/{path}" if content is not None else "/dev/null",
+            )
+        )
+    return "".join(chunks)
+
+
+class Syncer:
+    def __init__(
+        self,
+        config: Config,
+        source: PullRequestSource,
+        workdir: Path,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.fleet = FleetRepo(config.fleet, workdir)
+        self._sleep = sleep
+
+    def _list(self, snapshot: Snapshot) -> list[Listing]:
+        inventory = read_inventory(snapshot.files)
+        listings = []
+        for repo in self.config.repositories:
+            have = [e.number for e in inventory.environments if e.repository.lower() == repo.name.lower()]
+            listings.append(self.source.list_open(repo.name, must_confirm=have))
+        return listings
+
+    def _plan(self, snapshot: Snapshot, listings: list[Listing]) -> tuple[Plan, SyncResult]:
+        desired: list[RenderedEnvironment] = []
+        skipped: list[Skipped] = []
+        outcomes = []
+        for repo, listing in zip(self.config.repositories, listings, strict=True):
+            eligible, left_out = select(repo, listing.pull_requests)
+            desired.extend(render_environment(repo, pr) for pr in eligible)
+            skipped.extend(left_out)
+            outcomes.append(
+                RepositoryOutcome(repo.name, listing.complete, listing.error,
+                                  len(listing.pull_requests), len(eligible))
+            )
+        complete = {listing.repository.lower() for listing in listings if listing.complete}
+        inventory = read_inventory(snapshot.files)
+        plan = make_plan(desired, inventory, complete)
+        result = SyncResult(self.fleet.display_url, self.config.fleet.path, outcomes, plan, skipped)
+        if inventory.index_is_handwritten:
+            result.warnings.append(
+                f"{self.config.fleet.path}/kustomization.yaml is hand-written: prgen leaves it alone, "
+                "so list the environment folders in it yourself"
+            )
+        result.warnings.extend(
+            f"{self.config.fleet.path}/{folder} holds prgen files without a readable HelmRelease: left alone"
+            for folder in inventory.unrecognised
+        )
+        return plan, result
+
+    def run(self, *, dry_run: bool = False) -> SyncResult:
+        retries = self.config.fleet.push_retries
+        with self.fleet.locked():
+            for attempt in range(1, retries + 2):
+                snapshot = self.fleet.refresh()
+                plan, result = self._plan(snapshot, self._list(snapshot))
+                result.attempts = attempt
+                if dry_run:
+                    result.dry_run = True
+                    result.diff = unified_diff(self.config.fleet.path, snapshot, plan)
+                    return result
+                if not plan.has_changes:
+                    return result
+                try:
+                    result.commit = self.fleet.commit_and_push(snapshot, plan.writes, commit_message(plan))
+                    return result
+                except ConcurrentUpdate:
+                    delay = min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+                    log.info("the fleet branch moved during the sync: re-planning in %.1fs", delay)
+                    self._sleep(delay)
+        raise FleetError(f"gave up after {retries + 1} attempts: the fleet branch kept moving")
