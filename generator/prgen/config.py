@@ -196,6 +196,8 @@ def _compile_repository(
     for field in ("namespace", "values", "chart", "chartRef"):
         for where, name in unknown_placeholders(entry.get(field), f"{at}.{field}"):
             raise ConfigError(f"unknown placeholder <<{name}>>", where, source)
+    if "<<NAMESPACE>>" in entry.get("namespace", ""):
+        raise ConfigError("<<NAMESPACE>> can't be used to make the namespace itself", f"{at}.namespace", source)
     templates = _compile_templates(entry.get("templates", {}), f"{at}.templates", source, base)
     return RepositorySettings(
         name=entry["name"],
