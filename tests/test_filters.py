@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from factories import pull_request, repository
+
+from prgen.filters import select
+
+
+def numbers(extra: str, *prs):  # type: ignore[no-untyped-def]
+    eligible, skipped = select(repository(extra), list(prs))
+    return [pr.number for pr in eligible], {s.number: s.reason for s in skipped}
+
+
+def test_every_open_pr_is_eligible_by_default_newest_first() -> None:
+    assert numbers("", pull_request(1), pull_request(3), pull_request(2)) == ([3, 2, 1], {})
+
+
+def test_required_labels_must_all_be_present() -> None:
+    got, skipped = numbers(
+        "    labels: [preview, qa]\n",
+        pull_request(1, labels=("preview", "qa")),
+        pull_request(2, labels=("preview",)),
+    )
+    assert got == [1]
+    assert skipped == {2: "missing label qa"}
+
+
+def test_an_excluded_label_wins() -> None:
+    got, skipped = numbers(
+        "    excludeLabels: [no-preview]\n", pull_request(1), pull_request(2, labels=("no-preview",))
+    )
+    assert got == [1] and "no-preview" in skipped[2]
+
+
+def test_drafts_are_left_out_unless_enabled() -> None:
+    draft = pull_request(1, draft=True)
+    assert numbers("", draft)[0] == []
+    assert numbers("    drafts: true\n", draft)[0] == [1]
+
+
+def test_forks_and_deleted_forks_are_left_out_unless_enabled() -> None:
+    fork = pull_request(1, head_repository="mallory/shop")
+    gone = pull_request(2, head_repository=None)
+    same_repo_other_case = pull_request(3, head_repository="ACME/Shop")
+    got, skipped = numbers("", fork, gone, same_repo_other_case)
+    assert got == [3] and set(skipped) == {1, 2}
+    assert numbers("    forks: true\n", fork, gone)[0] == [2, 1]
+
+
+def test_head_and_base_branch_regexes() -> None:
+    got, skipped = numbers(
+        "    branches: '^feature/'\n    targetBranches: '^main$'\n",
+        pull_request(1, head_branch="feature/a"),
+        pull_request(2, head_branch="fix/b"),
+        pull_request(3, head_branch="feature/c", base_branch="release"),
+    )
+    assert got == [1]
+    assert "head branch" in skipped[2] and "base branch" in skipped[3]
+
+
+def test_max_environments_keeps_the_newest_and_reports_the_rest() -> None:
+    got, skipped = numbers(
+        "    maxEnvironments: 2\n", *(pull_request(n) for n in (5, 9, 7, 1))
+    )
+    assert got == [9, 7]
+    assert set(skipped) == {5, 1} and "limit of 2" in skipped[5]
+
+
+def test_the_limit_counts_only_eligible_prs() -> None:
+    got, _ = numbers(
+        "    maxEnvironments: 1\n", pull_request(9, draft=True), pull_request(3)
+    )
+    assert got == [3]

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from factories import pull_request, repository
+
+from prgen.inventory import read_inventory
+from prgen.plan import Action, make_plan
+from prgen.render import render_environment
+
+SHOP = repository()
+
+
+def files_of(*envs):  # type: ignore[no-untyped-def]
+    """The managed folder as it looks after those environments were written."""
+    plan = make_plan(list(envs), read_inventory({}), complete={"acme/shop"})
+    return {path: content for path, content in plan.writes.items() if content is not None}
+
+
+def actions(plan) -> dict[int, Action]:  # type: ignore[no-untyped-def]
+    return {change.number: change.action for change in plan.changes}
+
+
+def test_new_prs_are_created_with_an_index() -> None:
+    plan = make_plan([render_environment(SHOP, pull_request(1))], read_inventory({}), {"acme/shop"})
+    assert actions(plan) == {1: Action.CREATE}
+    assert set(plan.writes) == {
+        "shop-pr-1/namespace.yaml", "shop-pr-1/helmrelease.yaml", "shop-pr-1/kustomization.yaml",
+        "kustomization.yaml",
+    }
+    assert b"- shop-pr-1\n" in plan.writes["kustomization.yaml"]  # type: ignore[operator]
+
+
+def test_unchanged_environments_are_kept_and_nothing_is_written() -> None:
+    env = render_environment(SHOP, pull_request(1))
+    plan = make_plan([env], read_inventory(files_of(env)), {"acme/shop"})
+    assert actions(plan) == {1: Action.KEEP}
+    assert not plan.has_changes
+
+
+def test_a_new_head_commit_updates_only_the_helmrelease() -> None:
+    before = render_environment(SHOP, pull_request(1))
+    after = render_environment(SHOP, pull_request(1, head_sha="f" * 40))
+    plan = make_plan([after], read_inventory(files_of(before)), {"acme/shop"})
+    assert actions(plan) == {1: Action.UPDATE}
+    assert set(plan.writes) == {"shop-pr-1/helmrelease.yaml"}
+    assert "new head commit" in plan.changes[0].reason
+
+
+def test_a_closed_pr_is_deleted_when_the_listing_was_complete() -> None:
+    env = render_environment(SHOP, pull_request(1))
+    plan = make_plan([], read_inventory(files_of(env)), {"acme/shop"})
+    assert actions(plan) == {1: Action.DELETE}
+    assert plan.writes["shop-pr-1/helmrelease.yaml"] is None
+    assert b"resources: []" in plan.writes["kustomization.yaml"]  # type: ignore[operator]
+
+
+def test_a_failed_listing_deletes_nothing() -> None:
+    env = render_environment(SHOP, pull_request(1))
+    plan = make_plan([], read_inventory(files_of(env)), complete=set())
+    assert actions(plan) == {1: Action.KEEP}
+    assert "failed" in plan.changes[0].reason
+    assert not plan.has_changes
+
+
+def test_hand_written_files_are_never_written_or_deleted_and_stay_listed() -> None:
+    env = render_environment(SHOP, pull_request(1))
+    current = {**files_of(env), "extra.yaml": b"kind: ConfigMap\n", "shop-pr-1/notes.txt": b"mine\n"}
+    plan = make_plan([], read_inventory(current), {"acme/shop"})
+    assert "extra.yaml" not in plan.writes and "shop-pr-1/notes.txt" not in plan.writes
+    assert b"- extra.yaml" in plan.writes["kustomization.yaml"]  # type: ignore[operator]
+
+
+def test_a_hand_written_index_is_left_alone() -> None:
+    env = render_environment(SHOP, pull_request(1))
+    plan = make_plan([env], read_inventory({"kustomization.yaml": b"resources: []\n"}), {"acme/shop"})
+    assert "kustomization.yaml" not in plan.writes
+    assert "shop-pr-1/helmrelease.yaml" in plan.writes
+
+
+def test_two_prs_wanting_one_namespace_conflict_and_the_second_gets_nothing() -> None:
+    fixed = repository("    namespace: preview\n")
+    first, second = (render_environment(fixed, pull_request(n)) for n in (2, 1))
+    plan = make_plan([first, second], read_inventory({}), {"acme/shop"})
+    assert actions(plan) == {2: Action.CREATE}
+    assert [c.number for c in plan.conflicts] == [1]
+
+
+def test_a_hand_written_folder_blocks_an_environment() -> None:
+    env = render_environment(SHOP, pull_request(1))
+    plan = make_plan([env], read_inventory({"shop-pr-1/helmrelease.yaml": b"mine\n"}), {"acme/shop"})
+    assert plan.changes == ()
+    assert "hand-written" in plan.conflicts[0].reason
+
+
+def test_a_namespace_template_change_moves_the_environment() -> None:
+    old = render_environment(SHOP, pull_request(1))
+    new = render_environment(repository("    namespace: 'shop-<<PR_NUMBER>>'\n"), pull_request(1))
+    plan = make_plan([new], read_inventory(files_of(old)), {"acme/shop"})
+    assert actions(plan) == {1: Action.UPDATE}
+    assert plan.writes["shop-pr-1/helmrelease.yaml"] is None
+    assert plan.writes["shop-1/helmrelease.yaml"] is not None
