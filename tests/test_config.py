@@ -59,50 +59,113 @@ CHART = "chart: {chart: shop, sourceRef: {kind: HelmRepository, name: charts}}"
         ("[]", "", "mapping"),
         ("fleet: {url: x, path: p}\n", "(top level)", "'repositories' is a required property"),
         ("fleet: {url: x, path: p}\nrepositories: []\n", "repositories", "should be non-empty"),
-        ("fleet: {url: x, path: p}\nbogus: 1\nrepositories: [{name: a/b, " + CHART + "}]",
-         "(top level)", "'bogus' was unexpected"),
-        ("fleet: {url: x, path: ../up}\nrepositories: [{name: a/b, " + CHART + "}]",
-         "fleet.path", "does not match"),
-        ("fleet: {url: x, path: /abs}\nrepositories: [{name: a/b, " + CHART + "}]",
-         "fleet.path", "does not match"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: nope, " + CHART + "}]",
-         "repositories[0].name", "does not match"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, drafts: 'yes', " + CHART + "}]",
-         "repositories[0].drafts", "is not of type 'boolean'"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, maxEnvironments: -1, " + CHART + "}]",
-         "repositories[0].maxEnvironments", "minimum"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, branches: '(', " + CHART + "}]",
-         "repositories[0].branches", "regular expression"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b}]",
-         "repositories[0]", "neither 'chart' nor 'chartRef'"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, " + CHART
-         + ", chartRef: {kind: OCIRepository, name: c}}]",
-         "repositories[0]", "both 'chart' and 'chartRef'"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, chart: {chart: x, sourceRef: "
-         "{kind: OCIRepository, name: c}}}]",
-         "repositories[0].chart.sourceRef.kind", "is not one of"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, chart: {chart: x}}]",
-         "repositories[0].chart", "'sourceRef' is a required property"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, values: {tag: '<<PR_SHA>>'}, "
-         + CHART + "}]",
-         "repositories[0].values.tag", "unknown placeholder <<PR_SHA>>"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, " + CHART + "}, {name: A/B, "
-         + CHART + "}]",
-         "repositories[1].name", "listed twice"),
-        ("fleet: {url: x, path: p}\ngithub: {apiUrl: 'not a url'}\nrepositories: [{name: a/b, "
-         + CHART + "}]",
-         "github.apiUrl", "does not match"),
-        ("fleet: {url: x, path: p}\ngithub: {app: {id: 1, installationId: 2}}\nrepositories: "
-         "[{name: a/b, " + CHART + "}]",
-         "github.app", "'privateKeyFile' is a required property"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, templates: {helmRelease: "
-         "missing.yaml}, " + CHART + "}]",
-         "repositories[0].templates.helmRelease", "cannot read template"),
-        ("fleet: {url: x, path: p}\nrepositories: [{name: a/b, namespace: 'x-<<NAMESPACE>>', "
-         + CHART + "}]",
-         "repositories[0].namespace", "<<NAMESPACE>>"),
-        ("fleet: {url: x, path: p, path: q}\nrepositories: [{name: a/b, " + CHART + "}]",
-         "", "duplicate key"),
+        (
+            "fleet: {url: x, path: p}\nbogus: 1\nrepositories: [{name: a/b, " + CHART + "}]",
+            "(top level)",
+            "'bogus' was unexpected",
+        ),
+        (
+            "fleet: {url: x, path: ../up}\nrepositories: [{name: a/b, " + CHART + "}]",
+            "fleet.path",
+            "does not match",
+        ),
+        (
+            "fleet: {url: x, path: /abs}\nrepositories: [{name: a/b, " + CHART + "}]",
+            "fleet.path",
+            "does not match",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: nope, " + CHART + "}]",
+            "repositories[0].name",
+            "does not match",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, drafts: 'yes', " + CHART + "}]",
+            "repositories[0].drafts",
+            "is not of type 'boolean'",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, maxEnvironments: -1, "
+            + CHART
+            + "}]",
+            "repositories[0].maxEnvironments",
+            "minimum",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, branches: '(', " + CHART + "}]",
+            "repositories[0].branches",
+            "regular expression",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b}]",
+            "repositories[0]",
+            "neither 'chart' nor 'chartRef'",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, "
+            + CHART
+            + ", chartRef: {kind: OCIRepository, name: c}}]",
+            "repositories[0]",
+            "both 'chart' and 'chartRef'",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, chart: {chart: x, sourceRef: "
+            "{kind: OCIRepository, name: c}}}]",
+            "repositories[0].chart.sourceRef.kind",
+            "is not one of",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, chart: {chart: x}}]",
+            "repositories[0].chart",
+            "'sourceRef' is a required property",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, values: {tag: '<<PR_SHA>>'}, "
+            + CHART
+            + "}]",
+            "repositories[0].values.tag",
+            "unknown placeholder <<PR_SHA>>",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, "
+            + CHART
+            + "}, {name: A/B, "
+            + CHART
+            + "}]",
+            "repositories[1].name",
+            "listed twice",
+        ),
+        (
+            "fleet: {url: x, path: p}\ngithub: {apiUrl: 'not a url'}\nrepositories: [{name: a/b, "
+            + CHART
+            + "}]",
+            "github.apiUrl",
+            "does not match",
+        ),
+        (
+            "fleet: {url: x, path: p}\ngithub: {app: {id: 1, installationId: 2}}\nrepositories: "
+            "[{name: a/b, " + CHART + "}]",
+            "github.app",
+            "'privateKeyFile' is a required property",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, templates: {helmRelease: "
+            "missing.yaml}, " + CHART + "}]",
+            "repositories[0].templates.helmRelease",
+            "cannot read template",
+        ),
+        (
+            "fleet: {url: x, path: p}\nrepositories: [{name: a/b, namespace: 'x-<<NAMESPACE>>', "
+            + CHART
+            + "}]",
+            "repositories[0].namespace",
+            "<<NAMESPACE>>",
+        ),
+        (
+            "fleet: {url: x, path: p, path: q}\nrepositories: [{name: a/b, " + CHART + "}]",
+            "",
+            "duplicate key",
+        ),
     ],
 )
 def test_a_bad_config_names_the_field_and_the_reason(text: str, path: str, reason: str) -> None:
@@ -114,6 +177,8 @@ def test_a_bad_config_names_the_field_and_the_reason(text: str, path: str, reaso
 
 def test_every_schema_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_config("fleet: {url: 1, path: p}\nrepositories: [{name: a/b, drafts: 3, " + CHART + "}]")
+        parse_config(
+            "fleet: {url: 1, path: p}\nrepositories: [{name: a/b, drafts: 3, " + CHART + "}]"
+        )
     paths = [path for path, _ in caught.value.problems]
     assert paths == ["fleet.url", "repositories[0].drafts"]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from factories import pull_request, repository
-
 from prgen.filters import select
 
 
@@ -26,7 +25,9 @@ def test_required_labels_must_all_be_present() -> None:
 
 def test_an_excluded_label_wins() -> None:
     got, skipped = numbers(
-        "    excludeLabels: [no-preview]\n", pull_request(1), pull_request(2, labels=("no-preview",))
+        "    excludeLabels: [no-preview]\n",
+        pull_request(1),
+        pull_request(2, labels=("no-preview",)),
     )
     assert got == [1] and "no-preview" in skipped[2]
 
@@ -58,15 +59,11 @@ def test_head_and_base_branch_regexes() -> None:
 
 
 def test_max_environments_keeps_the_newest_and_reports_the_rest() -> None:
-    got, skipped = numbers(
-        "    maxEnvironments: 2\n", *(pull_request(n) for n in (5, 9, 7, 1))
-    )
+    got, skipped = numbers("    maxEnvironments: 2\n", *(pull_request(n) for n in (5, 9, 7, 1)))
     assert got == [9, 7]
     assert set(skipped) == {5, 1} and "limit of 2" in skipped[5]
 
 
 def test_the_limit_counts_only_eligible_prs() -> None:
-    got, _ = numbers(
-        "    maxEnvironments: 1\n", pull_request(9, draft=True), pull_request(3)
-    )
+    got, _ = numbers("    maxEnvironments: 1\n", pull_request(9, draft=True), pull_request(3))
     assert got == [3]

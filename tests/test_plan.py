@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from factories import pull_request, repository
-
 from prgen.inventory import read_inventory
 from prgen.plan import Action, make_plan
 from prgen.render import render_environment
@@ -23,7 +22,9 @@ def test_new_prs_are_created_with_an_index() -> None:
     plan = make_plan([render_environment(SHOP, pull_request(1))], read_inventory({}), {"acme/shop"})
     assert actions(plan) == {1: Action.CREATE}
     assert set(plan.writes) == {
-        "shop-pr-1/namespace.yaml", "shop-pr-1/helmrelease.yaml", "shop-pr-1/kustomization.yaml",
+        "shop-pr-1/namespace.yaml",
+        "shop-pr-1/helmrelease.yaml",
+        "shop-pr-1/kustomization.yaml",
         "kustomization.yaml",
     }
     assert b"- shop-pr-1\n" in plan.writes["kustomization.yaml"]  # type: ignore[operator]
@@ -63,7 +64,11 @@ def test_a_failed_listing_deletes_nothing() -> None:
 
 def test_hand_written_files_are_never_written_or_deleted_and_stay_listed() -> None:
     env = render_environment(SHOP, pull_request(1))
-    current = {**files_of(env), "extra.yaml": b"kind: ConfigMap\n", "shop-pr-1/notes.txt": b"mine\n"}
+    current = {
+        **files_of(env),
+        "extra.yaml": b"kind: ConfigMap\n",
+        "shop-pr-1/notes.txt": b"mine\n",
+    }
     plan = make_plan([], read_inventory(current), {"acme/shop"})
     assert "extra.yaml" not in plan.writes and "shop-pr-1/notes.txt" not in plan.writes
     assert b"- extra.yaml" in plan.writes["kustomization.yaml"]  # type: ignore[operator]
@@ -71,7 +76,9 @@ def test_hand_written_files_are_never_written_or_deleted_and_stay_listed() -> No
 
 def test_a_hand_written_index_is_left_alone() -> None:
     env = render_environment(SHOP, pull_request(1))
-    plan = make_plan([env], read_inventory({"kustomization.yaml": b"resources: []\n"}), {"acme/shop"})
+    plan = make_plan(
+        [env], read_inventory({"kustomization.yaml": b"resources: []\n"}), {"acme/shop"}
+    )
     assert "kustomization.yaml" not in plan.writes
     assert "shop-pr-1/helmrelease.yaml" in plan.writes
 
@@ -86,7 +93,9 @@ def test_two_prs_wanting_one_namespace_conflict_and_the_second_gets_nothing() ->
 
 def test_a_hand_written_folder_blocks_an_environment() -> None:
     env = render_environment(SHOP, pull_request(1))
-    plan = make_plan([env], read_inventory({"shop-pr-1/helmrelease.yaml": b"mine\n"}), {"acme/shop"})
+    plan = make_plan(
+        [env], read_inventory({"shop-pr-1/helmrelease.yaml": b"mine\n"}), {"acme/shop"}
+    )
     assert plan.changes == ()
     assert "hand-written" in plan.conflicts[0].reason
 

@@ -28,7 +28,9 @@ def configure_logging(verbosity: int) -> None:
     handler.setFormatter(RedactingFormatter("prgen: %(levelname)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG)
+    root.setLevel(
+        logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    )
     if verbosity < 3:  # urllib3 and PyGithub at DEBUG print request headers
         for noisy in ("urllib3", "github"):
             logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))

@@ -41,7 +41,7 @@ class AppSettings:
 @dataclass(frozen=True)
 class GitHubSettings:
     api_url: str = DEFAULT_API_URL
-    token_env: str = "GITHUB_TOKEN"
+    token_env: str = "GITHUB_TOKEN"  # noqa: S105 - the variable's name, not a token
     app: AppSettings | None = None
     timeout: float = 30.0
     retries: int = 3
@@ -191,13 +191,17 @@ def _compile_repository(
     at = f"repositories[{index}]"
     has_chart, has_ref = "chart" in entry, "chartRef" in entry
     if has_chart == has_ref:
-        why = "both 'chart' and 'chartRef' are set" if has_chart else "neither 'chart' nor 'chartRef'"
+        why = (
+            "both 'chart' and 'chartRef' are set" if has_chart else "neither 'chart' nor 'chartRef'"
+        )
         raise ConfigError(f"{why}: exactly one is required (after merging defaults)", at, source)
     for field in ("namespace", "values", "chart", "chartRef"):
         for where, name in unknown_placeholders(entry.get(field), f"{at}.{field}"):
             raise ConfigError(f"unknown placeholder <<{name}>>", where, source)
     if "<<NAMESPACE>>" in entry.get("namespace", ""):
-        raise ConfigError("<<NAMESPACE>> can't be used to make the namespace itself", f"{at}.namespace", source)
+        raise ConfigError(
+            "<<NAMESPACE>> can't be used to make the namespace itself", f"{at}.namespace", source
+        )
     templates = _compile_templates(entry.get("templates", {}), f"{at}.templates", source, base)
     return RepositorySettings(
         name=entry["name"],
@@ -216,9 +220,7 @@ def _compile_repository(
     )
 
 
-def _compile_templates(
-    entry: Mapping[str, str], at: str, source: str, base: Path
-) -> Templates:
+def _compile_templates(entry: Mapping[str, str], at: str, source: str, base: Path) -> Templates:
     paths = {}
     for field, default in (("helmRelease", "helmrelease.yaml"), ("namespace", "namespace.yaml")):
         path = base / entry[field] if field in entry else data_path("templates", default)

@@ -42,8 +42,10 @@ class ConfigError(PrgenError):
 
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""
-        return "\n".join(f"{where}{path}: {reason}" if path else f"{where}{reason}"
-                         for path, reason in self.problems)
+        return "\n".join(
+            f"{where}{path}: {reason}" if path else f"{where}{reason}"
+            for path, reason in self.problems
+        )
 
 
 class FleetError(PrgenError):

@@ -42,9 +42,9 @@ def select(
     skipped: list[Skipped] = []
     for pr in sorted(pulls, key=lambda p: p.number, reverse=True):
         reason = _reason_to_skip(repo, pr)
-        if reason is None and repo.max_environments is not None:
-            if len(eligible) >= repo.max_environments:
-                reason = f"over the limit of {repo.max_environments} environments (newest first)"
+        limit = repo.max_environments
+        if reason is None and limit is not None and len(eligible) >= limit:
+            reason = f"over the limit of {limit} environments (newest first)"
         if reason is None:
             eligible.append(pr)
         else:

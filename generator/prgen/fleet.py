@@ -53,7 +53,9 @@ def _git_environment(settings: FleetSettings) -> dict[str, str]:
     if settings.token_env:
         token = os.environ.get(settings.token_env)
         if not token:
-            raise FleetError(f"environment variable {settings.token_env} (fleet.tokenEnv) is not set")
+            raise FleetError(
+                f"environment variable {settings.token_env} (fleet.tokenEnv) is not set"
+            )
         register_secret(token)
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         register_secret(basic)
@@ -154,8 +156,9 @@ class FleetRepo:
         try:
             repo.git.remote("set-url", "origin", self.url)
             (Path(repo.git_dir) / "index.lock").unlink(missing_ok=True)  # we hold the lock
-            repo.git.fetch("--prune", "--no-tags", "origin",
-                           f"+refs/heads/{branch}:{self._remote_ref}")
+            repo.git.fetch(
+                "--prune", "--no-tags", "origin", f"+refs/heads/{branch}:{self._remote_ref}"
+            )
         except GitCommandError as exc:
             if "couldn't find remote ref" not in str(exc.stderr):
                 raise _git_error(f"fetching {self.display_url}", exc) from exc
@@ -186,7 +189,9 @@ class FleetRepo:
         except KeyError:
             return {}
         if not isinstance(managed, Tree):
-            raise FleetError(f"{self.settings.path} in the fleet repository is a file, not a folder")
+            raise FleetError(
+                f"{self.settings.path} in the fleet repository is a file, not a folder"
+            )
         files: dict[str, bytes] = {}
         for item in managed.traverse():
             if isinstance(item, Blob) and item.mode != Blob.link_mode:
@@ -235,6 +240,9 @@ class FleetRepo:
             repo.git.push("--porcelain", lease, "origin", f"HEAD:refs/heads/{branch}")
         except GitCommandError as exc:
             text = f"{exc.stdout} {exc.stderr}"
-            if any(word in text for word in ("[rejected]", "stale info", "fetch first", "non-fast-forward")):
+            if any(
+                word in text
+                for word in ("[rejected]", "stale info", "fetch first", "non-fast-forward")
+            ):
                 raise ConcurrentUpdate(branch) from exc
             raise _git_error(f"pushing to {self.display_url}", exc) from exc

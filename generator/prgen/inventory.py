@@ -52,9 +52,9 @@ class Inventory:
         entries: set[str] = set()
         for path in self.handwritten:
             top, _, rest = path.partition("/")
-            if not rest and top != KUSTOMIZATION_FILE and top.endswith((".yaml", ".yml")):
-                entries.add(top)
-            elif rest == KUSTOMIZATION_FILE:
+            if (
+                not rest and top != KUSTOMIZATION_FILE and top.endswith((".yaml", ".yml"))
+            ) or rest == KUSTOMIZATION_FILE:
                 entries.add(top)
         return sorted(entries)
 

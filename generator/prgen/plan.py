@@ -64,7 +64,9 @@ def _file_writes(
     return writes
 
 
-def _blocked_by_handwritten(folder: str, files: Iterable[str], handwritten: Collection[str]) -> bool:
+def _blocked_by_handwritten(
+    folder: str, files: Iterable[str], handwritten: Collection[str]
+) -> bool:
     return folder in handwritten or any(f"{folder}/{name}" in handwritten for name in files)
 
 
@@ -75,32 +77,33 @@ def make_plan(
 ) -> Plan:
     """`complete`: lower-cased names of the repositories whose listing succeeded in full."""
     current: dict[tuple[str, int], list[CurrentEnvironment]] = {}
-    for env in inventory.environments:
-        current.setdefault(env.key, []).append(env)
+    for existing_env in inventory.environments:
+        current.setdefault(existing_env.key, []).append(existing_env)
     wanted = {(env.repository.lower(), env.number) for env in desired}
 
     changes: list[Change] = []
     conflicts: list[Conflict] = []
     deletes: dict[str, None] = {}
     writes: dict[str, bytes | None] = {}
-    claimed: dict[str, str] = {folder: "unrecognised prgen files" for folder in inventory.unrecognised}
+    claimed: dict[str, str] = {
+        folder: "unrecognised prgen files" for folder in inventory.unrecognised
+    }
 
     # Environments nobody asked for: removed only on a complete listing, else kept untouched.
-    for key, envs in current.items():
+    for key, unwanted in current.items():
         if key in wanted:
             continue
-        for env in envs:
-            if env.repository.lower() in complete:
-                deletes.update(dict.fromkeys(f"{env.folder}/{name}" for name in env.files))
+        for old_env in unwanted:
+            who = (old_env.repository, old_env.number, old_env.folder, old_env.head_sha)
+            if old_env.repository.lower() in complete:
+                deletes.update(dict.fromkeys(f"{old_env.folder}/{name}" for name in old_env.files))
                 changes.append(
-                    Change(Action.DELETE, env.repository, env.number, env.folder, env.head_sha,
-                           "pull request closed or no longer eligible")
+                    Change(Action.DELETE, *who, "pull request closed or no longer eligible")
                 )
             else:
-                claimed[env.folder] = f"{env.repository}#{env.number}"
+                claimed[old_env.folder] = f"{old_env.repository}#{old_env.number}"
                 changes.append(
-                    Change(Action.KEEP, env.repository, env.number, env.folder, env.head_sha,
-                           f"listing of {env.repository} failed: kept as is")
+                    Change(Action.KEEP, *who, f"listing of {old_env.repository} failed: kept as is")
                 )
 
     for env in desired:
@@ -108,14 +111,19 @@ def make_plan(
         owner = claimed.get(env.namespace)
         if owner is not None:
             conflicts.append(
-                Conflict(env.repository, env.number, f"namespace {env.namespace} is taken by {owner}")
+                Conflict(
+                    env.repository, env.number, f"namespace {env.namespace} is taken by {owner}"
+                )
             )
             current.pop(key, None)  # its current folder, if any, stays as it is
             continue
         if _blocked_by_handwritten(env.namespace, env.files, inventory.handwritten):
             conflicts.append(
-                Conflict(env.repository, env.number,
-                         f"folder {env.namespace} holds hand-written files prgen will not overwrite")
+                Conflict(
+                    env.repository,
+                    env.number,
+                    f"folder {env.namespace} holds hand-written files prgen will not overwrite",
+                )
             )
             current.pop(key, None)
             continue
@@ -139,7 +147,9 @@ def make_plan(
             )
         else:
             action, reason = Action.KEEP, "up to date"
-        changes.append(Change(action, env.repository, env.number, env.namespace, env.head_sha, reason))
+        changes.append(
+            Change(action, env.repository, env.number, env.namespace, env.head_sha, reason)
+        )
 
     all_writes: dict[str, bytes | None] = {**deletes, **writes}
     if not inventory.index_is_handwritten:

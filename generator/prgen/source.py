@@ -55,7 +55,7 @@ def convert(repository: str, pr: GithubPullRequest) -> PullRequest:
         labels=tuple(sorted(_clean(label.name) for label in pr.labels)),
         draft=bool(pr.draft),
         created_at=pr.created_at,
-        updated_at=pr.updated_at,
+        updated_at=pr.updated_at or pr.created_at,
         html_url=pr.html_url,
     )
 

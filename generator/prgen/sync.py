@@ -100,7 +100,9 @@ def commit_message(plan: Plan) -> str:
     counts = [f"{len(created)} created", f"{len(updated)} updated", f"{len(deleted)} removed"]
     lines = [f"prgen: {', '.join(counts)}", ""]
     for change in created:
-        lines.append(f"created {change.repository}#{change.number} in {change.folder} at {change.head_sha}")
+        lines.append(
+            f"created {change.repository}#{change.number} in {change.folder} at {change.head_sha}"
+        )
     for change in updated:
         lines.append(
             f"updated {change.repository}#{change.number} in {change.folder} at {change.head_sha}: "
@@ -114,7 +116,7 @@ def commit_message(plan: Plan) -> str:
 
 
 def unified_diff(fleet_path: str, snapshot: Snapshot, plan: Plan) -> str:
-    chunks = []
+    chunks: list[str] = []
     for relative, content in sorted(plan.writes.items()):
         path = f"{fleet_path}/{relative}"
         before = snapshot.files.get(relative)
@@ -147,7 +149,11 @@ class Syncer:
         inventory = read_inventory(snapshot.files)
         listings = []
         for repo in self.config.repositories:
-            have = [e.number for e in inventory.environments if e.repository.lower() == repo.name.lower()]
+            have = [
+                e.number
+                for e in inventory.environments
+                if e.repository.lower() == repo.name.lower()
+            ]
             listings.append(self.source.list_open(repo.name, must_confirm=have))
         return listings
 
@@ -160,8 +166,13 @@ class Syncer:
             desired.extend(render_environment(repo, pr) for pr in eligible)
             skipped.extend(left_out)
             outcomes.append(
-                RepositoryOutcome(repo.name, listing.complete, listing.error,
-                                  len(listing.pull_requests), len(eligible))
+                RepositoryOutcome(
+                    repo.name,
+                    listing.complete,
+                    listing.error,
+                    len(listing.pull_requests),
+                    len(eligible),
+                )
             )
         complete = {listing.repository.lower() for listing in listings if listing.complete}
         inventory = read_inventory(snapshot.files)
@@ -192,7 +203,9 @@ class Syncer:
                 if not plan.has_changes:
                     return result
                 try:
-                    result.commit = self.fleet.commit_and_push(snapshot, plan.writes, commit_message(plan))
+                    result.commit = self.fleet.commit_and_push(
+                        snapshot, plan.writes, commit_message(plan)
+                    )
                     return result
                 except ConcurrentUpdate:
                     delay = min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311

@@ -13,7 +13,7 @@ from prgen.commands.options import config_option, load
 from prgen.fleet import default_workdir
 from prgen.plan import Action
 from prgen.source import GitHubSource, make_client
-from prgen.sync import SyncResult, Syncer
+from prgen.sync import Syncer, SyncResult
 
 _SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.KEEP: "="}
 
@@ -23,15 +23,23 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
     echo(f"fleet {result.fleet_url}, folder {result.fleet_path}")
     for repo in result.repositories:
         if repo.complete:
-            echo(f"  {repo.name}: {repo.open_pull_requests} open, {repo.eligible} with an environment")
+            echo(
+                f"  {repo.name}: {repo.open_pull_requests} open, {repo.eligible} with an environment"
+            )
         else:
             echo(f"  {repo.name}: NOT SYNCED ({repo.error}); its environments are kept as they are")
     for change in result.plan.changes:
-        if change.action is Action.KEEP and not verbose_keep and not change.reason.startswith("listing"):
+        if (
+            change.action is Action.KEEP
+            and not verbose_keep
+            and not change.reason.startswith("listing")
+        ):
             continue
         sha = (change.head_sha or "")[:7]
-        echo(f"  {_SYMBOLS[change.action]} {change.action:<6} {change.repository}#{change.number} "
-             f"{result.fleet_path}/{change.folder} {sha}  {change.reason}")
+        echo(
+            f"  {_SYMBOLS[change.action]} {change.action:<6} {change.repository}#{change.number} "
+            f"{result.fleet_path}/{change.folder} {sha}  {change.reason}"
+        )
     for conflict in result.plan.conflicts:
         echo(f"  ! conflict {conflict.repository}#{conflict.number}: {conflict.reason}")
     for skipped in result.skipped:
@@ -41,7 +49,10 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
     if result.dry_run:
         if result.diff:
             echo(result.diff, nl=False)
-        echo("dry run: nothing was written" + ("" if result.plan.has_changes else " (and nothing would change)"))
+        echo(
+            "dry run: nothing was written"
+            + ("" if result.plan.has_changes else " (and nothing would change)")
+        )
     elif result.commit:
         echo(f"committed {result.commit[:12]} and pushed (attempt {result.attempts})")
     else:
@@ -50,7 +61,9 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
 
 @click.command("sync")
 @config_option
-@click.option("--dry-run", is_flag=True, help="Print the plan and a diff of the fleet repo; write nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the plan and a diff of the fleet repo; write nothing."
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option(
     "--workdir",

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from manifest_validation import validate_documents
+from ruamel.yaml import YAML
+
+from factories import pull_request, repository
+from prgen.render import FLUX_SUBSTITUTE, MARKER, render_environment
+
+VALUES = """\
+    values:
+      image: {tag: '<<PR_HEAD_SHA>>'}
+      title: '<<PR_TITLE>>'
+      branch: '<<PR_BRANCH>>'
+      ingress: {host: '<<PR_BRANCH_SLUG>>.preview.example.com'}
+      cluster: '${CLUSTER_NAME}'
+"""
+
+
+def load(content: bytes) -> Any:
+    return YAML(typ="safe", pure=True).load(content)
+
+
+def test_an_environment_is_a_namespace_a_helmrelease_and_a_kustomization() -> None:
+    env = render_environment(repository(VALUES), pull_request(12))
+    assert env.namespace == "shop-pr-12"
+    assert sorted(env.files) == ["helmrelease.yaml", "kustomization.yaml", "namespace.yaml"]
+    assert all(content.startswith(MARKER.encode()) for content in env.files.values())
+    release = load(env.files["helmrelease.yaml"])
+    assert release["apiVersion"] == "helm.toolkit.fluxcd.io/v2"
+    assert release["metadata"]["namespace"] == "shop-pr-12"
+    assert release["metadata"]["annotations"]["event.toolkit.fluxcd.io/commit"] == f"{12:040x}"
+    assert release["metadata"]["annotations"]["event.toolkit.fluxcd.io/change_request"] == "12"
+    assert release["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "prgen"
+    assert release["spec"]["releaseName"] == "shop-pr-12"
+    assert release["spec"]["values"]["image"]["tag"] == f"{12:040x}"
+    assert release["spec"]["values"]["ingress"]["host"] == "feature-12.preview.example.com"
+    assert load(env.files["kustomization.yaml"])["resources"] == [
+        "namespace.yaml",
+        "helmrelease.yaml",
+    ]
+
+
+@pytest.mark.parametrize(
+    "chart",
+    [
+        "    chart: {chart: shop, version: '1.x', sourceRef: {kind: HelmRepository, name: c, namespace: flux-system}}\n",
+        "    chart: {chart: ./charts/shop, sourceRef: {kind: GitRepository, name: shop, namespace: flux-system}}\n",
+        "    chartRef: {kind: OCIRepository, name: shop-chart, namespace: flux-system}\n",
+    ],
+)
+def test_every_emitted_object_validates_against_the_flux_crds_and_kubernetes(chart: str) -> None:
+    text = f"""\
+fleet: {{url: /tmp/f, path: previews}}
+repositories:
+  - name: acme/shop
+{chart}{VALUES}"""
+    from prgen.config import parse_config
+
+    repo = parse_config(text).repositories[0]
+    env = render_environment(repo, pull_request(7))
+    for name in ("namespace.yaml", "helmrelease.yaml"):
+        assert validate_documents(env.files[name].decode()) == [], name
+
+
+def test_git_chart_sources_reconcile_on_every_revision() -> None:
+    from prgen.config import parse_config
+
+    repo = parse_config(
+        "fleet: {url: x, path: p}\nrepositories: [{name: acme/shop, chart: {chart: ./c, "
+        "sourceRef: {kind: GitRepository, name: shop}}}]"
+    ).repositories[0]
+    release = load(render_environment(repo, pull_request(1)).files["helmrelease.yaml"])
+    assert release["spec"]["chart"]["spec"]["reconcileStrategy"] == "Revision"
+
+
+def test_rendering_is_byte_stable() -> None:
+    repo = repository(VALUES)
+    assert (
+        render_environment(repo, pull_request(3)).files
+        == render_environment(repo, pull_request(3)).files
+    )
+
+
+HOSTILE_TITLES = [
+    "fix: everything # really",
+    "key: value\nkind: Secret\n---\nevil: true",
+    "&anchor *alias !!python/object:os.system |block >fold",
+    "- leading dash",
+    "<<: *merge",
+    "'single' \"double\" `back`",
+    "null",
+    "123",
+    "\t\x00\x1b[31mansi\u2028\u2029",
+    "${HOME} and $(rm -rf /)",
+]
+
+
+@pytest.mark.parametrize("title", HOSTILE_TITLES)
+def test_hostile_pr_text_parses_back_to_exactly_itself(title: str) -> None:
+    env = render_environment(
+        repository(VALUES), pull_request(5, title=title, head_branch=title, author=title)
+    )
+    release = load(env.files["helmrelease.yaml"])
+    assert release["spec"]["values"]["title"] == title
+    assert release["spec"]["values"]["branch"] == title
+    assert release["kind"] == "HelmRelease" and set(release) == {
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+    }
+    assert validate_documents(env.files["helmrelease.yaml"].decode()) == []
+
+
+def test_a_flux_variable_from_pr_text_disables_substitution_for_that_object() -> None:
+    env = render_environment(repository(VALUES), pull_request(5, title="${GITHUB_TOKEN}"))
+    release = load(env.files["helmrelease.yaml"])
+    assert release["metadata"]["annotations"][FLUX_SUBSTITUTE] == "disabled"
+    assert release["spec"]["values"]["title"] == "${GITHUB_TOKEN}"
+
+
+def test_a_variable_split_across_template_and_pr_text_is_caught_too() -> None:
+    repo = repository("    values: {x: '$<<PR_TITLE>>'}\n")
+    release = load(
+        render_environment(repo, pull_request(5, title="{SECRET}")).files["helmrelease.yaml"]
+    )
+    assert release["metadata"]["annotations"][FLUX_SUBSTITUTE] == "disabled"
+
+
+def test_the_configs_own_flux_variables_stay_active() -> None:
+    release = load(
+        render_environment(repository(VALUES), pull_request(5)).files["helmrelease.yaml"]
+    )
+    assert FLUX_SUBSTITUTE not in release["metadata"]["annotations"]
+    assert release["spec"]["values"]["cluster"] == "${CLUSTER_NAME}"
+
+
+def test_a_long_repository_name_still_gives_valid_names() -> None:
+    repo = repository(name="acme/" + "very-long-repository-name-" * 3)
+    env = render_environment(repo, pull_request(123456))
+    release = load(env.files["helmrelease.yaml"])
+    assert len(env.namespace) <= 63 and len(release["spec"]["releaseName"]) <= 53
+    assert validate_documents(env.files["helmrelease.yaml"].decode()) == []
+
+
+def test_a_users_template_is_kept_but_cannot_drop_ownership(tmp_path: Path) -> None:
+    (tmp_path / "hr.yaml").write_text(
+        """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: whatever
+  labels: {team: web, app.kubernetes.io/managed-by: someone-else}
+spec:
+  interval: 5m
+  driftDetection: {mode: enabled}
+  chart: {spec: {chart: ignored, sourceRef: {kind: HelmRepository, name: x}}}
+  values: {replicas: 1, pr: '<<PR_NUMBER>>'}
+"""
+    )
+    from prgen.config import parse_config
+
+    repo = parse_config(
+        "fleet: {url: x, path: p}\nrepositories: [{name: acme/shop, templates: {helmRelease: hr.yaml}, "
+        "chartRef: {kind: OCIRepository, name: shop}, values: {replicas: 2}}]",
+        base_dir=tmp_path,
+    ).repositories[0]
+    release = load(render_environment(repo, pull_request(4)).files["helmrelease.yaml"])
+    assert release["spec"]["driftDetection"] == {"mode": "enabled"}
+    assert release["spec"]["interval"] == "5m"
+    assert "chart" not in release["spec"] and release["spec"]["chartRef"]["name"] == "shop"
+    assert release["spec"]["values"] == {"replicas": 2, "pr": "4"}
+    assert release["metadata"]["labels"]["team"] == "web"
+    assert release["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "prgen"
