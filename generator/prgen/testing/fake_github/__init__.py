@@ -1,0 +1,31 @@
+"""A stateful GitHub REST API on 127.0.0.1 that real PyGithub talks to, for tests and `prgen demo`.
+
+    with FakeGitHub() as github:
+        github.add_repo("acme/shop")
+        github.open_pull("acme/shop", title="New checkout", head_branch="feature/checkout")
+        client = Github(base_url=github.base_url, auth=Auth.Token("t"))
+
+Modules: model (state and clock), payloads (GitHub-shaped JSON), routes (REST
+endpoints), auth (tokens, GitHub App JWTs), faults (request log, fault
+injection), server (FakeGitHub and the HTTP plumbing).
+"""
+
+from prgen.testing.fake_github.faults import RecordedRequest
+from prgen.testing.fake_github.model import (
+    CommitStatus,
+    Deployment,
+    DeploymentStatus,
+    IssueComment,
+    PullState,
+)
+from prgen.testing.fake_github.server import FakeGitHub
+
+__all__ = [
+    "CommitStatus",
+    "Deployment",
+    "DeploymentStatus",
+    "FakeGitHub",
+    "IssueComment",
+    "PullState",
+    "RecordedRequest",
+]

@@ -1,0 +1,111 @@
+"""Tokens and GitHub Apps: who a request comes from, and installation tokens for app JWTs."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+
+from prgen.testing.fake_github.model import ApiError
+
+ANONYMOUS = "prgen-bot"  # who writes when no token is registered
+TOKEN_LIFETIME = 3600.0
+JWT_MAX_LIFETIME = 600  # GitHub refuses app JWTs that expire more than ten minutes ahead
+INSTALLATION_PERMISSIONS = {
+    "metadata": "read",
+    "pull_requests": "read",
+    "statuses": "write",
+    "deployments": "write",
+    "issues": "write",
+}
+
+
+@dataclass(frozen=True)
+class _Token:
+    login: str
+    expires: float | None  # wall-clock epoch seconds
+
+
+@dataclass(frozen=True)
+class _App:
+    app_id: int
+    public_key: str
+    login: str
+
+
+def _credential(authorization: str | None) -> str | None:
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return value.strip()
+    return None
+
+
+def bad_credentials() -> ApiError:
+    return ApiError(401, "Bad credentials")
+
+
+class Credentials:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, _Token] = {}
+        self._apps: dict[int, _App] = {}  # by installation id
+
+    def add_token(self, token: str, login: str, lifetime: float | None = None) -> None:
+        if not token:
+            raise ValueError("a token must not be empty")
+        expires = None if lifetime is None else time.time() + lifetime
+        with self._lock:
+            self._tokens[token] = _Token(login, expires)
+
+    def add_app(self, app_id: int, public_key_pem: str, installation_id: int, login: str) -> None:
+        with self._lock:
+            self._apps[installation_id] = _App(app_id, public_key_pem, login)
+
+    def login(self, authorization: str | None) -> str:
+        """Who sent the request; 401 once tokens are in use and this one is not known."""
+        with self._lock:
+            if not self._tokens and not self._apps:
+                return ANONYMOUS
+            token = self._tokens.get(_credential(authorization) or "")
+        if token is None or (token.expires is not None and token.expires < time.time()):
+            raise bad_credentials()
+        return token.login
+
+    def mint(self, installation_id: int, authorization: str | None, body: Any) -> dict[str, Any]:
+        """POST /app/installations/{id}/access_tokens, authenticated by the app's RS256 JWT."""
+        with self._lock:
+            app = self._apps.get(installation_id)
+        encoded = _credential(authorization)
+        if encoded is None:
+            raise ApiError(401, "A JSON web token could not be decoded")
+        if app is None:
+            raise ApiError(404, "Not Found")
+        try:
+            claims = jwt.decode(
+                encoded,
+                app.public_key,
+                algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"]},
+                leeway=60,
+            )
+        except jwt.PyJWTError as exc:
+            raise ApiError(401, f"A JSON web token could not be decoded: {exc}") from None
+        if str(claims["iss"]) != str(app.app_id):
+            raise ApiError(401, f"A JSON web token could not be decoded: iss is not {app.app_id}")
+        if claims["exp"] - time.time() > JWT_MAX_LIFETIME + 60:
+            raise ApiError(401, "'Expiration time' claim ('exp') is too far in the future")
+        token = "ghs_" + secrets.token_hex(18)
+        self.add_token(token, app.login, TOKEN_LIFETIME)
+        requested = body.get("permissions") if isinstance(body, dict) else None
+        expires = datetime.fromtimestamp(time.time() + TOKEN_LIFETIME, UTC)
+        return {
+            "token": token,
+            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "permissions": requested or dict(INSTALLATION_PERMISSIONS),
+            "repository_selection": "all",
+        }

@@ -1,0 +1,370 @@
+"""What the fake GitHub knows: repositories, pull requests and what clients reported on them.
+
+One re-entrant lock (`State.lock`) guards everything; the server's public methods
+and the HTTP routes hold it while they read or change state. Records are frozen
+dataclasses, replaced on every change, so a record handed out is a snapshot.
+
+Time is a deterministic clock: it starts at 2026-01-01T00:00:00Z and moves one
+second forward on every change, so the same steps always give the same output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+SHA = re.compile(r"[0-9a-f]{40}")
+
+
+class ApiError(Exception):
+    """An error answer, sent with a GitHub-shaped body {"message", "errors"?, "documentation_url"}."""
+
+    def __init__(
+        self, status: int, message: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(f"{status} {message}")
+        self.status = status
+        self.message = message
+        self.errors = errors
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "Not Found")
+
+
+def invalid(resource: str, field_name: str, message: str) -> ApiError:
+    error = {"resource": resource, "code": "custom", "field": field_name, "message": message}
+    return ApiError(422, "Validation Failed", [error])
+
+
+def stable_id(kind: str, name: str) -> int:
+    """An id for things known only by name (users, fork repositories, labels)."""
+    return int(hashlib.sha256(f"{kind}:{name}".encode()).hexdigest()[:7], 16)
+
+
+def fake_sha(*parts: object) -> str:
+    return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class PullState:
+    repo: str
+    number: int
+    id: int
+    issue_id: int
+    title: str
+    body: str | None
+    author: str
+    author_association: str
+    head_branch: str
+    head_sha: str
+    head_repo: str | None  # None: the fork was deleted
+    base_branch: str
+    labels: tuple[str, ...]
+    draft: bool
+    state: str  # "open" or "closed"
+    merged: bool
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+    merged_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    id: int
+    sha: str
+    state: str
+    context: str
+    description: str | None
+    target_url: str | None
+    creator: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: int
+    ref: str
+    sha: str
+    task: str
+    environment: str
+    original_environment: str
+    description: str | None
+    payload: Any
+    auto_merge: bool
+    required_contexts: tuple[str, ...] | None
+    transient_environment: bool
+    production_environment: bool
+    creator: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    id: int
+    deployment_id: int
+    state: str
+    description: str
+    environment: str
+    environment_url: str
+    log_url: str
+    creator: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class IssueComment:
+    id: int
+    number: int
+    body: str
+    user: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass
+class Repo:
+    full_name: str
+    id: int
+    created_at: datetime
+    branches: dict[str, str]  # branch name -> head sha
+    shas: set[str]  # every commit pushed, for statuses and deployments
+    next_number: int = 1
+    pulls: dict[int, PullState] = field(default_factory=dict)
+    statuses: list[CommitStatus] = field(default_factory=list)
+    deployments: dict[int, Deployment] = field(default_factory=dict)
+    deployment_statuses: dict[int, list[DeploymentStatus]] = field(default_factory=dict)
+    comments: dict[int, IssueComment] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str:
+        return self.full_name.split("/")[0]
+
+
+class State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.now = START
+        self._repos: dict[str, Repo] = {}
+        self._next_id = 1000
+        self._shas = 0
+
+    def tick(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def new_sha(self, repo: str, number: int) -> str:
+        self._shas += 1
+        return fake_sha(repo, number, self._shas)
+
+    # -- repositories --------------------------------------------------------
+
+    def add_repo(self, full_name: str) -> Repo:
+        owner, slash, name = full_name.partition("/")
+        if not (owner and slash and name) or "/" in name:
+            raise ValueError(f"repository names look like owner/name, not {full_name!r}")
+        if full_name.lower() in self._repos:
+            raise ValueError(f"{full_name} exists already")
+        main = fake_sha(full_name, "main")
+        repo = Repo(full_name, self.new_id(), self.tick(), {"main": main}, {main})
+        self._repos[full_name.lower()] = repo
+        return repo
+
+    def repo(self, full_name: str) -> Repo:
+        """For the Python API: a KeyError names the mistake."""
+        try:
+            return self._repos[full_name.lower()]
+        except KeyError:
+            raise KeyError(f"unknown repository {full_name!r}: call add_repo first") from None
+
+    def find_repo(self, owner: str, name: str) -> Repo:
+        """For the HTTP API: 404 like GitHub (names are case-insensitive there too)."""
+        repo = self._repos.get(f"{owner}/{name}".lower())
+        if repo is None:
+            raise not_found()
+        return repo
+
+    def find_repo_by_name(self, full_name: str) -> Repo | None:
+        return self._repos.get(full_name.lower())
+
+    def resolve(self, repo: Repo, ref: str) -> str | None:
+        """The commit a branch name or a full sha stands for."""
+        if ref in repo.branches:
+            return repo.branches[ref]
+        ref = ref.removeprefix("refs/heads/")
+        if ref in repo.branches:
+            return repo.branches[ref]
+        return ref if SHA.fullmatch(ref) and ref in repo.shas else None
+
+    # -- pull requests -------------------------------------------------------
+
+    def open_pull(
+        self, repo: Repo, number: int | None, head_sha: str | None, **fields: Any
+    ) -> PullState:
+        if number is None:
+            number = repo.next_number
+        elif number in repo.pulls or number < 1:
+            raise ValueError(f"{repo.full_name}#{number} is taken or not a valid number")
+        repo.next_number = max(repo.next_number, number + 1)
+        now = self.tick()
+        pull = PullState(
+            repo=repo.full_name,
+            number=number,
+            id=self.new_id(),
+            issue_id=self.new_id(),
+            created_at=now,
+            updated_at=now,
+            head_sha=head_sha or self.new_sha(repo.full_name, number),
+            state="open",
+            merged=False,
+            **fields,
+        )
+        repo.branches.setdefault(pull.base_branch, fake_sha(repo.full_name, pull.base_branch))
+        repo.shas.add(repo.branches[pull.base_branch])
+        self._store(repo, pull)
+        return pull
+
+    def pull(self, repo: Repo, number: int) -> PullState:
+        try:
+            return repo.pulls[number]
+        except KeyError:
+            raise KeyError(f"{repo.full_name} has no pull request #{number}") from None
+
+    def change_pull(self, repo: Repo, number: int, **changes: Any) -> PullState:
+        pull = replace(self.pull(repo, number), updated_at=self.tick(), **changes)
+        self._store(repo, pull)
+        return pull
+
+    def close_pull(self, repo: Repo, number: int, merged: bool) -> None:
+        now = self.tick()
+        closed = replace(
+            self.pull(repo, number),
+            state="closed",
+            merged=merged,
+            updated_at=now,
+            closed_at=now,
+            merged_at=now if merged else None,
+        )
+        self._store(repo, closed)
+
+    def _store(self, repo: Repo, pull: PullState) -> None:
+        repo.pulls[pull.number] = pull
+        repo.shas.add(pull.head_sha)
+        if pull.head_repo is not None and pull.head_repo.lower() == repo.full_name.lower():
+            repo.branches[pull.head_branch] = pull.head_sha
+
+    # -- commit statuses -----------------------------------------------------
+
+    def add_status(self, repo: Repo, sha: str, creator: str, **fields: Any) -> CommitStatus:
+        status = CommitStatus(self.new_id(), sha, creator=creator, created_at=self.tick(), **fields)
+        repo.statuses.append(status)
+        return status
+
+    def statuses(self, repo: Repo, sha: str) -> list[CommitStatus]:
+        """Oldest first."""
+        return [status for status in repo.statuses if status.sha == sha]
+
+    def combined(self, repo: Repo, sha: str) -> tuple[str, list[CommitStatus]]:
+        """GitHub's combined state and the latest status of each context, newest first."""
+        latest: dict[str, CommitStatus] = {}
+        for status in self.statuses(repo, sha):
+            latest[status.context] = status
+        current = sorted(latest.values(), key=lambda s: s.id, reverse=True)
+        states = {status.state for status in current}
+        if states & {"error", "failure"}:
+            return "failure", current
+        if not current or "pending" in states:
+            return "pending", current
+        return "success", current
+
+    # -- deployments ---------------------------------------------------------
+
+    def add_deployment(self, repo: Repo, creator: str, **fields: Any) -> Deployment:
+        now = self.tick()
+        deployment = Deployment(
+            self.new_id(), creator=creator, created_at=now, updated_at=now, **fields
+        )
+        repo.deployments[deployment.id] = deployment
+        repo.deployment_statuses[deployment.id] = []
+        return deployment
+
+    def find_deployment(self, repo: Repo, deployment_id: int) -> Deployment:
+        if deployment_id not in repo.deployments:
+            raise not_found()
+        return repo.deployments[deployment_id]
+
+    def add_deployment_status(
+        self, repo: Repo, deployment: Deployment, creator: str, auto_inactive: bool, **fields: Any
+    ) -> DeploymentStatus:
+        now = self.tick()
+        status = DeploymentStatus(
+            self.new_id(), deployment.id, creator=creator, created_at=now, **fields
+        )
+        repo.deployment_statuses[deployment.id].append(status)
+        repo.deployments[deployment.id] = replace(
+            deployment, environment=status.environment, updated_at=now
+        )
+        if status.state == "success" and auto_inactive:
+            self._retire_older(repo, repo.deployments[deployment.id], creator)
+        return status
+
+    def _retire_older(self, repo: Repo, current: Deployment, creator: str) -> None:
+        # GitHub's auto_inactive: earlier successful deployments to the same
+        # environment that are neither transient nor production become inactive.
+        for older in list(repo.deployments.values()):
+            history = repo.deployment_statuses[older.id]
+            if (
+                older.id < current.id
+                and older.environment == current.environment
+                and not older.transient_environment
+                and not older.production_environment
+                and history
+                and history[-1].state == "success"
+            ):
+                last = history[-1]
+                inactive = replace(
+                    last,
+                    id=self.new_id(),
+                    state="inactive",
+                    description="",
+                    creator=creator,
+                    created_at=self.now,
+                )
+                history.append(inactive)
+
+    # -- issue comments ------------------------------------------------------
+
+    def add_comment(self, repo: Repo, number: int, body: str, user: str) -> IssueComment:
+        if number not in repo.pulls:
+            raise not_found()
+        now = self.tick()
+        comment = IssueComment(self.new_id(), number, body, user, now, now)
+        repo.comments[comment.id] = comment
+        # As on GitHub, a new comment bumps the pull request's updated_at.
+        repo.pulls[number] = replace(repo.pulls[number], updated_at=now)
+        return comment
+
+    def find_comment(self, repo: Repo, comment_id: int) -> IssueComment:
+        if comment_id not in repo.comments:
+            raise not_found()
+        return repo.comments[comment_id]
+
+    def edit_comment(self, repo: Repo, comment_id: int, body: str) -> IssueComment:
+        comment = replace(self.find_comment(repo, comment_id), body=body, updated_at=self.tick())
+        repo.comments[comment_id] = comment
+        return comment
+
+    def comments(self, repo: Repo, number: int) -> list[IssueComment]:
+        """Oldest first."""
+        return [comment for comment in repo.comments.values() if comment.number == number]

@@ -1,0 +1,411 @@
+"""JSON bodies shaped like GitHub's REST API, with every URL on the fake's own host.
+
+Objects carry every field PyGithub reads for them, so a client never has to
+"complete" one with an extra request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from prgen.testing.fake_github.model import (
+    CommitStatus,
+    Deployment,
+    DeploymentStatus,
+    IssueComment,
+    PullState,
+    Repo,
+    State,
+    stable_id,
+)
+
+Json = dict[str, Any]
+API_PREFIX = "/api/v3"
+DOCS = "https://docs.github.com/rest"
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def label_color(name: str) -> str:
+    return f"{stable_id('color', name) & 0xFFFFFF:06x}"
+
+
+def error_body(message: str, errors: list[dict[str, Any]] | None = None) -> Json:
+    body: Json = {"message": message}
+    if errors:
+        body["errors"] = errors
+    body["documentation_url"] = DOCS
+    return body
+
+
+class Renderer:
+    def __init__(self, state: State, origin: str) -> None:
+        self.state = state
+        self.web = origin  # http://127.0.0.1:PORT, where html_url points
+        self.api = origin + API_PREFIX
+
+    def user(self, login: str) -> Json:
+        uid = stable_id("user", login)
+        url = f"{self.api}/users/{quote(login)}"
+        return {
+            "login": login,
+            "id": uid,
+            "node_id": f"U_{uid}",
+            "avatar_url": f"{self.web}/avatars/u/{uid}",
+            "gravatar_id": "",
+            "url": url,
+            "html_url": f"{self.web}/{quote(login)}",
+            "followers_url": f"{url}/followers",
+            "following_url": f"{url}/following{{/other_user}}",
+            "gists_url": f"{url}/gists{{/gist_id}}",
+            "starred_url": f"{url}/starred{{/owner}}{{/repo}}",
+            "subscriptions_url": f"{url}/subscriptions",
+            "organizations_url": f"{url}/orgs",
+            "repos_url": f"{url}/repos",
+            "events_url": f"{url}/events{{/privacy}}",
+            "received_events_url": f"{url}/received_events",
+            "type": "Bot" if login.endswith("[bot]") else "User",
+            "user_view_type": "public",
+            "site_admin": False,
+        }
+
+    def repo(self, full_name: str, *, full: bool = False) -> Json:
+        """A repository added with add_repo, or a fork known only by its name."""
+        known: Repo | None = self.state.find_repo_by_name(full_name)
+        name = known.full_name if known else full_name
+        owner, short = name.split("/", 1)
+        created = iso(known.created_at if known else self.state.now)
+        open_count = sum(p.state == "open" for p in known.pulls.values()) if known else 0
+        rid = known.id if known else stable_id("repo", name)
+        url = f"{self.api}/repos/{name}"
+        body: Json = {
+            "id": rid,
+            "node_id": f"R_{rid}",
+            "name": short,
+            "full_name": name,
+            "private": False,
+            "owner": self.user(owner),
+            "html_url": f"{self.web}/{name}",
+            "description": None,
+            "fork": known is None,
+            "url": url,
+            **{
+                f"{key}_url": f"{url}/{path}"
+                for key, path in [
+                    ("forks", "forks"),
+                    ("keys", "keys{/key_id}"),
+                    ("collaborators", "collaborators{/collaborator}"),
+                    ("teams", "teams"),
+                    ("hooks", "hooks"),
+                    ("issue_events", "issues/events{/number}"),
+                    ("events", "events"),
+                    ("assignees", "assignees{/user}"),
+                    ("branches", "branches{/branch}"),
+                    ("tags", "tags"),
+                    ("blobs", "git/blobs{/sha}"),
+                    ("git_tags", "git/tags{/sha}"),
+                    ("git_refs", "git/refs{/sha}"),
+                    ("trees", "git/trees{/sha}"),
+                    ("statuses", "statuses/{sha}"),
+                    ("languages", "languages"),
+                    ("stargazers", "stargazers"),
+                    ("contributors", "contributors"),
+                    ("subscribers", "subscribers"),
+                    ("commits", "commits{/sha}"),
+                    ("git_commits", "git/commits{/sha}"),
+                    ("comments", "comments{/number}"),
+                    ("issue_comment", "issues/comments{/number}"),
+                    ("contents", "contents/{+path}"),
+                    ("compare", "compare/{base}...{head}"),
+                    ("merges", "merges"),
+                    ("archive", "{archive_format}{/ref}"),
+                    ("downloads", "downloads"),
+                    ("issues", "issues{/number}"),
+                    ("pulls", "pulls{/number}"),
+                    ("milestones", "milestones{/number}"),
+                    ("notifications", "notifications{?since,all,participating}"),
+                    ("labels", "labels{/name}"),
+                    ("releases", "releases{/id}"),
+                    ("deployments", "deployments"),
+                ]
+            },
+            "subscription_url": f"{url}/subscription",
+            "created_at": created,
+            "updated_at": created,
+            "pushed_at": created,
+            "git_url": f"git://{self.web.split('://', 1)[1]}/{name}.git",
+            "ssh_url": f"git@{self.web.split('://', 1)[1].split(':')[0]}:{name}.git",
+            "clone_url": f"{self.web}/{name}.git",
+            "svn_url": f"{self.web}/{name}",
+            "homepage": None,
+            "size": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "language": None,
+            "has_issues": True,
+            "has_projects": True,
+            "has_downloads": True,
+            "has_wiki": True,
+            "has_pages": False,
+            "has_discussions": False,
+            "forks_count": 0,
+            "mirror_url": None,
+            "archived": False,
+            "disabled": False,
+            "open_issues_count": open_count,
+            "license": None,
+            "allow_forking": True,
+            "is_template": False,
+            "web_commit_signoff_required": False,
+            "topics": [],
+            "visibility": "public",
+            "forks": 0,
+            "open_issues": open_count,
+            "watchers": 0,
+            "default_branch": "main",
+        }
+        if full:
+            body["permissions"] = {
+                "admin": False,
+                "maintain": False,
+                "push": True,
+                "triage": True,
+                "pull": True,
+            }
+            body["network_count"] = 0
+            body["subscribers_count"] = 0
+        return body
+
+    def label(self, repo: str, name: str) -> Json:
+        lid = stable_id("label", f"{repo.lower()}:{name}")
+        return {
+            "id": lid,
+            "node_id": f"LA_{lid}",
+            "url": f"{self.api}/repos/{repo}/labels/{quote(name, safe='')}",
+            "name": name,
+            "color": label_color(name),
+            "default": False,
+            "description": None,
+        }
+
+    def _branch(self, repo: str | None, owner: str, ref: str, sha: str) -> Json:
+        return {
+            "label": f"{owner}:{ref}",
+            "ref": ref,
+            "sha": sha,
+            "user": self.user(owner),
+            "repo": None if repo is None else self.repo(repo),
+        }
+
+    def pull(self, pull: PullState, *, full: bool = False) -> Json:
+        repo = self.state.repo(pull.repo)
+        url = f"{self.api}/repos/{pull.repo}/pulls/{pull.number}"
+        html = f"{self.web}/{pull.repo}/pull/{pull.number}"
+        issue = f"{self.api}/repos/{pull.repo}/issues/{pull.number}"
+        statuses = f"{self.api}/repos/{pull.repo}/statuses/{pull.head_sha}"
+        head_owner = pull.head_repo.split("/")[0] if pull.head_repo else pull.author
+        links = {
+            "self": url,
+            "html": html,
+            "issue": issue,
+            "comments": f"{issue}/comments",
+            "review_comments": f"{url}/comments",
+            "review_comment": f"{self.api}/repos/{pull.repo}/pulls/comments{{/number}}",
+            "commits": f"{url}/commits",
+            "statuses": statuses,
+        }
+        body: Json = {
+            "url": url,
+            "id": pull.id,
+            "node_id": f"PR_{pull.id}",
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "issue_url": issue,
+            "number": pull.number,
+            "state": pull.state,
+            "locked": False,
+            "title": pull.title,
+            "user": self.user(pull.author),
+            "body": pull.body,
+            "created_at": iso(pull.created_at),
+            "updated_at": iso(pull.updated_at),
+            "closed_at": iso(pull.closed_at),
+            "merged_at": iso(pull.merged_at),
+            "merge_commit_sha": None,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "labels": [self.label(pull.repo, name) for name in pull.labels],
+            "milestone": None,
+            "draft": pull.draft,
+            "commits_url": links["commits"],
+            "review_comments_url": links["review_comments"],
+            "review_comment_url": links["review_comment"],
+            "comments_url": links["comments"],
+            "statuses_url": statuses,
+            "head": self._branch(pull.head_repo, head_owner, pull.head_branch, pull.head_sha),
+            "base": self._branch(
+                pull.repo, repo.owner, pull.base_branch, repo.branches[pull.base_branch]
+            ),
+            "_links": {key: {"href": href} for key, href in links.items()},
+            "author_association": pull.author_association,
+            "auto_merge": None,
+            "active_lock_reason": None,
+        }
+        if full:
+            is_open = pull.state == "open"
+            body.update(
+                merged=pull.merged,
+                mergeable=True if is_open else None,
+                rebaseable=True if is_open else None,
+                mergeable_state=("draft" if pull.draft else "clean") if is_open else "unknown",
+                merged_by=self.user(pull.author) if pull.merged else None,
+                comments=len(self.state.comments(repo, pull.number)),
+                review_comments=0,
+                maintainer_can_modify=False,
+                commits=1,
+                additions=1,
+                deletions=0,
+                changed_files=1,
+            )
+        return body
+
+    def issue(self, pull: PullState) -> Json:
+        url = f"{self.api}/repos/{pull.repo}/issues/{pull.number}"
+        pr = self.pull(pull)
+        return {
+            "url": url,
+            "repository_url": f"{self.api}/repos/{pull.repo}",
+            "labels_url": f"{url}/labels{{/name}}",
+            "comments_url": f"{url}/comments",
+            "events_url": f"{url}/events",
+            "html_url": pr["html_url"],
+            "id": pull.issue_id,
+            "node_id": f"I_{pull.issue_id}",
+            "number": pull.number,
+            "title": pull.title,
+            "user": pr["user"],
+            "labels": pr["labels"],
+            "state": pull.state,
+            "state_reason": None if pull.state == "open" else "completed",
+            "locked": False,
+            "assignee": None,
+            "assignees": [],
+            "milestone": None,
+            "comments": len(self.state.comments(self.state.repo(pull.repo), pull.number)),
+            "created_at": pr["created_at"],
+            "updated_at": pr["updated_at"],
+            "closed_at": pr["closed_at"],
+            "author_association": pull.author_association,
+            "active_lock_reason": None,
+            "draft": pull.draft,
+            "body": pull.body,
+            "pull_request": {
+                "url": pr["url"],
+                "html_url": pr["html_url"],
+                "diff_url": pr["diff_url"],
+                "patch_url": pr["patch_url"],
+                "merged_at": pr["merged_at"],
+            },
+        }
+
+    def status(self, repo: Repo, status: CommitStatus) -> Json:
+        creator = self.user(status.creator)
+        return {
+            "url": f"{self.api}/repos/{repo.full_name}/statuses/{status.sha}",
+            "avatar_url": creator["avatar_url"],
+            "id": status.id,
+            "node_id": f"SC_{status.id}",
+            "state": status.state,
+            "description": status.description,
+            "target_url": status.target_url,
+            "context": status.context,
+            "created_at": iso(status.created_at),
+            "updated_at": iso(status.created_at),
+            "creator": creator,
+        }
+
+    def combined(self, repo: Repo, sha: str) -> Json:
+        state, latest = self.state.combined(repo, sha)
+        commit = f"{self.api}/repos/{repo.full_name}/commits/{sha}"
+        return {
+            "state": state,
+            "statuses": [self.status(repo, status) for status in latest],
+            "sha": sha,
+            "total_count": len(latest),
+            "repository": self.repo(repo.full_name),
+            "commit_url": commit,
+            "url": f"{commit}/status",
+        }
+
+    def deployment(self, repo: Repo, deployment: Deployment) -> Json:
+        url = f"{self.api}/repos/{repo.full_name}/deployments/{deployment.id}"
+        return {
+            "url": url,
+            "id": deployment.id,
+            "node_id": f"DE_{deployment.id}",
+            "sha": deployment.sha,
+            "ref": deployment.ref,
+            "task": deployment.task,
+            "payload": deployment.payload,
+            "original_environment": deployment.original_environment,
+            "environment": deployment.environment,
+            "description": deployment.description,
+            "creator": self.user(deployment.creator),
+            "created_at": iso(deployment.created_at),
+            "updated_at": iso(deployment.updated_at),
+            "statuses_url": f"{url}/statuses",
+            "repository_url": f"{self.api}/repos/{repo.full_name}",
+            "transient_environment": deployment.transient_environment,
+            "production_environment": deployment.production_environment,
+            "performed_via_github_app": None,
+        }
+
+    def deployment_status(self, repo: Repo, status: DeploymentStatus) -> Json:
+        deployment = f"{self.api}/repos/{repo.full_name}/deployments/{status.deployment_id}"
+        return {
+            "url": f"{deployment}/statuses/{status.id}",
+            "id": status.id,
+            "node_id": f"DES_{status.id}",
+            "state": status.state,
+            "creator": self.user(status.creator),
+            "description": status.description,
+            "environment": status.environment,
+            "target_url": status.log_url,
+            "created_at": iso(status.created_at),
+            "updated_at": iso(status.created_at),
+            "deployment_url": deployment,
+            "repository_url": f"{self.api}/repos/{repo.full_name}",
+            "environment_url": status.environment_url,
+            "log_url": status.log_url,
+            "performed_via_github_app": None,
+        }
+
+    def comment(self, repo: Repo, comment: IssueComment) -> Json:
+        url = f"{self.api}/repos/{repo.full_name}/issues/comments/{comment.id}"
+        reactions = ["+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes"]
+        return {
+            "url": url,
+            "html_url": f"{self.web}/{repo.full_name}/pull/{comment.number}"
+            f"#issuecomment-{comment.id}",
+            "issue_url": f"{self.api}/repos/{repo.full_name}/issues/{comment.number}",
+            "id": comment.id,
+            "node_id": f"IC_{comment.id}",
+            "user": self.user(comment.user),
+            "created_at": iso(comment.created_at),
+            "updated_at": iso(comment.updated_at),
+            "author_association": "NONE",
+            "body": comment.body,
+            "reactions": {
+                "url": f"{url}/reactions",
+                "total_count": 0,
+                **dict.fromkeys(reactions, 0),
+            },
+            "performed_via_github_app": None,
+        }

@@ -1,0 +1,435 @@
+"""FakeGitHub: the server, its Python API for tests, and the HTTP plumbing."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+from prgen.testing.fake_github.auth import ANONYMOUS, Credentials
+from prgen.testing.fake_github.faults import Fault, Faults, RecordedRequest, RequestLog
+from prgen.testing.fake_github.model import (
+    SHA,
+    ApiError,
+    CommitStatus,
+    Deployment,
+    DeploymentStatus,
+    IssueComment,
+    PullState,
+    State,
+)
+from prgen.testing.fake_github.payloads import API_PREFIX, Renderer, error_body
+from prgen.testing.fake_github.routes import Response, Routes
+
+RATE_LIMIT = 5000
+ASSOCIATIONS = {
+    "COLLABORATOR",
+    "CONTRIBUTOR",
+    "FIRST_TIMER",
+    "FIRST_TIME_CONTRIBUTOR",
+    "MANNEQUIN",
+    "MEMBER",
+    "NONE",
+    "OWNER",
+}
+Hook = Callable[[RecordedRequest], None]
+
+
+class _Same(Enum):
+    REPO = "same repository"
+
+
+SAME_REPO = _Same.REPO
+
+
+class FakeGitHub:
+    """A GitHub REST API on 127.0.0.1 for PyGithub: `Github(base_url=fake.base_url, ...)`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._address = (host, port)
+        self._state = State()
+        self._credentials = Credentials()
+        self._faults = Faults()
+        self._log = RequestLog()
+        self._hooks: list[Hook] = []
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._routes: Routes | None = None
+        self._origin: str | None = None
+        self._counter_lock = threading.Lock()
+        self._used = 0
+        self._reset = int(time.time()) + 3600
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> FakeGitHub:
+        if self._server is not None:
+            raise RuntimeError("the fake GitHub is running already")
+        self._stopping.clear()
+        self._server = _Server(self._address, self)
+        host, port = self._server.server_address[:2]
+        self._origin = f"http://{host!s}:{port}"
+        self._routes = Routes(self._state, Renderer(self._state, self._origin))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-github-{port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes requests sleeping in an injected delay
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> FakeGitHub:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._origin is None:
+            raise RuntimeError("start() the fake GitHub first")
+        return self._origin + API_PREFIX
+
+    def now(self) -> datetime:
+        """The fake clock: 2026-01-01T00:00:00Z plus one second per change so far."""
+        with self._state.lock:
+            return self._state.now
+
+    # -- repositories and pull requests --------------------------------------
+
+    def add_repo(self, full_name: str) -> None:
+        with self._state.lock:
+            self._state.add_repo(full_name)
+
+    def open_pull(
+        self,
+        repo: str,
+        *,
+        title: str,
+        head_branch: str,
+        base_branch: str = "main",
+        author: str = "alice",
+        author_association: str = "MEMBER",
+        labels: Sequence[str] = (),
+        draft: bool = False,
+        head_repo: str | Literal[_Same.REPO] | None = SAME_REPO,
+        head_sha: str | None = None,
+        number: int | None = None,
+        body: str | None = None,
+    ) -> int:
+        """Open a pull request; its number comes next in the repository unless given.
+
+        head_repo: another repository's name makes a fork PR; None, one whose fork
+        was deleted (head.repo is null).
+        """
+        if author_association not in ASSOCIATIONS:
+            raise ValueError(f"unknown author_association {author_association!r}")
+        _check_sha(head_sha)
+        with self._state.lock:
+            target = self._state.repo(repo)
+            pull = self._state.open_pull(
+                target,
+                number,
+                head_sha,
+                title=title,
+                body=body,
+                author=author,
+                author_association=author_association,
+                head_branch=head_branch,
+                head_repo=target.full_name if head_repo is SAME_REPO else head_repo,
+                base_branch=base_branch,
+                labels=_labels(labels),
+                draft=draft,
+            )
+            return pull.number
+
+    def push(self, repo: str, number: int, sha: str | None = None) -> str:
+        """A new head commit (given or made up); returns its sha."""
+        _check_sha(sha)
+        with self._state.lock:
+            target = self._state.repo(repo)
+            new_sha = sha or self._state.new_sha(target.full_name, number)
+            self._state.pull(target, number)
+            self._state.change_pull(target, number, head_sha=new_sha)
+            return new_sha
+
+    def close_pull(self, repo: str, number: int, *, merged: bool = False) -> None:
+        with self._state.lock:
+            target = self._state.repo(repo)
+            if self._state.pull(target, number).state != "open":
+                raise ValueError(f"{repo}#{number} is closed already")
+            self._state.close_pull(target, number, merged)
+
+    def reopen_pull(self, repo: str, number: int) -> None:
+        with self._state.lock:
+            target = self._state.repo(repo)
+            pull = self._state.pull(target, number)
+            if pull.state == "open" or pull.merged:
+                raise ValueError(f"{repo}#{number} is open or merged; it cannot be reopened")
+            self._state.change_pull(target, number, state="open", closed_at=None)
+
+    def set_labels(self, repo: str, number: int, labels: Sequence[str]) -> None:
+        with self._state.lock:
+            target = self._state.repo(repo)
+            self._state.change_pull(target, number, labels=_labels(labels))
+
+    def set_draft(self, repo: str, number: int, draft: bool) -> None:
+        with self._state.lock:
+            target = self._state.repo(repo)
+            self._state.change_pull(target, number, draft=draft)
+
+    def pull(self, repo: str, number: int) -> PullState:
+        """A snapshot of the pull request's state."""
+        with self._state.lock:
+            return self._state.pull(self._state.repo(repo), number)
+
+    # -- what clients reported (oldest first) --------------------------------
+
+    def statuses(self, repo: str, sha: str) -> list[CommitStatus]:
+        with self._state.lock:
+            return self._state.statuses(self._state.repo(repo), sha)
+
+    def deployments(self, repo: str) -> list[Deployment]:
+        with self._state.lock:
+            return list(self._state.repo(repo).deployments.values())
+
+    def deployment_statuses(self, repo: str, deployment_id: int) -> list[DeploymentStatus]:
+        with self._state.lock:
+            return list(self._state.repo(repo).deployment_statuses[deployment_id])
+
+    def comments(self, repo: str, number: int) -> list[IssueComment]:
+        with self._state.lock:
+            return self._state.comments(self._state.repo(repo), number)
+
+    # -- credentials ---------------------------------------------------------
+
+    def add_token(self, token: str, login: str = ANONYMOUS) -> None:
+        """Accept `token` for `login`; from then on every request needs a known token."""
+        self._credentials.add_token(token, login)
+
+    def add_app(
+        self, app_id: int, public_key_pem: str, installation_id: int, *, slug: str | None = None
+    ) -> None:
+        """A GitHub App whose JWTs (RS256, iss=app_id) get installation tokens for `slug[bot]`."""
+        self._credentials.add_app(
+            app_id, public_key_pem, installation_id, f"{slug or f'app-{app_id}'}[bot]"
+        )
+
+    # -- requests, hooks and faults ------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of the log of every request so far, oldest first."""
+        return self._log.snapshot()
+
+    def count_requests(self, method: str, path_pattern: str) -> int:
+        """How many requests had this method (or "*") and a path that fullmatches the regex."""
+        pattern = re.compile(path_pattern)
+        return sum(
+            method.upper() in ("*", request.method) and pattern.fullmatch(request.path) is not None
+            for request in self.requests
+        )
+
+    def clear_requests(self) -> None:
+        self._log.clear()
+
+    def on_request(self, hook: Hook) -> None:
+        """Call `hook` with each request before it is answered (on the server's thread)."""
+        self._hooks.append(hook)
+
+    def inject(
+        self,
+        method: str,
+        path_pattern: str,
+        *,
+        status: int = 500,
+        body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        times: int = 1,
+        after: int = 0,
+        delay: float = 0.0,
+        drop: bool = False,
+        page: int | None = None,
+    ) -> None:
+        """Answer chosen requests with a fault instead of the real answer.
+
+        The next `times` requests with this method ("*": any) whose path without
+        /api/v3 fullmatches `path_pattern`, after `after` such requests went through,
+        and whose ?page= is `page` (if given; no page means 1): wait `delay` seconds,
+        then close the connection without an answer (`drop`), answer `status`
+        with `body` (default {"message": <reason phrase>}) and `headers`, or with
+        status=0 give the real answer.
+        """
+        self._faults.add(
+            Fault(
+                method=method.upper(),
+                pattern=re.compile(path_pattern),
+                status=status,
+                body=body,
+                headers=dict(headers or {}),
+                times=times,
+                after=after,
+                delay=delay,
+                drop=drop,
+                page=page,
+            )
+        )
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    # -- answering -----------------------------------------------------------
+
+    def _handle(self, request: RecordedRequest, bad_json: bool) -> Response | None:
+        """The answer to one request; None means: close the connection without one."""
+        self._log.append(request)
+        try:
+            for hook in list(self._hooks):
+                hook(request)
+        except Exception as exc:
+            traceback.print_exc()
+            return Response(500, error_body(f"fake GitHub: on_request hook failed: {exc!r}"))
+        fault = self._faults.take(request)
+        if fault is not None:
+            if fault.delay:
+                self._stopping.wait(fault.delay)
+            if fault.drop:
+                return None
+            if fault.status:
+                return Response(fault.status, fault.response_body(), dict(fault.headers))
+        if bad_json:
+            return Response(400, error_body("Problems parsing JSON"))
+        try:
+            return self._answer(request)
+        except ApiError as exc:
+            return Response(exc.status, error_body(exc.message, exc.errors))
+        except Exception as exc:
+            traceback.print_exc()
+            return Response(500, error_body(f"fake GitHub failed: {exc!r}"))
+
+    def _answer(self, request: RecordedRequest) -> Response:
+        authorization = request.headers.get("authorization")
+        tokens = re.fullmatch(r"/app/installations/(\d+)/access_tokens", request.path)
+        if tokens and request.method == "POST":
+            minted = self._credentials.mint(int(tokens[1]), authorization, request.body)
+            return Response(201, minted)
+        login = self._credentials.login(authorization)
+        if request.path == "/rate_limit" and request.method == "GET":
+            core = self._rate_limit()
+            return Response(200, {"resources": {"core": core}, "rate": core})
+        assert self._routes is not None
+        with self._state.lock:
+            return self._routes.dispatch(request, login)
+
+    def _count_request(self) -> dict[str, str]:
+        with self._counter_lock:
+            self._used += 1
+        limits = self._rate_limit()
+        return {
+            "X-RateLimit-Limit": str(limits["limit"]),
+            "X-RateLimit-Remaining": str(limits["remaining"]),
+            "X-RateLimit-Reset": str(limits["reset"]),
+            "X-RateLimit-Used": str(limits["used"]),
+            "X-RateLimit-Resource": "core",
+        }
+
+    def _rate_limit(self) -> dict[str, int]:
+        with self._counter_lock:
+            used = self._used
+        remaining = max(0, RATE_LIMIT - used)
+        return {"limit": RATE_LIMIT, "remaining": remaining, "reset": self._reset, "used": used}
+
+
+def _check_sha(sha: str | None) -> None:
+    if sha is not None and not SHA.fullmatch(sha):
+        raise ValueError(f"a commit sha is 40 lower-case hex digits, not {sha!r}")
+
+
+def _labels(labels: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(labels, str):
+        raise TypeError("labels is a sequence of names, not one string")
+    return tuple(dict.fromkeys(labels))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], fake: FakeGitHub) -> None:
+        super().__init__(address, _Handler)
+        self.fake = fake
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like GitHub; every answer has a Content-Length
+
+    def do_GET(self) -> None:
+        fake = self.server.fake  # type: ignore[attr-defined]
+        assert isinstance(fake, FakeGitHub)
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        body: Any = None
+        bad_json = False
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                bad_json = True
+        request = RecordedRequest(
+            method=self.command,
+            path=path.removeprefix(API_PREFIX) if path.startswith(API_PREFIX + "/") else path,
+            query=dict(parse_qsl(query, keep_blank_values=True)),
+            body=body,
+            headers={name.lower(): value for name, value in self.headers.items()},
+        )
+        response = fake._handle(request, bad_json)
+        if response is None:
+            self.close_connection = True
+            return
+        data = b"" if response.body is None else json.dumps(response.body).encode()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Content-Length": str(len(data)),
+            "X-GitHub-Media-Type": "github.v3; format=json",
+            **fake._count_request(),
+            **response.headers,
+        }
+        try:
+            self.send_response(response.status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client gave up waiting (a timeout test)
+            self.close_connection = True
+
+    do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
