@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from manifest_validation import KUBECTL, kustomize_build, validate_documents
-from prgen.testing.fake_github import FakeGitHub, RecordedRequest
 
 from conftest import SHOP, git
+from manifest_validation import KUBECTL, kustomize_build, validate_documents
 from prgen.cli import main
+from prgen.testing.fake_github import FakeGitHub, RecordedRequest
 
 Config = Callable[..., Path]
 
@@ -287,3 +287,62 @@ def test_the_synced_fleet_folder_builds_and_validates(
         built = kustomize_build(checkout / "previews/dev")
         assert validate_documents(built) == []
         assert built.count("kind: HelmRelease") == 3 and built.count("kind: Namespace") == 3
+
+
+def test_a_github_app_installation_can_sync(
+    shop: FakeGitHub, tmp_path: Path, fleet_remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from conftest import config_text
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    shop.add_app(4242, public, installation_id=99)
+    monkeypatch.delenv("GITHUB_TOKEN")
+    monkeypatch.setenv("APP_KEY", pem)
+    config = tmp_path / "app.yaml"
+    text = config_text(shop.base_url, str(fleet_remote), SHOP)
+    config.write_text(
+        text.replace(
+            "github:\n",
+            "github:\n  app: {id: 4242, installationId: 99, privateKeyEnv: APP_KEY}\n",
+            1,
+        )
+    )
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    result = sync(config)
+    assert result.exit_code == 0, result.output
+    assert envs(fleet_remote) == {"shop-pr-1"}
+    assert any(r.path == "/app/installations/99/access_tokens" for r in shop.requests)
+
+
+def test_a_bad_token_fails_the_listing_keeps_everything_and_never_shows_the_token(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config()
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    assert sync(config).exit_code == 0
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrongwrongwrongwrong")
+    result = sync(config)
+    assert result.exit_code == 1
+    assert "HTTP 401" in result.output
+    assert "ghp_wrongwrongwrongwrong" not in result.output
+    assert envs(fleet_remote) == {"shop-pr-1"}
+
+
+def test_a_missing_token_is_a_config_error(
+    write_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN")
+    result = sync(write_config())
+    assert result.exit_code == 2
+    assert "GITHUB_TOKEN is not set" in result.stderr

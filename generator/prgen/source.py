@@ -138,7 +138,7 @@ class GitHubSource:
 
     def list_open(self, repository: str, must_confirm: Collection[int] = ()) -> Listing:
         try:
-            repo = self._client.get_repo(repository, lazy=True)
+            repo = self._client.get_repo(repository)
             found = {
                 pr.number: convert(repository, pr)
                 for pr in repo.get_pulls(state="open", sort="created", direction="desc")

@@ -29,7 +29,7 @@ def command(config_path: Path | None, repository: str, number: int, offline: boo
     else:
         client = make_client(config.github)
         try:
-            pr = convert(repo.name, client.get_repo(repo.name, lazy=True).get_pull(number))
+            pr = convert(repo.name, client.get_repo(repo.name).get_pull(number))
         except Exception as exc:
             raise PrgenError(f"cannot read {repo.name}#{number}: {describe_error(exc)}") from exc
     env = render_environment(repo, pr)

@@ -1,0 +1,88 @@
+"""The fleet edge with real git: empty remotes, leftovers of killed runs, the work directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import git
+from prgen.config import FleetSettings
+from prgen.errors import FleetError
+from prgen.fleet import FleetRepo
+from prgen.render import render_index
+from prgen.resources import data_path
+
+
+def settings(url: Path, path: str = "previews/dev") -> FleetSettings:
+    return FleetSettings(url=str(url), path=path, author_name="prgen", author_email="p@example.com")
+
+
+def test_an_empty_remote_gets_its_branch_created(tmp_path: Path) -> None:
+    bare = tmp_path / "empty.git"
+    git("init", "--bare", str(bare))
+    fleet = FleetRepo(settings(bare), tmp_path / "work")
+    snapshot = fleet.refresh()
+    assert snapshot.commit is None and snapshot.files == {}
+    sha = fleet.commit_and_push(snapshot, {"kustomization.yaml": render_index([])}, "first")
+    assert sha is not None
+    assert git("rev-parse", "main", cwd=bare).strip() == sha
+    assert git("ls-tree", "-r", "--name-only", "main", cwd=bare).split() == [
+        "previews/dev/kustomization.yaml"
+    ]
+
+
+def test_the_next_run_recovers_from_whatever_a_killed_run_left(
+    fleet_remote: Path, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work"
+    fleet = FleetRepo(settings(fleet_remote), workdir)
+    fleet.refresh()
+    # A killed run: half-written files, a staged change, a stale index lock, a local commit.
+    (workdir / "previews/dev").mkdir(parents=True)
+    (workdir / "previews/dev/half.yaml").write_text("kind: Na")
+    (workdir / "README.md").write_text("changed")
+    git("add", "-A", cwd=workdir)
+    git("commit", "-m", "never pushed", cwd=workdir)
+    (workdir / "stray.txt").write_text("x")
+    (workdir / ".git/index.lock").write_text("")
+
+    snapshot = FleetRepo(settings(fleet_remote), workdir).refresh()
+    assert snapshot.files == {}
+    assert (workdir / "README.md").read_text() == "fleet\n"
+    assert not (workdir / "stray.txt").exists()
+    assert git("rev-parse", "HEAD", cwd=workdir) == git("rev-parse", "main", cwd=fleet_remote)
+
+
+def test_a_half_made_clone_is_replaced(fleet_remote: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    (workdir / ".git").mkdir(parents=True)  # killed during clone
+    snapshot = FleetRepo(settings(fleet_remote), workdir).refresh()
+    assert snapshot.commit == git("rev-parse", "main", cwd=fleet_remote).strip()
+
+
+def test_a_foreign_directory_is_never_wiped(fleet_remote: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "precious.txt").write_text("mine")
+    with pytest.raises(FleetError, match="not a git checkout"):
+        FleetRepo(settings(fleet_remote), workdir).refresh()
+    assert (workdir / "precious.txt").read_text() == "mine"
+
+
+def test_writes_outside_the_managed_folder_are_refused(fleet_remote: Path, tmp_path: Path) -> None:
+    fleet = FleetRepo(settings(fleet_remote), tmp_path / "work")
+    snapshot = fleet.refresh()
+    with pytest.raises(FleetError, match="outside"):
+        fleet.commit_and_push(snapshot, {"../../README.md": b"pwned"}, "escape")
+    assert git("show", "main:README.md", cwd=fleet_remote) == "fleet\n"
+
+
+def test_a_managed_path_that_is_a_file_is_an_error(fleet_remote: Path, tmp_path: Path) -> None:
+    with pytest.raises(FleetError, match="is a file"):
+        FleetRepo(settings(fleet_remote, "README.md"), tmp_path / "work").refresh()
+
+
+def test_the_example_fleets_index_is_exactly_what_prgen_writes_for_no_environments() -> None:
+    example = data_path("fleet-repo-example", "previews", "dev", "kustomization.yaml")
+    assert example.read_bytes() == render_index([])
