@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from prgen.testing.fake_github import FakeGitHub
 
 TOKEN = "ghp_testtoken0123456789abcdefABCDEF0123"

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from conftest import git
-from manifest_validation import validate_documents
 from prgen.cli import main
 from prgen.testing.fake_github import FakeGitHub
+
+from conftest import git
+from manifest_validation import validate_documents
 
 Config = Callable[..., Path]
 

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from factories import pull_request, repository
 from prgen.filters import select
+
+from factories import pull_request, repository
 
 
 def numbers(extra: str, *prs):  # type: ignore[no-untyped-def]

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
 from prgen.config import FleetSettings
 from prgen.errors import FleetError
 from prgen.fleet import FleetRepo
 from prgen.render import render_index
 from prgen.resources import data_path
+
+from conftest import git
 
 
 def settings(url: Path, path: str = "previews/dev") -> FleetSettings:

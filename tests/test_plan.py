@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from factories import pull_request, repository
 from prgen.inventory import read_inventory
 from prgen.plan import Action, make_plan
 from prgen.render import render_environment
+
+from factories import pull_request, repository
 
 SHOP = repository()
 

@@ -4,11 +4,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from manifest_validation import validate_documents
 from ruamel.yaml import YAML
 
-from factories import pull_request, repository
 from prgen.render import FLUX_SUBSTITUTE, MARKER, render_environment
+
+from factories import pull_request, repository
+from manifest_validation import validate_documents
 
 VALUES = """\
     values:

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import SHOP, git
-from manifest_validation import KUBECTL, kustomize_build, validate_documents
 from prgen.cli import main
 from prgen.testing.fake_github import FakeGitHub, RecordedRequest
+
+from conftest import SHOP, git
+from manifest_validation import KUBECTL, kustomize_build, validate_documents
 
 Config = Callable[..., Path]
 
