@@ -110,9 +110,10 @@ class Routes:
             ("PATCH", rf"{repo}/issues/comments/(\d+)", self.edit_comment),
             ("DELETE", rf"{repo}/issues/comments/(\d+)", self.delete_comment),
             ("POST", rf"{repo}/statuses/([^/]+)", self.create_status),
-            ("GET", rf"{repo}/statuses/([^/]+)", self.list_statuses),
-            ("GET", rf"{repo}/commits/([^/]+)/statuses", self.list_statuses),
-            ("GET", rf"{repo}/commits/([^/]+)/status", self.combined_status),
+            # A ref may be a branch name with slashes in it.
+            ("GET", rf"{repo}/statuses/(.+)", self.list_statuses),
+            ("GET", rf"{repo}/commits/(.+)/statuses", self.list_statuses),
+            ("GET", rf"{repo}/commits/(.+)/status", self.combined_status),
             ("GET", rf"{repo}/deployments", self.list_deployments),
             ("POST", rf"{repo}/deployments", self.create_deployment),
             ("GET", rf"{repo}/deployments/(\d+)", self.get_deployment),
