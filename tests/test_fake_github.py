@@ -364,3 +364,162 @@ def test_a_pr_closed_during_pagination_shifts_the_next_page(fake: FakeGitHub) ->
     # as on GitHub. (prgen confirms missing PRs one by one for this reason.)
     assert 50 not in listed and 150 in listed and len(listed) == 149
     assert set(listed) == set(numbers) - {50}
+
+
+# -- reporting: commit statuses, deployments, comments ------------------------------
+
+
+@pytest.fixture
+def pr(fake: FakeGitHub) -> int:
+    fake.add_token("t", login="prgen-bot")
+    return fake.open_pull(REPO, title="One", head_branch="feature/one")
+
+
+def test_commit_statuses_are_recorded_and_served_newest_first(fake: FakeGitHub, pr: int) -> None:
+    sha = fake.pull(REPO, pr).head_sha
+    commit = client(fake).get_repo(REPO).get_commit(sha)
+    pending = commit.create_status(
+        "pending", target_url="http://ci/1", description="deploying", context="preview"
+    )
+    assert (pending.state, pending.context, pending.creator.login) == (
+        "pending",
+        "preview",
+        "prgen-bot",
+    )
+    assert pending.url == f"{fake.base_url}/repos/{REPO}/statuses/{sha}"
+    commit.create_status("success", target_url="http://ci/1", description="up", context="preview")
+    commit.create_status("failure", context="tests")
+    listed = [(s.state, s.context) for s in commit.get_statuses()]
+    assert listed == [("failure", "tests"), ("success", "preview"), ("pending", "preview")]
+    by_branch = client(fake).get_repo(REPO).get_commit("feature/one").get_statuses()
+    assert [s.state for s in by_branch] == ["failure", "success", "pending"]
+    recorded = fake.statuses(REPO, sha)  # oldest first
+    assert [(s.state, s.description, s.target_url) for s in recorded][:2] == [
+        ("pending", "deploying", "http://ci/1"),
+        ("success", "up", "http://ci/1"),
+    ]
+    assert not any(r.path.endswith(f"/commits/{sha}") for r in fake.requests)  # no completion
+
+
+def test_combined_status_is_the_latest_state_per_context(fake: FakeGitHub, pr: int) -> None:
+    sha = fake.pull(REPO, pr).head_sha
+    commit = client(fake).get_repo(REPO).get_commit(sha)
+    assert commit.get_combined_status().state == "pending"  # no statuses yet
+    commit.create_status("pending", context="preview")
+    commit.create_status("success", context="preview")
+    commit.create_status("success", context="tests")
+    combined = commit.get_combined_status()
+    assert (combined.state, combined.total_count, combined.sha) == ("success", 2, sha)
+    assert sorted(s.context for s in combined.statuses) == ["preview", "tests"]
+    commit.create_status("error", context="tests")
+    assert commit.get_combined_status().state == "failure"
+
+
+def test_bad_statuses_are_refused_like_github(fake: FakeGitHub, pr: int) -> None:
+    repo = client(fake).get_repo(REPO)
+    commit = repo.get_commit(fake.pull(REPO, pr).head_sha)
+    for state, description in [("bogus", "x"), ("success", "x" * 141)]:
+        with pytest.raises(GithubException) as error:
+            commit.create_status(state, description=description)
+        assert error.value.status == 422 and error.value.data["message"] == "Validation Failed"
+    with pytest.raises(GithubException) as error:
+        repo.get_commit("0" * 40).create_status("success")
+    assert error.value.status == 422
+    assert error.value.data["message"] == f"No commit found for SHA: {'0' * 40}"
+
+
+def test_deployments_and_their_statuses(fake: FakeGitHub, pr: int) -> None:
+    repo = client(fake).get_repo(REPO)
+    sha = fake.pull(REPO, pr).head_sha
+    deployment = repo.create_deployment(
+        "feature/one",
+        environment="pr-1",
+        description="preview",
+        payload={"namespace": "shop-pr-1"},
+        auto_merge=False,
+        required_contexts=[],
+        transient_environment=True,
+        production_environment=False,
+    )
+    assert (deployment.sha, deployment.ref, deployment.environment) == (sha, "feature/one", "pr-1")
+    assert deployment.payload == {"namespace": "shop-pr-1"} and deployment.task == "deploy"
+    assert deployment.transient_environment and not deployment.production_environment
+    other = repo.create_deployment(sha, environment="pr-2", required_contexts=[])
+    assert [d.id for d in repo.get_deployments()] == [other.id, deployment.id]  # newest first
+    assert [d.id for d in repo.get_deployments(environment="pr-1")] == [deployment.id]
+    assert [d.id for d in repo.get_deployments(sha=sha, ref="feature/one")] == [deployment.id]
+    assert repo.get_deployment(deployment.id).description == "preview"
+
+    deployment.create_status("in_progress", description="rolling out")
+    done = deployment.create_status(
+        "success", target_url="http://ci/log", environment_url="http://pr-1.example.com"
+    )
+    assert (done.state, done.log_url, done.target_url) == (
+        "success",
+        "http://ci/log",
+        "http://ci/log",
+    )
+    assert done.environment_url == "http://pr-1.example.com" and done.creator.login == "prgen-bot"
+    assert [s.state for s in deployment.get_statuses()] == ["success", "in_progress"]
+    assert deployment.get_status(done.id).environment == "pr-1"
+    assert [d.id for d in fake.deployments(REPO)] == [deployment.id, other.id]
+    recorded = fake.deployment_statuses(REPO, deployment.id)
+    assert [(s.state, s.description) for s in recorded] == [
+        ("in_progress", "rolling out"),
+        ("success", ""),
+    ]
+
+
+def test_a_successful_deployment_makes_the_previous_one_inactive(fake: FakeGitHub, pr: int) -> None:
+    repo = client(fake).get_repo(REPO)
+    first = repo.create_deployment("feature/one", environment="pr-1", required_contexts=[])
+    first.create_status("success")
+    second = repo.create_deployment("feature/one", environment="pr-1", required_contexts=[])
+    second.create_status("success", auto_inactive=True)
+    assert [s.state for s in first.get_statuses()] == ["inactive", "success"]
+    assert [s.state for s in second.get_statuses()] == ["success"]
+    third = repo.create_deployment("feature/one", environment="pr-1", required_contexts=[])
+    third.create_status("success", auto_inactive=False)
+    assert [s.state for s in second.get_statuses()] == ["success"]
+
+
+def test_a_deployment_checks_commit_statuses_unless_told_not_to(fake: FakeGitHub, pr: int) -> None:
+    repo = client(fake).get_repo(REPO)
+    repo.get_commit(fake.pull(REPO, pr).head_sha).create_status("failure", context="tests")
+    with pytest.raises(GithubException) as error:
+        repo.create_deployment("feature/one", environment="pr-1")
+    assert error.value.status == 409
+    assert error.value.data["message"] == "Conflict: Commit status checks failed for feature/one."
+    assert repo.create_deployment("feature/one", environment="pr-1", required_contexts=[]).id
+    with pytest.raises(GithubException) as error:
+        repo.create_deployment("no-such-branch", required_contexts=[])
+    assert error.value.status == 422
+
+
+def test_issue_comments_are_written_by_the_token_owner(fake: FakeGitHub, pr: int) -> None:
+    fake.add_token("other", login="someone-else")
+    repo = client(fake).get_repo(REPO)
+    before = fake.pull(REPO, pr).updated_at
+    comment = repo.get_pull(pr).create_issue_comment("Preview: http://pr-1.example.com")
+    assert (comment.user.login, comment.body) == ("prgen-bot", "Preview: http://pr-1.example.com")
+    assert comment.html_url.endswith(f"/acme/shop/pull/{pr}#issuecomment-{comment.id}")
+    assert fake.pull(REPO, pr).updated_at > before  # as on GitHub, a comment bumps the PR
+    comment.edit("Preview: gone")
+    assert comment.body == "Preview: gone" and comment.updated_at > comment.created_at
+    repo2 = client(fake, Auth.Token("other")).get_repo(REPO)
+    repo2.get_issue(pr).create_comment("me too")
+    listed = [(c.user.login, c.body) for c in repo.get_pull(pr).get_issue_comments()]
+    assert listed == [("prgen-bot", "Preview: gone"), ("someone-else", "me too")]
+    assert [c.body for c in fake.comments(REPO, pr)] == ["Preview: gone", "me too"]
+    assert repo.get_pull(pr).get_issue_comment(comment.id).body == "Preview: gone"
+    with pytest.raises(UnknownObjectException):
+        repo.get_pull(pr + 1).create_issue_comment("nowhere")
+
+
+def test_an_app_comments_as_its_bot(fake: FakeGitHub) -> None:
+    private, public = rsa_key_pair()
+    fake.add_app(42, public, installation_id=7, slug="prgen")
+    number = fake.open_pull(REPO, title="One", head_branch="one")
+    github = client(fake, Auth.AppAuth(42, private).get_installation_auth(7))
+    comment = github.get_repo(REPO).get_pull(number).create_issue_comment("hi")
+    assert (comment.user.login, comment.user.type) == ("prgen[bot]", "Bot")
