@@ -207,6 +207,15 @@ def test_pull_numbers_increase_and_can_be_chosen(fake: FakeGitHub) -> None:
         fake.open_pull("acme/nope", title="E", head_branch="e")
 
 
+def test_stop_ends_kept_alive_connections(fake: FakeGitHub) -> None:
+    session = requests.Session()
+    url = f"{fake.base_url}/repos/{REPO}"
+    assert session.get(url, timeout=5).ok
+    fake.stop()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        session.get(url, timeout=5)
+
+
 # -- errors, headers and credentials --------------------------------------------
 
 

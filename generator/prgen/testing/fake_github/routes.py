@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlencode
 
@@ -227,6 +227,7 @@ class Routes:
                 since = datetime.fromisoformat(call.query["since"])
             except ValueError:
                 raise invalid("IssueComment", "since", "since is not an ISO 8601 time") from None
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
             comments = [comment for comment in comments if comment.updated_at >= since]
         return self._page(call, comments, lambda comment: self.render.comment(repo, comment))
 
