@@ -176,8 +176,8 @@ class FakeGitHub:
         _check_sha(sha)
         with self._state.lock:
             target = self._state.repo(repo)
+            self._state.pull(target, number)  # a KeyError before a sha is used up
             new_sha = sha or self._state.new_sha(target.full_name, number)
-            self._state.pull(target, number)
             self._state.change_pull(target, number, head_sha=new_sha)
             return new_sha
 
