@@ -74,9 +74,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from prgen.commands import demo, render, sync, validate
+    from prgen.commands import demo, probe, render, sync, validate
 
-    for module in (sync, validate, render, demo):
+    for module in (sync, probe, validate, render, demo):
         main.add_command(module.command)
 
 

@@ -12,7 +12,7 @@ import copy
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from prgen.errors import ConfigError
-from prgen.placeholders import unknown_placeholders
+from prgen.placeholders import PLACEHOLDER, UNTRUSTED, unknown_placeholders
 from prgen.resources import data_path
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -66,6 +66,31 @@ class Templates:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    url: str
+    expect: tuple[tuple[int, int], ...] = ((200, 299),)  # inclusive ranges
+    contains: str | None = None
+    timeout: float = 5.0
+    deadline: float = 900.0
+
+    def accepts(self, status: int) -> bool:
+        return any(low <= status <= high for low, high in self.expect)
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    commit_status_context: str | None = "prgen/preview"
+    deployment_environment: str | None = "pr-<<PR_NUMBER>>"
+    comment: bool = True
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    concurrency: int = 16
+    closed_lookback: int = 20
+
+
+@dataclass(frozen=True)
 class RepositorySettings:
     name: str
     labels: frozenset[str]
@@ -80,6 +105,9 @@ class RepositorySettings:
     chart_ref: Mapping[str, Any] | None
     values: Mapping[str, Any]
     templates: Templates
+    health_check: HealthCheck | None = None
+    environment_url: str | None = None
+    report: ReportSettings = ReportSettings()
 
     @property
     def owner(self) -> str:
@@ -96,6 +124,7 @@ class Config:
     fleet: FleetSettings
     repositories: tuple[RepositorySettings, ...]
     source: str  # where the config came from, for messages
+    probe: ProbeSettings = ProbeSettings()
 
     def repository(self, name: str) -> RepositorySettings:
         for repo in self.repositories:
@@ -150,6 +179,10 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         fleet=_compile_fleet(document["fleet"]),
         repositories=repositories,
         source=source,
+        probe=ProbeSettings(
+            concurrency=document.get("probe", {}).get("concurrency", 16),
+            closed_lookback=document.get("probe", {}).get("closedLookback", 20),
+        ),
     )
 
 
@@ -195,7 +228,15 @@ def _compile_repository(
             "both 'chart' and 'chartRef' are set" if has_chart else "neither 'chart' nor 'chartRef'"
         )
         raise ConfigError(f"{why}: exactly one is required (after merging defaults)", at, source)
-    for field in ("namespace", "values", "chart", "chartRef"):
+    for field in (
+        "namespace",
+        "values",
+        "chart",
+        "chartRef",
+        "healthCheck",
+        "environmentUrl",
+        "report",
+    ):
         for where, name in unknown_placeholders(entry.get(field), f"{at}.{field}"):
             raise ConfigError(f"unknown placeholder <<{name}>>", where, source)
     if "<<NAMESPACE>>" in entry.get("namespace", ""):
@@ -203,6 +244,22 @@ def _compile_repository(
             "<<NAMESPACE>> can't be used to make the namespace itself", f"{at}.namespace", source
         )
     templates = _compile_templates(entry.get("templates", {}), f"{at}.templates", source, base)
+    environment = (entry.get("report", {}).get("deployment") or {}).get("environment", "")
+    for match in PLACEHOLDER.finditer(environment):
+        if match.group(1) not in _ENVIRONMENT_PLACEHOLDERS:
+            raise ConfigError(
+                f"<<{match.group(1)}>> is not known once a PR is closed; use "
+                + ", ".join(f"<<{name}>>" for name in sorted(_ENVIRONMENT_PLACEHOLDERS)),
+                f"{at}.report.deployment.environment",
+                source,
+            )
+    for where, name in _unsafe_url_placeholders(entry, at):
+        raise ConfigError(
+            f"<<{name}>> is PR text and can't be used here; use a slug placeholder such as "
+            "<<PR_BRANCH_SLUG>> or <<PR_NUMBER>>",
+            where,
+            source,
+        )
     return RepositorySettings(
         name=entry["name"],
         labels=frozenset(entry.get("labels", ())),
@@ -217,6 +274,71 @@ def _compile_repository(
         chart_ref=entry.get("chartRef"),
         values=entry.get("values", {}),
         templates=templates,
+        health_check=_compile_health_check(entry.get("healthCheck"), f"{at}.healthCheck", source),
+        environment_url=entry.get("environmentUrl"),
+        report=_compile_report(entry.get("report", {})),
+    )
+
+
+def _unsafe_url_placeholders(entry: Mapping[str, Any], at: str) -> Iterator[tuple[str, str]]:
+    """Placeholders carrying raw PR text where they would become part of a URL or a name."""
+    places = {
+        "healthCheck.url": (entry.get("healthCheck") or {}).get("url"),
+        "healthCheck.contains": (entry.get("healthCheck") or {}).get("contains"),
+        "environmentUrl": entry.get("environmentUrl"),
+    }
+    for field, value in places.items():
+        for match in PLACEHOLDER.finditer(value or ""):
+            if match.group(1) in UNTRUSTED:
+                yield f"{at}.{field}", match.group(1)
+
+
+# A deployment must be found again after its PR closed, from the fleet alone.
+_ENVIRONMENT_PLACEHOLDERS = frozenset({"PR_NUMBER", "REPO_OWNER", "REPO_NAME", "NAMESPACE"})
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Flux/Go duration ('90s', '15m', '1h30m') in seconds; the schema has checked its form."""
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def _expected_statuses(value: Any) -> tuple[tuple[int, int], ...]:
+    if value is None:
+        return ((200, 299),)
+    if isinstance(value, int):
+        return ((value, value),)
+    if isinstance(value, list):
+        return tuple((code, code) for code in value)
+    low, high = (int(part) for part in str(value).split("-"))
+    return ((low, high),)
+
+
+def _compile_health_check(
+    entry: Mapping[str, Any] | None, at: str, source: str
+) -> HealthCheck | None:
+    if entry is None:
+        return None
+    expect = _expected_statuses(entry.get("expectStatus"))
+    if any(low > high for low, high in expect):
+        raise ConfigError("a status range must go from low to high", f"{at}.expectStatus", source)
+    timeout = parse_duration(entry.get("timeout", "5s"))
+    deadline = parse_duration(entry.get("deadline", "15m"))
+    if timeout <= 0:
+        raise ConfigError("must be more than zero", f"{at}.timeout", source)
+    return HealthCheck(entry["url"], expect, entry.get("contains"), timeout, deadline)
+
+
+def _compile_report(entry: Mapping[str, Any]) -> ReportSettings:
+    status = entry.get("commitStatus", {})
+    deployment = entry.get("deployment", {})
+    return ReportSettings(
+        commit_status_context=None if status is False else status.get("context", "prgen/preview"),
+        deployment_environment=None
+        if deployment is False
+        else deployment.get("environment", "pr-<<PR_NUMBER>>"),
+        comment=entry.get("comment", True),
     )
 
 

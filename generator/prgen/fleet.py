@@ -16,6 +16,7 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
@@ -23,13 +24,23 @@ from git.objects import Blob, Tree
 
 from prgen.config import FleetSettings
 from prgen.errors import FleetError
+from prgen.inventory import identity_of
 from prgen.redact import redact, redact_url, register_secret, url_credentials
+from prgen.render import HELMRELEASE_FILE
 
 log = logging.getLogger(__name__)
 
 
 class ConcurrentUpdate(Exception):
     """Someone else pushed to the branch between our fetch and our push."""
+
+
+@dataclass(frozen=True)
+class RemovedEnvironment:
+    repository: str
+    number: int
+    head_sha: str | None
+    folder: str
 
 
 @dataclass(frozen=True)
@@ -246,3 +257,53 @@ class FleetRepo:
             ):
                 raise ConcurrentUpdate(branch) from exc
             raise _git_error(f"pushing to {self.display_url}", exc) from exc
+
+    # -- history: what the deadline and the closed-PR report are derived from --
+
+    def carried_since(self, folder: str, head_sha: str) -> datetime | None:
+        """When the fleet branch first carried `head_sha` in this environment's HelmRelease.
+
+        Derived from history (the newest commit that changed how often the SHA
+        appears), so no state is kept between runs.
+        """
+        path = f"{self.settings.path}/{folder}/{HELMRELEASE_FILE}"
+        try:
+            out = self._open().git.log(
+                "-1", f"-S{head_sha}", "--format=%ct", self._remote_ref, "--", path
+            )
+        except GitCommandError as exc:
+            raise _git_error("reading the fleet history", exc) from exc
+        return datetime.fromtimestamp(int(out), UTC) if out.strip() else None
+
+    def recently_removed(self, lookback: int) -> list[RemovedEnvironment]:
+        """Environments whose HelmRelease was deleted in the last `lookback` commits of the path."""
+        if lookback <= 0:
+            return []
+        try:
+            repo = self._open()
+            log = repo.git.log(
+                f"-{lookback}",
+                "--format=@%H",
+                "--name-status",
+                "--no-renames",
+                self._remote_ref,
+                "--",
+                self.settings.path,
+            )
+        except GitCommandError as exc:
+            raise _git_error("reading the fleet history", exc) from exc
+        removed: list[RemovedEnvironment] = []
+        commit = ""
+        for line in log.splitlines():
+            if line.startswith("@"):
+                commit = line[1:]
+                continue
+            status, _, path = line.partition("\t")
+            if status != "D" or not path.endswith("/" + HELMRELEASE_FILE):
+                continue
+            content = repo.git.show(f"{commit}^:{path}", stdout_as_string=False)
+            identity = identity_of(content) if isinstance(content, bytes) else None
+            if identity:
+                folder = PurePosixPath(path).parent.name
+                removed.append(RemovedEnvironment(identity[0], identity[1], identity[2], folder))
+        return removed

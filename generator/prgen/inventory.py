@@ -63,7 +63,8 @@ def is_owned(content: bytes) -> bool:
     return content.startswith(MARKER.encode())
 
 
-def _identity(content: bytes) -> tuple[str, int, str | None] | None:
+def identity_of(content: bytes) -> tuple[str, int, str | None] | None:
+    """(repository, PR number, head SHA) from a HelmRelease prgen wrote."""
     try:
         document: Any = YAML(typ="safe", pure=True).load(content.decode("utf-8"))
         annotations = document["metadata"]["annotations"]
@@ -91,7 +92,7 @@ def read_inventory(files: Mapping[str, bytes]) -> Inventory:
     environments = []
     unrecognised = []
     for folder, owned in sorted(owned_by_folder.items()):
-        identity = _identity(owned[HELMRELEASE_FILE]) if HELMRELEASE_FILE in owned else None
+        identity = identity_of(owned[HELMRELEASE_FILE]) if HELMRELEASE_FILE in owned else None
         if identity is None:
             unrecognised.append(folder)
             continue

@@ -45,6 +45,7 @@ class SyncResult:
     diff: str = ""
     attempts: int = 1
     warnings: list[str] = field(default_factory=list)
+    listings: list[Listing] = field(default_factory=list)  # for a probe in the same run
 
     @property
     def failed_repositories(self) -> list[RepositoryOutcome]:
@@ -177,7 +178,14 @@ class Syncer:
         complete = {listing.repository.lower() for listing in listings if listing.complete}
         inventory = read_inventory(snapshot.files)
         plan = make_plan(desired, inventory, complete)
-        result = SyncResult(self.fleet.display_url, self.config.fleet.path, outcomes, plan, skipped)
+        result = SyncResult(
+            self.fleet.display_url,
+            self.config.fleet.path,
+            outcomes,
+            plan,
+            skipped,
+            listings=listings,
+        )
         if inventory.index_is_handwritten:
             result.warnings.append(
                 f"{self.config.fleet.path}/kustomization.yaml is hand-written: prgen leaves it alone, "

@@ -26,3 +26,18 @@ def config_option(command: F) -> F:
 
 def load(config_path: Path | None) -> Config:
     return load_config(config_path or default_config_path())
+
+
+def output_option(command: F) -> F:
+    return click.option(
+        "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+    )(command)
+
+
+def workdir_option(command: F) -> F:
+    return click.option(
+        "--workdir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="PRGEN_WORKDIR",
+        help="Where the fleet repository is checked out (default: a cache folder; $PRGEN_WORKDIR).",
+    )(command)

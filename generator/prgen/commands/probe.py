@@ -1,0 +1,83 @@
+"""`prgen probe`: probe every environment in the fleet and report to GitHub."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from github import Github
+
+from prgen.cli import handles_errors
+from prgen.commands.options import config_option, load, output_option, workdir_option
+from prgen.config import Config
+from prgen.feedback import Prober, ProbeRunResult
+from prgen.fleet import FleetRepo, default_workdir
+from prgen.inventory import read_inventory
+from prgen.model import Listing
+from prgen.report import Health
+from prgen.source import GitHubSource, make_client
+
+_MARK = {Health.READY: "✓", Health.PENDING: "…", Health.FAILED: "✗", Health.REMOVED: "-"}
+
+
+def probe_and_report(
+    config: Config, client: Github, fleet: FleetRepo, listings: Sequence[Listing] | None = None
+) -> ProbeRunResult:
+    """Probe what the fleet holds now; list PRs first unless a sync just did."""
+    with fleet.locked():
+        snapshot = fleet.refresh()
+        removed = fleet.recently_removed(config.probe.closed_lookback)
+        inventory = read_inventory(snapshot.files)
+        if listings is None:
+            source = GitHubSource(client)
+            listings = [
+                source.list_open(
+                    repo.name,
+                    [
+                        e.number
+                        for e in inventory.environments
+                        if e.repository.lower() == repo.name.lower()
+                    ],
+                )
+                for repo in config.repositories
+            ]
+        return Prober(config, client, fleet).run(inventory, listings, removed)
+
+
+def print_probe(result: ProbeRunResult) -> None:
+    for name, error in sorted(result.failed_repositories.items()):
+        click.echo(f"  {name}: NOT PROBED ({error})")
+    for item in result.environments:
+        o = item.observation
+        where = o.environment_url or o.namespace
+        writes = (
+            f"{item.outcome.writes} GitHub write(s)" if item.outcome.writes else "GitHub up to date"
+        )
+        if item.outcome.error:
+            writes = f"NOT REPORTED: {item.outcome.error}"
+        click.echo(
+            f"  {_MARK[o.health]} {o.repository}#{o.number} {o.health}: {o.reason}  {where}  [{writes}]"
+        )
+    if not result.environments and not result.failed_repositories:
+        click.echo("  no environment with a health check")
+
+
+@click.command("probe")
+@config_option
+@output_option
+@workdir_option
+@handles_errors
+def command(config_path: Path | None, output: str, workdir: Path | None) -> None:
+    """Probe every environment's health URL and report to GitHub (status, deployment, comment)."""
+    config = load(config_path)
+    client = make_client(config.github)
+    fleet = FleetRepo(config.fleet, workdir or default_workdir(config.fleet))
+    result = probe_and_report(config, client, fleet)
+    if output == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_probe(result)
+    sys.exit(result.exit_code)
