@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from prgen.cli import handles_errors
-from prgen.commands.options import config_option, load
+from prgen.commands.options import config_option, load, output_option, workdir_option
+from prgen.commands.probe import print_probe, probe_and_report
 from prgen.fleet import default_workdir
 from prgen.plan import Action
 from prgen.source import GitHubSource, make_client
@@ -64,24 +65,39 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Print the plan and a diff of the fleet repo; write nothing."
 )
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option(
-    "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="PRGEN_WORKDIR",
-    help="Where the fleet repository is checked out (default: a cache folder; $PRGEN_WORKDIR).",
+    "--probe", "then_probe", is_flag=True, help="Then probe every environment and report to GitHub."
 )
+@output_option
+@workdir_option
 @click.option("--verbose-keep", is_flag=True, hidden=True)
 @handles_errors
 def command(
-    config_path: Path | None, dry_run: bool, output: str, workdir: Path | None, verbose_keep: bool
+    config_path: Path | None,
+    dry_run: bool,
+    then_probe: bool,
+    output: str,
+    workdir: Path | None,
+    verbose_keep: bool,
 ) -> None:
     """List open pull requests and make the fleet repository match them, in one commit."""
+    if dry_run and then_probe:
+        raise click.UsageError("--probe reports to GitHub, so it can't go with --dry-run")
     config = load(config_path)
-    source = GitHubSource(make_client(config.github))
-    result = Syncer(config, source, workdir or default_workdir(config.fleet)).run(dry_run=dry_run)
+    client = make_client(config.github)
+    syncer = Syncer(config, GitHubSource(client), workdir or default_workdir(config.fleet))
+    result = syncer.run(dry_run=dry_run)
+    probed = probe_and_report(config, client, syncer.fleet, result.listings) if then_probe else None
+    exit_code = max(result.exit_code, probed.exit_code if probed else 0)
     if output == "json":
-        click.echo(json.dumps(result.to_json(), indent=2))
+        document = result.to_json()
+        if probed:
+            document["probe"] = probed.to_json()
+            document["exitCode"] = int(exit_code)
+        click.echo(json.dumps(document, indent=2))
     else:
         print_result(result, verbose_keep=verbose_keep)
-    sys.exit(result.exit_code)
+        if probed:
+            click.echo("probe:")
+            print_probe(probed)
+    sys.exit(exit_code)
