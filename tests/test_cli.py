@@ -92,5 +92,14 @@ def test_demo_runs_the_whole_loop_offline(tmp_path: Path) -> None:
         "shop-pr-1",
         "shop-pr-3",
     }  # #2 closed in the demo; draft, fork, opted-out skipped
-    assert "sync 3: nothing new" in result.output and "nothing changed: no commit" in result.output
+    assert (
+        "sync --probe 3: nothing new" in result.output
+        and "nothing changed: no commit" in result.output
+    )
+    # The feedback loop: pending, then ready once the environment answers, removed once closed,
+    # and nothing written when nothing changed.
+    assert "… acme/shop#1 pending: HTTP 503" in result.output
+    assert "✓ acme/shop#3 success: HTTP 200" in result.output
+    assert "deployment pr-2 at" in result.output and "-> inactive" in result.output
+    assert "GitHub writes in this run: 0" in result.output
     assert int(git("rev-list", "--count", "main", cwd=fleet)) == 3

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from environments import Environments
 from prgen.cli import main
 from prgen.commands.probe import probe_and_report
 from prgen.config import load_config
@@ -19,6 +18,7 @@ from prgen.fleet import FleetRepo
 from prgen.inventory import read_inventory
 from prgen.report import COMMENT_MARKER, GitHubReporter
 from prgen.source import GitHubSource, make_client
+from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
 from conftest import SHOP

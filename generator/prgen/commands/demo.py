@@ -1,4 +1,4 @@
-"""`prgen demo`: the real sync path against a local GitHub sandbox and a fleet repo on disk.
+"""`prgen demo`: the real sync and probe path against a local GitHub sandbox and a fleet repo on disk.
 
 No account, no network: the sandbox is the same GitHub-compatible server the
 tests use, on 127.0.0.1, seeded with a handful of pull requests.
@@ -15,11 +15,13 @@ from pathlib import Path
 import click
 
 from prgen.cli import handles_errors
+from prgen.commands.probe import print_probe, probe_and_report
 from prgen.commands.sync import print_result
 from prgen.config import load_config
 from prgen.resources import data_path
 from prgen.source import GitHubSource, make_client
 from prgen.sync import Syncer
+from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
 REPOSITORY = "acme/shop"
@@ -48,6 +50,13 @@ repositories:
     values:
       image: {{tag: '<<PR_HEAD_SHA>>'}}
       ingress: {{host: 'shop-pr-<<PR_NUMBER>>.preview.example.com'}}
+    # In a cluster: https://shop-pr-<<PR_NUMBER>>.preview.example.com/healthz. Here a local
+    # server plays the environments, as Flux would bring them up.
+    healthCheck:
+      url: '{environments}/pr-<<PR_NUMBER>>/healthz'
+      timeout: 2s
+      deadline: 15m
+    environmentUrl: '{environments}/pr-<<PR_NUMBER>>/'
 """
 
 
@@ -124,34 +133,79 @@ def command(directory: Path | None) -> None:
     if any(directory.iterdir()):
         raise click.UsageError(f"{directory} is not empty")
     token = secrets.token_hex(20)
-    with FakeGitHub() as github:
-        github.add_token(token)
+    with FakeGitHub() as github, Environments().running() as environments:
+        github.add_token(token, login="prgen-demo[bot]")
         prs = seed_pull_requests(github)
         fleet = make_fleet(directory)
         config_path = directory / "prgen.yaml"
         config_path.write_text(
-            CONFIG.format(api_url=github.base_url, fleet_url=fleet, repository=REPOSITORY)
+            CONFIG.format(
+                api_url=github.base_url,
+                fleet_url=fleet,
+                repository=REPOSITORY,
+                environments=environments.url,
+            )
         )
         config = load_config(config_path)
-        source = GitHubSource(make_client(config.github, {"PRGEN_DEMO_TOKEN": token}))
-        syncer = Syncer(config, source, directory / "work")
+        client = make_client(config.github, {"PRGEN_DEMO_TOKEN": token})
+        syncer = Syncer(config, GitHubSource(client), directory / "work")
 
-        _step(f"sync 1: {len(prs)} open pull requests in the sandbox's {REPOSITORY}")
-        print_result(syncer.run())
+        def sync_and_probe() -> None:
+            result = syncer.run()
+            print_result(result)
+            click.echo("probe:")
+            print_probe(probe_and_report(config, client, syncer.fleet, result.listings))
 
-        _step(f"sync 2: new commit on #{prs['checkout']}, #{prs['search']} closed")
-        github.push(REPOSITORY, prs["checkout"])
-        github.close_pull(REPOSITORY, prs["search"])
-        print_result(syncer.run())
+        checkout, search = prs["checkout"], prs["search"]
+        for number in prs.values():
+            environments.behaviour[number] = "unhealthy"  # Flux has not deployed them yet
 
-        _step("sync 3: nothing new")
-        print_result(syncer.run())
+        _step(f"sync --probe 1: {len(prs)} open pull requests in the sandbox's {REPOSITORY}")
+        sync_and_probe()
+
+        _step("Flux brings the environments up: probe")
+        environments.behaviour.clear()
+        print_probe(probe_and_report(config, client, syncer.fleet))
+        show_github(github, checkout)
+
+        _step(f"sync --probe 2: new commit on #{checkout}, #{search} closed")
+        github.push(REPOSITORY, checkout)
+        environments.behaviour[checkout] = "unhealthy"  # the new version is rolling out
+        github.close_pull(REPOSITORY, search)
+        sync_and_probe()
+        show_github(github, search)
+
+        _step("sync --probe 3: nothing new")
+        before = github.count_requests("POST", ".*") + github.count_requests("PATCH", ".*")
+        sync_and_probe()
+        after = github.count_requests("POST", ".*") + github.count_requests("PATCH", ".*")
+        click.echo(f"  GitHub writes in this run: {after - before}")
 
     _step("where to look")
     click.echo(f"  config:      {config_path}")
     click.echo(f"  fleet repo:  {fleet} (bare; what Flux would reconcile)")
     click.echo(f"  history:     git -C {fleet} log --stat")
     click.echo(
-        f"  a manifest:  git -C {fleet} show main:previews/dev/shop-pr-{prs['checkout']}/helmrelease.yaml"
+        f"  a manifest:  git -C {fleet} show main:previews/dev/shop-pr-{checkout}/helmrelease.yaml"
     )
     click.echo("  the sandbox GitHub has stopped; point prgen.yaml at real GitHub to go on.")
+
+
+def show_github(github: FakeGitHub, number: int) -> None:
+    """What the pull request shows on GitHub, as the sandbox recorded it."""
+    pull = github.pull(REPOSITORY, number)
+    click.echo(f"  on GitHub, #{number} ({pull.state}) shows:")
+    for status in github.statuses(REPOSITORY, pull.head_sha):
+        link = f" -> {status.target_url}" if status.target_url else ""
+        click.echo(f"    status {status.context}: {status.state} '{status.description}'{link}")
+    for deployment in github.deployments(REPOSITORY):
+        if deployment.environment == f"pr-{number}":
+            states = [s.state for s in github.deployment_statuses(REPOSITORY, deployment.id)]
+            click.echo(
+                f"    deployment {deployment.environment} at {deployment.sha[:7]}: "
+                + " -> ".join(states)
+            )
+    for comment in github.comments(REPOSITORY, number):
+        click.echo(f"    comment by {comment.user}:")
+        for line in comment.body.splitlines():
+            click.echo(f"      {line}")

@@ -1,4 +1,7 @@
-"""Real HTTP servers on 127.0.0.1 that play preview environments: healthy, 503, hanging, slow, redirecting."""
+"""Real HTTP servers on 127.0.0.1 that play preview environments: healthy, 503, hanging, slow, redirecting.
+
+Used by the tests and by `prgen demo`.
+"""
 
 from __future__ import annotations
 
