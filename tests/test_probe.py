@@ -314,3 +314,14 @@ def test_probe_without_a_sync_lists_once_and_reports(
     )
     assert [e.observation.health for e in result.environments] == ["success"]
     assert github.count_requests("GET", r"/repos/acme/shop/pulls") == 2  # one per command
+
+
+def test_a_pr_closed_before_any_report_gets_no_removal_comment(
+    github: FakeGitHub, config: Path, envs: Environments
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    assert run("sync", "-c", str(config)).exit_code == 0  # no probe: nothing reported yet
+    github.close_pull(REPO, number)
+    assert run("sync", "--probe", "-c", str(config)).exit_code == 0
+    assert github.comments(REPO, number) == []
+    assert github.deployments(REPO) == []

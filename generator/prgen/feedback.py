@@ -179,7 +179,11 @@ class Prober:
         present = {env.key for env in inventory.environments}
         for gone in self._unique(removed):
             repo = self._configured(gone.repository)
-            if repo is None or (gone.repository.lower(), gone.number) in present:
+            if (
+                repo is None
+                or repo.health_check is None
+                or (gone.repository.lower(), gone.number) in present
+            ):
                 continue
             observation = Observation(
                 repo.name,

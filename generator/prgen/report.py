@@ -209,7 +209,9 @@ class GitHubReporter:
         if self._already_reported(repo, observation, wanted):
             return
         if wanted.comment is not None:
-            outcome.writes += self._ensure_comment(repo, observation.number, wanted.comment)
+            # A removal edits the comment prgen made; it never starts a conversation to say so.
+            create = observation.health is not Health.REMOVED
+            outcome.writes += self._ensure_comment(repo, observation.number, wanted.comment, create)
         if wanted.deployment is not None:
             outcome.writes += self._ensure_deployment(repo, observation, wanted.deployment)
         if wanted.status is not None and observation.head_sha:
@@ -271,8 +273,10 @@ class GitHubReporter:
 
     # -- writing only what differs --
 
-    def _ensure_comment(self, repo: Repository, number: int, body: str) -> int:
+    def _ensure_comment(self, repo: Repository, number: int, body: str, create: bool) -> int:
         comment = self._find_comment(repo, number)
+        if comment is None and not create:
+            return 0
         if comment is None:
             repo.get_issue(number).create_comment(body)
             return 1
