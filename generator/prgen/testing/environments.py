@@ -12,6 +12,12 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    # Many probes connect at once; the default backlog of 5 would drop SYNs and
+    # turn a healthy environment into a 1 s connect timeout.
+    request_queue_size = 128
+
+
 class Environments:
     """`/pr-<N>/healthz` answers as `behaviour[N]` says (default 'healthy')."""
 
@@ -23,7 +29,7 @@ class Environments:
         self.hits: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
 
     @property

@@ -381,6 +381,7 @@ def _labels(labels: Sequence[str]) -> tuple[str, ...]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # several prgen processes may connect at once
 
     def __init__(self, address: tuple[str, int], fake: FakeGitHub) -> None:
         super().__init__(address, _Handler)
