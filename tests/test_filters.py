@@ -68,3 +68,24 @@ def test_max_environments_keeps_the_newest_and_reports_the_rest() -> None:
 def test_the_limit_counts_only_eligible_prs() -> None:
     got, _ = numbers("    maxEnvironments: 1\n", pull_request(9, draft=True), pull_request(3))
     assert got == [3]
+
+
+def test_trusted_forks_need_a_trusted_author_or_an_approving_label() -> None:
+    extra = "    forks: trusted\n    trustedForkLabels: [ok-to-preview]\n"
+    member = pull_request(1, head_repository="bob/shop", author_association="MEMBER")
+    collaborator = pull_request(2, head_repository="eve/shop", author_association="COLLABORATOR")
+    stranger = pull_request(3, head_repository="mallory/shop", author_association="CONTRIBUTOR")
+    approved = pull_request(
+        4,
+        head_repository="carol/shop",
+        author_association="FIRST_TIME_CONTRIBUTOR",
+        labels=("ok-to-preview",),
+    )
+    got, skipped = numbers(extra, member, collaborator, stranger, approved)
+    assert got == [4, 2, 1]
+    assert "forks: trusted" in skipped[3]
+
+
+def test_without_trusted_forks_even_a_member_fork_gets_nothing() -> None:
+    member = pull_request(1, head_repository="bob/shop", author_association="OWNER")
+    assert numbers("", member)[0] == []

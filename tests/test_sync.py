@@ -347,3 +347,39 @@ def test_a_missing_token_is_a_config_error(
     result = sync(write_config())
     assert result.exit_code == 2
     assert "GITHUB_TOKEN is not set" in result.stderr
+
+
+def test_the_mass_deletion_guard_removes_none_unless_allowed(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    config = write_config()
+    numbers = [shop.open_pull("acme/shop", title=f"PR {n}", head_branch=f"b{n}") for n in range(10)]
+    assert sync(config).exit_code == 0
+    for number in numbers[:6]:
+        shop.close_pull("acme/shop", number)
+    new = shop.open_pull("acme/shop", title="new", head_branch="new")
+
+    result = sync(config)
+    assert result.exit_code == 1
+    assert (
+        "mass-deletion guard: this run would remove 6 of 10 environments (limit 5)" in result.output
+    )
+    assert len(envs(fleet_remote)) == 11  # nothing removed; the new PR still got its environment
+    assert f"shop-pr-{new}" in envs(fleet_remote)
+
+    result = sync(config, "--allow-mass-delete")
+    assert result.exit_code == 0, result.output
+    assert len(envs(fleet_remote)) == 5
+
+
+def test_a_few_deletions_pass_the_guard_and_a_configured_limit_applies(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    numbers = [shop.open_pull("acme/shop", title=f"PR {n}", head_branch=f"b{n}") for n in range(4)]
+    assert sync(write_config()).exit_code == 0
+    for number in numbers:
+        shop.close_pull("acme/shop", number)
+    strict = write_config(extra="safety: {maxDeletions: 3}\n")
+    assert sync(strict).exit_code == 1 and len(envs(fleet_remote)) == 4
+    assert sync(write_config()).exit_code == 0  # 4 of 4: under the default's floor of 5
+    assert envs(fleet_remote) == set()

@@ -98,13 +98,14 @@ class RepositorySettings:
     branches: re.Pattern[str] | None
     target_branches: re.Pattern[str] | None
     drafts: bool
-    forks: bool
+    forks: bool | str  # False, True or "trusted"
     max_environments: int | None
     namespace: str
     chart: Mapping[str, Any] | None
     chart_ref: Mapping[str, Any] | None
     values: Mapping[str, Any]
     templates: Templates
+    trusted_fork_labels: frozenset[str] = frozenset()
     health_check: HealthCheck | None = None
     environment_url: str | None = None
     report: ReportSettings = ReportSettings()
@@ -125,6 +126,7 @@ class Config:
     repositories: tuple[RepositorySettings, ...]
     source: str  # where the config came from, for messages
     probe: ProbeSettings = ProbeSettings()
+    max_deletions: int | None = None  # None: more than half, and at least 5
 
     def repository(self, name: str) -> RepositorySettings:
         for repo in self.repositories:
@@ -179,6 +181,7 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         fleet=_compile_fleet(document["fleet"]),
         repositories=repositories,
         source=source,
+        max_deletions=document.get("safety", {}).get("maxDeletions"),
         probe=ProbeSettings(
             concurrency=document.get("probe", {}).get("concurrency", 16),
             closed_lookback=document.get("probe", {}).get("closedLookback", 20),
@@ -274,6 +277,7 @@ def _compile_repository(
         chart_ref=entry.get("chartRef"),
         values=entry.get("values", {}),
         templates=templates,
+        trusted_fork_labels=frozenset(entry.get("trustedForkLabels", ())),
         health_check=_compile_health_check(entry.get("healthCheck"), f"{at}.healthCheck", source),
         environment_url=entry.get("environmentUrl"),
         report=_compile_report(entry.get("report", {})),

@@ -16,9 +16,31 @@ class Skipped:
     reason: str
 
 
-def _reason_to_skip(repo: RepositorySettings, pr: PullRequest) -> str | None:
-    if pr.is_fork and not repo.forks:
+# Author associations GitHub gives people with write access (or org membership).
+TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
+def _untrusted_fork(repo: RepositorySettings, pr: PullRequest) -> str | None:
+    if repo.forks is True:
+        return None
+    if repo.forks != "trusted":
         return "opened from a fork (forks: false)"
+    if pr.author_association in TRUSTED_ASSOCIATIONS:
+        return None
+    if repo.trusted_fork_labels & set(pr.labels):
+        return None
+    wanted = ", ".join(sorted(repo.trusted_fork_labels)) or "none configured"
+    return (
+        f"opened from a fork by {pr.author_association.lower()} (forks: trusted needs an owner, "
+        f"member or collaborator, or a label: {wanted})"
+    )
+
+
+def _reason_to_skip(repo: RepositorySettings, pr: PullRequest) -> str | None:
+    if pr.is_fork:
+        reason = _untrusted_fork(repo, pr)
+        if reason:
+            return reason
     if pr.draft and not repo.drafts:
         return "draft (drafts: false)"
     missing = sorted(repo.labels - set(pr.labels))

@@ -74,8 +74,13 @@ def make_plan(
     desired: Sequence[RenderedEnvironment],
     inventory: Inventory,
     complete: Collection[str],
+    *,
+    hold_deletions: str | None = None,
 ) -> Plan:
-    """`complete`: lower-cased names of the repositories whose listing succeeded in full."""
+    """`complete`: lower-cased names of the repositories whose listing succeeded in full.
+
+    `hold_deletions`: when set, environments that would be removed are kept, with this reason.
+    """
     current: dict[tuple[str, int], list[CurrentEnvironment]] = {}
     for existing_env in inventory.environments:
         current.setdefault(existing_env.key, []).append(existing_env)
@@ -95,15 +100,20 @@ def make_plan(
             continue
         for old_env in unwanted:
             who = (old_env.repository, old_env.number, old_env.folder, old_env.head_sha)
-            if old_env.repository.lower() in complete:
+            if old_env.repository.lower() in complete and hold_deletions is None:
                 deletes.update(dict.fromkeys(f"{old_env.folder}/{name}" for name in old_env.files))
                 changes.append(
                     Change(Action.DELETE, *who, "pull request closed or no longer eligible")
                 )
             else:
                 claimed[old_env.folder] = f"{old_env.repository}#{old_env.number}"
+                reason = hold_deletions if old_env.repository.lower() in complete else None
                 changes.append(
-                    Change(Action.KEEP, *who, f"listing of {old_env.repository} failed: kept as is")
+                    Change(
+                        Action.KEEP,
+                        *who,
+                        reason or f"listing of {old_env.repository} failed: kept as is",
+                    )
                 )
 
     for env in desired:
@@ -159,3 +169,10 @@ def make_plan(
             all_writes[KUSTOMIZATION_FILE] = index
     changes.sort(key=lambda c: (c.repository.lower(), c.number, c.action != Action.DELETE))
     return Plan(tuple(changes), tuple(conflicts), all_writes)
+
+
+def deletion_limit(current: int, max_deletions: int | None) -> int:
+    """How many environments one run may remove. Default: half of them, but always 4."""
+    if max_deletions is not None:
+        return max_deletions
+    return max(current // 2, 4)

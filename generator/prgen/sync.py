@@ -17,7 +17,7 @@ from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.inventory import read_inventory
 from prgen.model import Listing
-from prgen.plan import Action, Plan, make_plan
+from prgen.plan import Action, Plan, deletion_limit, make_plan
 from prgen.render import RenderedEnvironment, render_environment
 from prgen.source import PullRequestSource
 
@@ -46,6 +46,7 @@ class SyncResult:
     attempts: int = 1
     warnings: list[str] = field(default_factory=list)
     listings: list[Listing] = field(default_factory=list)  # for a probe in the same run
+    held_deletions: str | None = None  # why the mass-deletion guard kept environments
 
     @property
     def failed_repositories(self) -> list[RepositoryOutcome]:
@@ -53,7 +54,7 @@ class SyncResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.PARTIAL if self.failed_repositories else ExitCode.OK
+        return ExitCode.PARTIAL if self.failed_repositories or self.held_deletions else ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +93,7 @@ class SyncResult:
                 for s in self.skipped
             ],
             "warnings": self.warnings,
+            "heldDeletions": self.held_deletions,
             **({"diff": self.diff} if self.dry_run else {}),
         }
 
@@ -140,7 +142,9 @@ class Syncer:
         workdir: Path,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        allow_mass_delete: bool = False,
     ) -> None:
+        self.allow_mass_delete = allow_mass_delete
         self.config = config
         self.source = source
         self.fleet = FleetRepo(config.fleet, workdir)
@@ -178,6 +182,9 @@ class Syncer:
         complete = {listing.repository.lower() for listing in listings if listing.complete}
         inventory = read_inventory(snapshot.files)
         plan = make_plan(desired, inventory, complete)
+        held = self._deletions_to_hold(plan, len(inventory.environments))
+        if held:
+            plan = make_plan(desired, inventory, complete, hold_deletions=held)
         result = SyncResult(
             self.fleet.display_url,
             self.config.fleet.path,
@@ -186,6 +193,9 @@ class Syncer:
             skipped,
             listings=listings,
         )
+        if held:
+            result.held_deletions = held
+            result.warnings.append(held + "; run with --allow-mass-delete if this is intended")
         if inventory.index_is_handwritten:
             result.warnings.append(
                 f"{self.config.fleet.path}/kustomization.yaml is hand-written: prgen leaves it alone, "
@@ -196,6 +206,16 @@ class Syncer:
             for folder in inventory.unrecognised
         )
         return plan, result
+
+    def _deletions_to_hold(self, plan: Plan, current: int) -> str | None:
+        deleting = len(plan.of(Action.DELETE))
+        limit = deletion_limit(current, self.config.max_deletions)
+        if self.allow_mass_delete or deleting <= limit:
+            return None
+        return (
+            f"mass-deletion guard: this run would remove {deleting} of {current} environments "
+            f"(limit {limit}), so it removes none"
+        )
 
     def run(self, *, dry_run: bool = False) -> SyncResult:
         retries = self.config.fleet.push_retries

@@ -30,11 +30,7 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
         else:
             echo(f"  {repo.name}: NOT SYNCED ({repo.error}); its environments are kept as they are")
     for change in result.plan.changes:
-        if (
-            change.action is Action.KEEP
-            and not verbose_keep
-            and not change.reason.startswith("listing")
-        ):
+        if change.action is Action.KEEP and not verbose_keep and change.reason == "up to date":
             continue
         sha = (change.head_sha or "")[:7]
         echo(
@@ -68,6 +64,11 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
 @click.option(
     "--probe", "then_probe", is_flag=True, help="Then probe every environment and report to GitHub."
 )
+@click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Remove environments even beyond safety.maxDeletions in this run.",
+)
 @output_option
 @workdir_option
 @click.option("--verbose-keep", is_flag=True, hidden=True)
@@ -76,6 +77,7 @@ def command(
     config_path: Path | None,
     dry_run: bool,
     then_probe: bool,
+    allow_mass_delete: bool,
     output: str,
     workdir: Path | None,
     verbose_keep: bool,
@@ -85,7 +87,12 @@ def command(
         raise click.UsageError("--probe reports to GitHub, so it can't go with --dry-run")
     config = load(config_path)
     client = make_client(config.github)
-    syncer = Syncer(config, GitHubSource(client), workdir or default_workdir(config.fleet))
+    syncer = Syncer(
+        config,
+        GitHubSource(client),
+        workdir or default_workdir(config.fleet),
+        allow_mass_delete=allow_mass_delete,
+    )
     result = syncer.run(dry_run=dry_run)
     probed = probe_and_report(config, client, syncer.fleet, result.listings) if then_probe else None
     exit_code = max(result.exit_code, probed.exit_code if probed else 0)
