@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,79 @@ def write_config(tmp_path: Path, github: FakeGitHub, fleet_remote: Path):  # typ
         return path
 
     return write
+
+
+# -- reliability report: @pytest.mark.reliability("scenario") + the `cases` fixture ----------
+
+
+@dataclass
+class Cases:
+    """How many cases a reliability scenario ran; tests add to it as they go."""
+
+    count: int = 0
+
+    def add(self, n: int = 1) -> None:
+        self.count += n
+
+
+_CASES = pytest.StashKey[Cases]()
+_OUTCOME = pytest.StashKey[tuple[str, float]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "reliability(scenario): a row of docs/reliability.md")
+
+
+@pytest.fixture
+def cases(request: pytest.FixtureRequest) -> Cases:
+    counter = Cases()
+    request.node.stash[_CASES] = counter
+    return counter
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        item.stash[_OUTCOME] = (report.outcome, report.duration)
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    target = os.environ.get("PRGEN_RELIABILITY_REPORT")
+    if not target:
+        return
+    rows = []
+    for item in session.items:
+        marker = item.get_closest_marker("reliability")
+        if marker is None or _OUTCOME not in item.stash:
+            continue
+        outcome, duration = item.stash[_OUTCOME]
+        counted = item.stash[_CASES].count if _CASES in item.stash else 1
+        scenario = marker.args[0]
+        variant = (
+            item.callspec.id
+            if isinstance(item, pytest.Function) and hasattr(item, "callspec")
+            else ""
+        )
+        rows.append((scenario, variant, counted, outcome, duration, item.nodeid))
+    stress = os.environ.get("PRGEN_STRESS") == "1"
+    lines = [
+        "# prgen reliability figures",
+        "",
+        f"Produced by `{'scripts/stress' if stress else 'pytest'}` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f" ({'stress mode' if stress else 'default suite'}). Each row is one test; "
+        "cases counts the runs, examples or sequences it checked.",
+        "",
+        "| scenario | variant | cases | outcome | seconds | test |",
+        "|---|---|---:|---|---:|---|",
+    ]
+    lines += [
+        f"| {scenario} | {variant} | {counted} | {outcome} | {duration:.1f} | `{nodeid}` |"
+        for scenario, variant, counted, outcome, duration, nodeid in sorted(rows)
+    ]
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Path(target).write_text("\n".join(lines) + "\n")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from prgen.filters import select
 
 from factories import pull_request, repository
@@ -70,6 +72,7 @@ def test_the_limit_counts_only_eligible_prs() -> None:
     assert got == [3]
 
 
+@pytest.mark.reliability("8. Untrusted code is opt-in: forks: trusted")
 def test_trusted_forks_need_a_trusted_author_or_an_approving_label() -> None:
     extra = "    forks: trusted\n    trustedForkLabels: [ok-to-preview]\n"
     member = pull_request(1, head_repository="bob/shop", author_association="MEMBER")
@@ -86,6 +89,7 @@ def test_trusted_forks_need_a_trusted_author_or_an_approving_label() -> None:
     assert "forks: trusted" in skipped[3]
 
 
+@pytest.mark.reliability("8. Untrusted code is opt-in: forks default to none")
 def test_without_trusted_forks_even_a_member_fork_gets_nothing() -> None:
     member = pull_request(1, head_repository="bob/shop", author_association="OWNER")
     assert numbers("", member)[0] == []

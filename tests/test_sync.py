@@ -349,6 +349,7 @@ def test_a_missing_token_is_a_config_error(
     assert "GITHUB_TOKEN is not set" in result.stderr
 
 
+@pytest.mark.reliability("3. Mass-deletion guard: 6 of 10 closing is held, then allowed")
 def test_the_mass_deletion_guard_removes_none_unless_allowed(
     shop: FakeGitHub, write_config: Config, fleet_remote: Path
 ) -> None:
@@ -372,6 +373,7 @@ def test_the_mass_deletion_guard_removes_none_unless_allowed(
     assert len(envs(fleet_remote)) == 5
 
 
+@pytest.mark.reliability("3. Mass-deletion guard: the floor of 5 and safety.maxDeletions")
 def test_a_few_deletions_pass_the_guard_and_a_configured_limit_applies(
     shop: FakeGitHub, write_config: Config, fleet_remote: Path
 ) -> None:
