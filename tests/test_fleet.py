@@ -10,7 +10,7 @@ from prgen.config import FleetSettings
 from prgen.errors import FleetError
 from prgen.fleet import FleetRepo
 from prgen.render import render_index
-from prgen.resources import data_path
+from test_fleet_repo_example import EXAMPLE, example_config, example_managed_folder
 
 from conftest import git
 
@@ -84,6 +84,16 @@ def test_a_managed_path_that_is_a_file_is_an_error(fleet_remote: Path, tmp_path:
         FleetRepo(settings(fleet_remote, "README.md"), tmp_path / "work").refresh()
 
 
-def test_the_example_fleets_index_is_exactly_what_prgen_writes_for_no_environments() -> None:
-    example = data_path("fleet-repo-example", "previews", "dev", "kustomization.yaml")
-    assert example.read_bytes() == render_index([])
+def test_the_example_fleets_managed_folder_is_what_prgen_writes_for_its_example_prs() -> None:
+    folder = EXAMPLE / example_config().fleet.path
+    committed = {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+    rendered = example_managed_folder()
+    assert sorted(committed) == sorted(rendered)
+    for path, data in rendered.items():
+        assert committed[path] == data, (
+            f"{path}: regenerate with python tests/test_fleet_repo_example.py"
+        )

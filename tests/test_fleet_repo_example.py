@@ -1,0 +1,759 @@
+"""fleet-repo-example is a fleet repository a user can copy as it is.
+
+Every object in it is valid for the real Flux and Kubernetes APIs, its parts agree with each
+other (paths, names, secrets, the chart and the values prgen renders for it), prgen runs locked
+down, and no secret value is anywhere in it.
+
+`previews/dev/` is prgen's output for the example pull requests; tests/test_fleet.py proves it
+byte for byte. After changing the example config or prgen's renderer, regenerate it with
+`python tests/test_fleet_repo_example.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from ruamel.yaml import YAML
+
+import prgen.cli  # noqa: F401 - first: importing prgen.commands.validate alone is circular
+from prgen.commands.validate import example_pull_request
+from prgen.config import Config, load_config, parse_config
+from prgen.render import render_environment, render_index
+
+from manifest_validation import KUBECTL, kustomize_build, validate_object
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+EXAMPLE = CHECKOUT / "fleet-repo-example"
+CONFIG = EXAMPLE / "infrastructure" / "prgen" / "prgen.yaml"
+CHART = EXAMPLE / "charts" / "preview-app"
+WORKFLOW = EXAMPLE / "app-repo" / ".github" / "workflows" / "preview.yaml"
+README = EXAMPLE / "README.md"
+#: The pull requests whose environments previews/dev holds. The demo's sandbox has open PRs #1
+#: and #2 too, so `prgen demo` (which starts from this layout) updates or removes them.
+EXAMPLE_PULL_REQUESTS = (1, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# The example environments, as prgen renders them
+# --------------------------------------------------------------------------------------------
+
+
+@cache
+def example_config() -> Config:
+    return load_config(CONFIG)
+
+
+def example_managed_folder() -> dict[str, bytes]:
+    """Every file prgen writes under fleet.path for the example PRs, by path relative to it."""
+    files: dict[str, bytes] = {}
+    folders = []
+    for repo in example_config().repositories:
+        for number in EXAMPLE_PULL_REQUESTS:
+            env = render_environment(repo, example_pull_request(repo.name, number))
+            folders.append(env.namespace)
+            files.update({f"{env.namespace}/{name}": data for name, data in env.files.items()})
+    files["kustomization.yaml"] = render_index(folders)
+    return files
+
+
+def write_example_managed_folder() -> None:
+    folder = EXAMPLE / example_config().fleet.path
+    shutil.rmtree(folder, ignore_errors=True)
+    for path, data in example_managed_folder().items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def load_all(text: str) -> list[Any]:
+    return [doc for doc in YAML(typ="safe", pure=True).load_all(text) if doc is not None]
+
+
+def load_one(path: Path) -> Any:
+    (document,) = load_all(path.read_text())
+    return document
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(EXAMPLE).as_posix()
+
+
+def is_chart_file(path: Path) -> bool:
+    return path.is_relative_to(EXAMPLE / "charts")
+
+
+def manifest_files() -> list[Path]:
+    """YAML files that hold Kubernetes objects: all but the chart, the workflow and prgen.yaml."""
+    files = sorted([*EXAMPLE.rglob("*.yaml"), *EXAMPLE.rglob("*.yml")])
+    return [
+        f
+        for f in files
+        if not is_chart_file(f) and not f.is_relative_to(EXAMPLE / "app-repo") and f != CONFIG
+    ]
+
+
+def kustomization_dirs() -> list[Path]:
+    return sorted(p.parent for p in EXAMPLE.rglob("kustomization.yaml"))
+
+
+def flux_kustomizations() -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in manifest_files():
+        for doc in load_all(path.read_text()):
+            if doc.get("apiVersion", "").startswith("kustomize.toolkit.fluxcd.io/"):
+                found[doc["metadata"]["name"]] = doc
+    return found
+
+
+@cache
+def prgen_deployment() -> tuple[dict[str, Any], ...]:
+    return tuple(load_all(kustomize_build(EXAMPLE / "infrastructure" / "prgen")))
+
+
+def built(kind: str) -> dict[str, Any]:
+    (obj,) = [o for o in prgen_deployment() if o["kind"] == kind]
+    return obj
+
+
+def pod_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = built("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return spec
+
+
+def prgen_container() -> dict[str, Any]:
+    (container,) = pod_spec()["containers"]
+    return container
+
+
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+
+
+# --------------------------------------------------------------------------------------------
+# Notification kinds: their CRDs are not among ../shared/flux-crds
+# --------------------------------------------------------------------------------------------
+
+# The fields of notification.toolkit.fluxcd.io/v1beta3 Provider and Alert that the example uses,
+# with the required fields, enums and patterns of their CRDs; anything else is an error.
+_NAME_REF = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {"name": {"type": "string", "minLength": 1}},
+}
+_NOTIFICATION_SPECS: dict[str, dict[str, Any]] = {
+    "Provider": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": ["github", "githubdispatch", "githubpullrequestcomment", "generic"]},
+            "address": {"type": "string", "maxLength": 2048, "pattern": "^https://"},
+            "secretRef": _NAME_REF,
+            "interval": {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"},
+        },
+    },
+    "Alert": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["eventSources", "providerRef"],
+        "properties": {
+            "providerRef": _NAME_REF,
+            "eventSeverity": {"enum": ["info", "error"]},
+            "eventSources": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["kind", "name"],
+                    "properties": {
+                        "kind": {"enum": ["Kustomization", "HelmRelease", "GitRepository"]},
+                        "name": {"type": "string", "minLength": 1, "maxLength": 253},
+                        "namespace": {"type": "string", "minLength": 1, "maxLength": 253},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def notification_errors(obj: Mapping[str, Any]) -> list[str]:
+    if obj.get("apiVersion") != "notification.toolkit.fluxcd.io/v1beta3":
+        return [f"apiVersion {obj.get('apiVersion')!r}: use notification.toolkit.fluxcd.io/v1beta3"]
+    schema = _NOTIFICATION_SPECS.get(obj["kind"])
+    if schema is None:
+        return [f"kind {obj['kind']!r} has no schema here"]
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(obj.get("spec"))]
+    # metadata follows the same rules as for every other kind: borrow a ConfigMap's check.
+    as_config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}
+    return errors + validate_object(as_config_map)
+
+
+def errors_of(text: str) -> list[str]:
+    """Errors of every object in a YAML stream; notification kinds get the check above."""
+    errors = []
+    for doc in load_all(text):
+        where = f"{doc.get('kind')} {doc.get('metadata', {}).get('name')}"
+        if str(doc.get("apiVersion", "")).startswith("kustomize.config.k8s.io/"):
+            continue  # kustomize's own config, not an API object
+        if str(doc.get("apiVersion", "")).startswith("notification.toolkit.fluxcd.io/"):
+            errors += [f"{where}: {e}" for e in notification_errors(doc)]
+        else:
+            errors += [f"{where}: {e}" for e in validate_object(doc)]
+    return errors
+
+
+# --------------------------------------------------------------------------------------------
+# Every object validates; every kustomization builds
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", manifest_files(), ids=relative)
+def test_every_object_in_the_example_validates(path: Path) -> None:
+    text = path.read_text()
+    assert load_all(text), f"{relative(path)} holds no YAML document"
+    assert errors_of(text) == []
+
+
+@needs_kubectl
+@pytest.mark.parametrize("directory", kustomization_dirs(), ids=relative)
+def test_every_kustomization_builds_and_what_it_builds_validates(directory: Path) -> None:
+    output = kustomize_build(directory)
+    assert load_all(output), f"{relative(directory)} builds to nothing"
+    assert errors_of(output) == []
+
+
+def test_flux_reconciles_prgen_and_its_folder_and_nothing_else() -> None:
+    kustomizations = flux_kustomizations()
+    applied = {
+        name: k for name, k in kustomizations.items() if name != "notifications"
+    }  # notifications/ is opt-in: its Flux Kustomization sits outside clusters/
+    assert {k["spec"]["path"] for k in applied.values()} == {
+        "./infrastructure/prgen",
+        f"./{example_config().fleet.path}",
+    }
+    for name, kustomization in kustomizations.items():
+        spec = kustomization["spec"]
+        assert spec["prune"] is True, name
+        assert spec["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}, name
+        assert "interval" in spec and "timeout" in spec and "wait" in spec, name
+        assert (EXAMPLE / spec["path"] / "kustomization.yaml").is_file(), name
+    # Only files under clusters/preview are applied by the flux-system Kustomization.
+    in_clusters = {
+        doc["metadata"]["name"]
+        for path in (EXAMPLE / "clusters" / "preview").glob("*.yaml")
+        for doc in load_all(path.read_text())
+    }
+    assert in_clusters == set(applied)
+
+
+# --------------------------------------------------------------------------------------------
+# prgen in the cluster
+# --------------------------------------------------------------------------------------------
+
+
+@needs_kubectl
+def test_the_configmap_holds_the_example_config_and_it_is_valid() -> None:
+    data = built("ConfigMap")["data"]
+    assert list(data) == ["prgen.yaml"]
+    assert data["prgen.yaml"] == CONFIG.read_text()
+    config = parse_config(data["prgen.yaml"], source="ConfigMap prgen-config")
+    assert config.fleet.token_env and config.github.app and config.github.app.private_key_env
+
+
+@needs_kubectl
+def test_the_cronjob_runs_sync_and_probe_locked_down() -> None:
+    cronjob = built("CronJob")["spec"]
+    job = cronjob["jobTemplate"]["spec"]
+    pod = pod_spec()
+    container = prgen_container()
+
+    assert container["args"] == ["sync", "--probe"]
+    assert cronjob["concurrencyPolicy"] == "Forbid"
+    assert 0 < cronjob["startingDeadlineSeconds"] <= 300
+    assert 0 <= job["backoffLimit"] <= 3
+    assert 0 < job["activeDeadlineSeconds"] < 300  # the schedule is every five minutes
+    assert cronjob["schedule"] == "*/5 * * * *"
+
+    resources = container["resources"]
+    for key in ("cpu", "memory"):
+        assert key in resources["requests"] and key in resources["limits"]
+
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+@needs_kubectl
+def test_prgen_has_no_kubernetes_api_access() -> None:
+    kinds = {obj["kind"] for obj in prgen_deployment()}
+    assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    account = built("ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    assert pod_spec()["serviceAccountName"] == account["metadata"]["name"]
+
+
+@needs_kubectl
+def test_only_emptydirs_for_home_and_tmp_are_writable() -> None:
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    mounts = {m["mountPath"]: m for m in prgen_container()["volumeMounts"]}
+    writable = {path for path, m in mounts.items() if not m.get("readOnly")}
+    assert writable == {"/home/prgen", "/tmp"}
+    for path in writable:
+        volume = volumes[mounts[path]["name"]]
+        assert "emptyDir" in volume and volume["emptyDir"].get("sizeLimit"), path
+    env = {e["name"]: e for e in prgen_container()["env"]}
+    assert env["HOME"]["value"] == "/home/prgen"
+    assert env["PRGEN_WORKDIR"]["value"].startswith("/home/prgen/")
+    # The config comes from the ConfigMap's volume.
+    config_mount = mounts[str(Path(env["PRGEN_CONFIG"]["value"]).parent)]
+    assert config_mount["readOnly"] is True
+    config_map = volumes[config_mount["name"]]["configMap"]["name"]
+    assert config_map == built("ConfigMap")["metadata"]["name"]
+
+
+@needs_kubectl
+def test_every_variable_the_config_names_comes_from_a_secret() -> None:
+    config = example_config()
+    assert config.github.app is not None
+    env = {e["name"]: e for e in prgen_container()["env"]}
+    for name in (config.fleet.token_env, config.github.app.private_key_env):
+        assert name in env, name
+        assert "value" not in env[name] and "secretKeyRef" in env[name]["valueFrom"], name
+
+
+def readme_secrets() -> dict[tuple[str, str], set[str]]:
+    """(namespace, name) -> keys, for every `kubectl create secret generic` in the README."""
+    text = README.read_text().replace("\\\n", " ")  # join continuation lines
+    secrets: dict[tuple[str, str], set[str]] = {}
+    for line in re.findall(r"^.*\bkubectl\b.*\bcreate secret generic\b.*$", text, re.M):
+        words = shlex.split(line[line.index("kubectl") :])
+        namespace = words[words.index("--namespace") + 1]
+        name = words[words.index("generic") + 1]
+        keys = {w.split("=")[1] for w in words if w.startswith(("--from-file=", "--from-literal="))}
+        secrets[(namespace, name)] = keys
+    return secrets
+
+
+@needs_kubectl
+def test_the_readme_creates_exactly_the_secrets_prgen_and_flux_read() -> None:
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for entry in prgen_container()["env"]:
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            wanted.setdefault(("prgen", ref["name"]), set()).add(ref["key"])
+    provider = load_one(EXAMPLE / "notifications" / "provider.yaml")
+    wanted[("flux-system", provider["spec"]["secretRef"]["name"])] = {"token"}
+    assert readme_secrets() == wanted
+
+
+# --------------------------------------------------------------------------------------------
+# The chart and the values prgen renders for it
+# --------------------------------------------------------------------------------------------
+
+
+def chart_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+    return schema
+
+
+def chart_defaults() -> dict[str, Any]:
+    values: dict[str, Any] = load_one(CHART / "values.yaml")
+    return values
+
+
+def merged(base: Any, override: Any) -> Any:
+    """Helm's coalescing of a release's values over the chart's values.yaml."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = copy.deepcopy(base)
+        for key, value in override.items():
+            out[key] = merged(out.get(key), value)
+        return out
+    return copy.deepcopy(override)
+
+
+def rendered_values(number: int = 42, head_sha: str | None = None) -> dict[str, Any]:
+    (repo,) = example_config().repositories
+    pr = example_pull_request(repo.name, number)
+    if head_sha is not None:
+        pr = type(pr)(**{**pr.__dict__, "head_sha": head_sha})
+    release = load_one_bytes(render_environment(repo, pr).files["helmrelease.yaml"])
+    values: dict[str, Any] = release["spec"]["values"]
+    return values
+
+
+def load_one_bytes(data: bytes) -> Any:
+    (document,) = load_all(data.decode())
+    return document
+
+
+def schema_errors(values: Any) -> list[str]:
+    schema = chart_schema()
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema)
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(values)
+    ]
+
+
+def test_the_chart_is_what_the_example_config_deploys() -> None:
+    (repo,) = example_config().repositories
+    assert repo.chart is not None
+    assert repo.chart["sourceRef"] == {
+        "kind": "GitRepository",
+        "name": "flux-system",  # made by `flux bootstrap` for this very repository
+        "namespace": "flux-system",
+    }
+    assert (EXAMPLE / repo.chart["chart"]).resolve() == CHART
+    chart = load_one(CHART / "Chart.yaml")
+    assert chart["apiVersion"] == "v2" and chart["name"] == CHART.name
+    assert chart_schema()["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+
+def test_the_values_prgen_renders_validate_against_the_charts_schema() -> None:
+    values = rendered_values(42)
+    assert values["image"]["tag"] == example_pull_request("acme/shop", 42).head_sha
+    assert values["ingress"]["host"] == "shop-pr-42.preview.example.com"
+    assert schema_errors(merged(chart_defaults(), values)) == []
+
+
+def test_the_health_check_prgen_probes_is_the_path_the_chart_probes() -> None:
+    (repo,) = example_config().repositories
+    assert repo.health_check is not None
+    host = rendered_values(42)["ingress"]["host"]
+    url = repo.health_check.url.replace("<<PR_NUMBER>>", "42")
+    assert url == f"https://{host}{chart_defaults()['health']['path']}"
+
+
+@pytest.mark.parametrize(
+    "sha",
+    ["1234567890123456789012345678901234567890", "1e34567890123456789012345678901234567890"],
+    ids=["all-digits", "float-like"],
+)
+def test_a_head_sha_that_looks_like_a_number_stays_a_string_tag(sha: str) -> None:
+    (repo,) = example_config().repositories
+    pr = example_pull_request(repo.name, 7)
+    pr = type(pr)(**{**pr.__dict__, "head_sha": sha})
+    text = render_environment(repo, pr).files["helmrelease.yaml"].decode()
+    # Read as YAML 1.2 and as YAML 1.1 (closer to the Go decoders Flux and Helm use) alike.
+    for version in ("1.2", "1.1"):
+        (release,) = load_all(f"%YAML {version}\n---\n{text}")
+        assert release["spec"]["values"]["image"]["tag"] == sha, version
+
+
+def _without(values: dict[str, Any], *path: str) -> dict[str, Any]:
+    out = copy.deepcopy(values)
+    target = out
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return out
+
+
+def _with(values: dict[str, Any], value: Any, *path: str) -> dict[str, Any]:
+    out = copy.deepcopy(values)
+    target = out
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (lambda v: _without(v, "ingress", "host"), "'host' is a required property"),
+        (lambda v: _without(v, "image", "tag"), "'tag' is a required property"),
+        (lambda v: _with(v, 1234567, "image", "tag"), "is not of type 'string'"),
+        (lambda v: _with(v, "a tag:with spaces", "image", "tag"), "does not match"),
+        (lambda v: _with(v, "Shop_PR_1.example.com", "ingress", "host"), "does not match"),
+        (lambda v: _with(v, "yes", "postgresql", "enabled"), "is not of type 'boolean'"),
+        (lambda v: _with(v, 1, "ingress", "hostname"), "Additional properties"),
+        (lambda v: _with(v, "healthz", "health", "path"), "does not match"),
+    ],
+    ids=[
+        "missing-host",
+        "missing-tag",
+        "numeric-tag",
+        "bad-tag",
+        "bad-host",
+        "string-bool",
+        "unknown-key",
+        "relative-health-path",
+    ],
+)
+def test_the_charts_schema_rejects_wrong_values(change: Any, complaint: str) -> None:
+    values = change(merged(chart_defaults(), rendered_values(42)))
+    errors = schema_errors(values)
+    assert errors and any(complaint in e for e in errors), errors
+
+
+def test_values_yaml_alone_lacks_only_what_prgen_sets() -> None:
+    errors = schema_errors(chart_defaults())
+    assert sorted(errors) == [
+        "image: 'tag' is a required property",
+        "ingress: 'host' is a required property",
+    ]
+
+
+_VALUES_PATH = re.compile(r"\$?\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+_COMMENT = re.compile(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", re.DOTALL)
+
+
+def template_text(template: Path) -> str:
+    """A template without its {{/* comments */}}."""
+    return _COMMENT.sub("", template.read_text())
+
+
+def template_value_paths() -> set[str]:
+    paths = set()
+    for template in (CHART / "templates").iterdir():
+        for match in _VALUES_PATH.finditer(template_text(template)):
+            paths.add(match.group(1).lstrip("."))
+    return paths
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = schema
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def schema_paths(schema: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(every declared path, the leaves: paths whose schema declares no properties)."""
+    declared: set[str] = set()
+    leaves: set[str] = set()
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, sub in _resolve(schema, node).get("properties", {}).items():
+            path = f"{prefix}{key}"
+            declared.add(path)
+            if "properties" in _resolve(schema, sub):
+                walk(sub, f"{path}.")
+            else:
+                leaves.add(path)
+
+    walk(schema, "")
+    return declared, leaves
+
+
+def test_every_value_a_template_reads_is_declared_and_every_declared_value_is_read() -> None:
+    used = template_value_paths()
+    declared, leaves = schema_paths(chart_schema())
+    assert used, "no .Values found: the scanner is broken"
+    assert sorted(used - declared) == [], "read by a template, not declared in the schema"
+    # A leaf counts as read when a template reads it or a whole object above it (toYaml).
+    unread = [
+        leaf for leaf in leaves if not any(leaf == u or leaf.startswith(f"{u}.") for u in used)
+    ]
+    assert unread == [], "declared in the schema, read by no template"
+    # values.yaml sets nothing the schema doesn't declare (additionalProperties: false says so
+    # too, but this names the key).
+    assert schema_errors(merged(chart_defaults(), rendered_values())) == []
+
+
+_ACTION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+
+
+@pytest.mark.parametrize(
+    "template",
+    sorted((CHART / "templates").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_every_template_is_well_formed_yaml_once_its_actions_are_blanked(template: Path) -> None:
+    """Helm isn't available here: the next best thing is to catch broken indentation and syntax."""
+    lines = []
+    for line in template_text(template).splitlines():
+        if _ACTION.fullmatch(line.strip()):
+            continue  # a line that is only an action ({{- if }}, {{- include ... | nindent }})
+        lines.append(_ACTION.sub("x", line))
+    loader = YAML(typ="safe", pure=True)
+    loader.allow_duplicate_keys = True  # both branches of an {{ if }} ... {{ else }} remain
+    documents = [d for d in loader.load_all("\n".join(lines)) if d is not None]
+    assert documents and all(isinstance(d, dict) and "kind" in d for d in documents)
+
+
+# --------------------------------------------------------------------------------------------
+# The GitHub Actions example
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_workflow_validates_against_the_github_workflow_schema() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(WORKFLOW),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_workflow_syncs_on_every_pull_request_change_one_at_a_time() -> None:
+    workflow = load_one(WORKFLOW)
+    events = workflow["on"]["pull_request"]["types"]
+    assert set(events) == {"opened", "synchronize", "reopened", "closed", "labeled", "unlabeled"}
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    assert workflow["permissions"] == {}
+    (job,) = workflow["jobs"].values()
+    command = job["steps"][-1]["run"]
+    assert command.rstrip().endswith(" sync")
+    config = example_config()
+    assert config.github.app is not None
+    for name in (config.fleet.token_env, config.github.app.private_key_env):
+        assert f"--env {name}" in command and name in job["steps"][-1]["env"]
+    image = next(i for i in load_one(EXAMPLE / "infrastructure/prgen/kustomization.yaml")["images"])
+    assert f"{image['newName']}:{image['newTag']}" in command
+
+
+# --------------------------------------------------------------------------------------------
+# No secrets; the image
+# --------------------------------------------------------------------------------------------
+
+_SECRET_LOOKING = {
+    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "GitHub token": re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"),
+    "AWS key": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    "literal secret value": re.compile(r"--from-literal=[\w.-]+=(?![\"']?\$)"),
+    "credentials in a URL": re.compile(r"\b[a-z+]+://[^/\s:@]+:[^/\s@]+@"),
+    "Secret data": re.compile(
+        r"^\s*(stringData|data):\s*\n\s+[\w.-]+:\s*[A-Za-z0-9+/=]{8,}\s*$", re.M
+    ),
+}
+
+
+def shipped_files() -> Iterator[Path]:
+    yield from (p for p in EXAMPLE.rglob("*") if p.is_file())
+    yield CHECKOUT / "Dockerfile"
+    yield CHECKOUT / ".dockerignore"
+
+
+@pytest.mark.parametrize("path", list(shipped_files()), ids=lambda p: str(p.relative_to(CHECKOUT)))
+def test_no_file_holds_anything_that_looks_like_a_secret(path: Path) -> None:
+    text = path.read_text()
+    found = [what for what, pattern in _SECRET_LOOKING.items() if pattern.search(text)]
+    assert found == []
+    for doc in load_all(text) if path.suffix == ".yaml" and not is_chart_file(path) else []:
+        assert doc.get("kind") != "Secret", "Secrets are created by hand, never committed"
+
+
+def dockerignored(path: str, rules: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or a folder above it decides."""
+    parents = [path] + ["/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)]
+    ignored = False
+    for rule in rules:
+        negated = rule.startswith("!")
+        pattern = rule.removeprefix("!").strip("/")
+        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*")
+        regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        if any(re.fullmatch(regex, candidate) for candidate in parents):
+            ignored = not negated
+    return ignored
+
+
+def test_the_docker_build_context_holds_everything_pip_install_needs(tmp_path: Path) -> None:
+    rules = [
+        line.strip()
+        for line in (CHECKOUT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    context = tmp_path / "context"
+    for path in tracked:
+        if (CHECKOUT / path).is_file() and not dockerignored(path, rules):
+            (context / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(CHECKOUT / path, context / path)
+    assert not (context / "tests").exists() and not (context / ".git").exists()
+    # What the image's `pip install /src` does, minus the download of the build backend.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "wheel"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "wheel").glob("prgen-*.whl")
+    names = subprocess.run(
+        [sys.executable, "-m", "zipfile", "-l", str(wheel)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for shipped in (
+        "prgen/cli.py",
+        "prgen/_data/templates/helmrelease.yaml",
+        "prgen/_data/schemas/prgen.schema.json",
+        "prgen/_data/fleet-repo-example/clusters/preview/previews.yaml",
+    ):
+        assert shipped in names, shipped
+
+
+def test_the_image_runs_prgen_as_the_user_the_cronjob_expects() -> None:
+    dockerfile = (CHECKOUT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
+    assert re.search(r"apt-get install .*\bgit\b", dockerfile)
+    assert re.search(r"pip install .*/src", dockerfile)
+    assert 'ENTRYPOINT ["prgen"]' in dockerfile
+    (user,) = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.M)
+    cronjob = load_one(EXAMPLE / "infrastructure/prgen/cronjob.yaml")
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["securityContext"]
+    assert (int(user[0]), int(user[1])) == (pod["runAsUser"], pod["runAsGroup"])
+    assert "--uid 10001" in dockerfile and "--gid 10001" in dockerfile
+
+
+if __name__ == "__main__":
+    write_example_managed_folder()
+    print(f"wrote {EXAMPLE / example_config().fleet.path}")
