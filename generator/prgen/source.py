@@ -116,7 +116,9 @@ def make_client(settings: GitHubSettings, environ: Mapping[str, str] | None = No
         status=settings.retries,
         backoff_factor=0.5,
         status_forcelist=(500, 502, 503, 504),
-        allowed_methods=None,  # GitHub's writes that prgen makes are idempotent
+        # Reads only: a write that timed out may have happened, so the reporter
+        # re-reads GitHub's state before it tries a write again.
+        allowed_methods=frozenset({"GET", "HEAD"}),
         raise_on_status=False,  # hand the last answer to PyGithub, which raises with its status
         respect_retry_after_header=False,  # a rate limit fails the run; it does not stall it
     )
