@@ -12,6 +12,7 @@ byte for byte. After changing the example config or prgen's renderer, regenerate
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
 import shlex
@@ -31,7 +32,11 @@ import prgen.cli  # noqa: F401 - first: importing prgen.commands.validate alone 
 from prgen.commands.validate import example_pull_request
 from prgen.config import Config, load_config, parse_config
 from prgen.render import render_environment, render_index
+from prgen.source import GitHubSource, make_client
+from prgen.sync import Syncer
+from prgen.testing.fake_github import FakeGitHub
 
+from conftest import git
 from manifest_validation import KUBECTL, kustomize_build, validate_object
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -264,6 +269,43 @@ def test_flux_reconciles_prgen_and_its_folder_and_nothing_else() -> None:
     assert in_clusters == set(applied)
 
 
+@needs_kubectl
+def test_a_sync_against_this_layout_changes_only_prgens_folder(
+    tmp_path: Path, github: FakeGitHub
+) -> None:
+    # A fleet repository made from fleet-repo-example, as a user would start one.
+    seed = tmp_path / "seed"
+    shutil.copytree(EXAMPLE, seed)
+    git("init", "--quiet", "--initial-branch=main", cwd=seed)
+    git("add", "--all", cwd=seed)
+    git("commit", "--quiet", "-m", "fleet-repo-example", cwd=seed)
+    bare = tmp_path / "fleet.git"
+    git("clone", "--quiet", "--bare", str(seed), str(bare))
+    # The example PRs: #1 is open with a newer commit, #2 was closed, #3 is new.
+    github.add_repo("acme/shop")
+    for number in (1, 2, 3):
+        github.open_pull("acme/shop", title=f"PR {number}", head_branch=f"feature/{number}")
+    github.close_pull("acme/shop", 2)
+    # The example config, pointed at the fake GitHub and the bare fleet.
+    document = load_one(CONFIG)
+    document["github"] = {"apiUrl": github.base_url, "requestInterval": 0}
+    document["fleet"]["url"] = str(bare)
+    del document["fleet"]["tokenEnv"]
+    text = io.StringIO()
+    YAML(typ="safe", pure=True).dump(document, text)
+    config = parse_config(text.getvalue(), base_dir=CONFIG.parent)
+
+    workdir = tmp_path / "work"
+    result = Syncer(config, GitHubSource(make_client(config.github)), workdir).run()
+
+    assert result.exit_code == 0 and result.commit
+    changed = git("diff", "--name-only", "HEAD~1", "HEAD", cwd=bare).split()
+    assert changed and all(path.startswith("previews/dev/") for path in changed)
+    tree = git("ls-tree", "-d", "--name-only", "HEAD:previews/dev", cwd=bare).split()
+    assert tree == ["shop-pr-1", "shop-pr-3"]
+    assert errors_of(kustomize_build(workdir / "previews" / "dev")) == []
+
+
 # --------------------------------------------------------------------------------------------
 # prgen in the cluster
 # --------------------------------------------------------------------------------------------
@@ -325,7 +367,7 @@ def test_only_emptydirs_for_home_and_tmp_are_writable() -> None:
     assert writable == {"/home/prgen", "/tmp"}
     for path in writable:
         volume = volumes[mounts[path]["name"]]
-        assert "emptyDir" in volume and volume["emptyDir"].get("sizeLimit"), path
+        assert set(volume) == {"name", "emptyDir"} and volume["emptyDir"].get("sizeLimit"), path
     env = {e["name"]: e for e in prgen_container()["env"]}
     assert env["HOME"]["value"] == "/home/prgen"
     assert env["PRGEN_WORKDIR"]["value"].startswith("/home/prgen/")
