@@ -11,9 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from prgen.cli import main
-from prgen.commands.probe import probe_and_report
 from prgen.config import load_config
-from prgen.feedback import Prober
+from prgen.feedback import Prober, probe_and_report
 from prgen.fleet import FleetRepo
 from prgen.inventory import read_inventory
 from prgen.report import COMMENT_MARKER, GitHubReporter
@@ -211,7 +210,9 @@ def test_one_hanging_environment_does_not_hold_up_the_others(
     by_number = {e["pullRequest"]: e for e in json.loads(result.stdout)["probe"]["environments"]}
     assert by_number[numbers[0]]["state"] == "pending"
     assert by_number[numbers[0]]["reason"] == "timed out after 1s"
-    assert {n: by_number[n]["reason"] for n in numbers[1:]} == dict.fromkeys(numbers[1:], "HTTP 200")
+    assert {n: by_number[n]["reason"] for n in numbers[1:]} == dict.fromkeys(
+        numbers[1:], "HTTP 200"
+    )
     assert 1 < envs.max_in_flight <= 16  # concurrent, and bounded by probe.concurrency
 
 

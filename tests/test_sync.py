@@ -385,3 +385,28 @@ def test_a_few_deletions_pass_the_guard_and_a_configured_limit_applies(
     assert sync(strict).exit_code == 1 and len(envs(fleet_remote)) == 4
     assert sync(write_config()).exit_code == 0  # 4 of 4: under the default's floor of 5
     assert envs(fleet_remote) == set()
+
+
+def test_an_environment_whose_pr_does_not_exist_is_removed_after_a_complete_listing(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path
+) -> None:
+    # A fleet copied from elsewhere (or a deleted PR): GitHub answers 404 for that number.
+    config = write_config()
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    assert sync(config).exit_code == 0
+    clone = tmp_path / "copy"
+    git("clone", str(fleet_remote), str(clone))
+    source, target = clone / "previews/dev/shop-pr-1", clone / "previews/dev/shop-pr-42"
+    target.mkdir()
+    for name in ("namespace.yaml", "kustomization.yaml", "helmrelease.yaml"):
+        text = (source / name).read_text().replace("shop-pr-1", "shop-pr-42")
+        (target / name).write_text(text.replace("pull-request: '1'", "pull-request: '42'"))
+    git("add", "-A", cwd=clone)
+    git("commit", "-m", "copied", cwd=clone)
+    git("push", "origin", "HEAD:main", cwd=clone)
+    report = sync_json(config)
+    assert report["exitCode"] == 0
+    assert [
+        (c["action"], c["pullRequest"]) for c in report["changes"] if c["action"] != "keep"
+    ] == [("delete", 42)]
+    assert envs(fleet_remote) == {"shop-pr-1"}

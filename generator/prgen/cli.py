@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
 
 import click
 
 from prgen import __version__
-from prgen.errors import ExitCode, PrgenError
 from prgen.redact import redact
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RedactingFormatter(logging.Formatter):
@@ -34,27 +27,6 @@ def configure_logging(verbosity: int) -> None:
     if verbosity < 3:  # urllib3 and PyGithub at DEBUG print request headers
         for noisy in ("urllib3", "github"):
             logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
-
-
-def handles_errors(command: F) -> F:
-    """Known errors become one clear line and their exit code; nothing else leaks a secret."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except PrgenError as exc:
-            click.echo(redact(f"prgen: error: {exc}"), err=True)
-            sys.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
-            raise
-        except Exception as exc:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
-                click.echo(redact(traceback.format_exc()), err=True)
-            click.echo(redact(f"prgen: unexpected error: {type(exc).__name__}: {exc}"), err=True)
-            sys.exit(ExitCode.PARTIAL)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,7 +7,7 @@ Inputs are what sync already has (the fleet and the listings), so
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +18,12 @@ from github import Github
 from prgen.config import Config, RepositorySettings
 from prgen.errors import ExitCode
 from prgen.fleet import FleetRepo, RemovedEnvironment
-from prgen.inventory import CurrentEnvironment, Inventory
+from prgen.inventory import CurrentEnvironment, Inventory, read_inventory
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
 from prgen.probe import ProbeResult, ProbeTarget, probe, probe_all
 from prgen.report import GitHubReporter, Health, Observation, ReportOutcome, desired_report
+from prgen.source import GitHubSource
 
 log = logging.getLogger(__name__)
 
@@ -219,3 +220,27 @@ class Prober:
                 seen.add(key)
                 unique.append(gone)
         return unique
+
+
+def probe_and_report(
+    config: Config, client: Github, fleet: FleetRepo, listings: Sequence[Listing] | None = None
+) -> ProbeRunResult:
+    """Probe what the fleet holds now; list PRs first unless a sync just did."""
+    with fleet.locked():
+        snapshot = fleet.refresh()
+        removed = fleet.recently_removed(config.probe.closed_lookback)
+        inventory = read_inventory(snapshot.files)
+        if listings is None:
+            source = GitHubSource(client)
+            listings = [
+                source.list_open(
+                    repo.name,
+                    [
+                        e.number
+                        for e in inventory.environments
+                        if e.repository.lower() == repo.name.lower()
+                    ],
+                )
+                for repo in config.repositories
+            ]
+        return Prober(config, client, fleet).run(inventory, listings, removed)

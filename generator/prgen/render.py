@@ -62,13 +62,13 @@ def dump(obj: Any, header: str) -> bytes:
 
 
 @cache
-def _template_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
+def _parsed_template(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    return document
 
 
 def _load_template(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = YAML(typ="safe", pure=True).load(_template_text(path))
-    return document
+    return copy.deepcopy(_parsed_template(path))
 
 
 def _deep_merge(base: Any, override: Any) -> Any:

@@ -11,7 +11,13 @@ import os
 from collections.abc import Collection, Mapping
 from typing import Protocol
 
-from github import Auth, Github, GithubException, RateLimitExceededException
+from github import (
+    Auth,
+    Github,
+    GithubException,
+    RateLimitExceededException,
+    UnknownObjectException,
+)
 from github.PullRequest import PullRequest as GithubPullRequest
 from urllib3.util.retry import Retry
 
@@ -146,8 +152,12 @@ class GitHubSource:
                 for pr in repo.get_pulls(state="open", sort="created", direction="desc")
             }
             for number in sorted(set(must_confirm) - found.keys()):
-                pr = repo.get_pull(number)
-                if pr.state == "open":
+                pr = repo.get_pull(number)  # lazy: the request happens on first access
+                try:
+                    state = pr.state
+                except UnknownObjectException:
+                    continue  # the listing worked, and this PR does not exist: it is gone
+                if state == "open":
                     log.info("%s#%d was missing from the listing but is open", repository, number)
                     found[number] = convert(repository, pr)
         except Exception as exc:  # any failure means "unknown", never "closed"

@@ -15,7 +15,7 @@ from prgen.config import Config
 from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
-from prgen.inventory import read_inventory
+from prgen.inventory import Inventory, read_inventory
 from prgen.model import Listing
 from prgen.plan import Action, Plan, deletion_limit, make_plan
 from prgen.render import RenderedEnvironment, render_environment
@@ -150,8 +150,7 @@ class Syncer:
         self.fleet = FleetRepo(config.fleet, workdir)
         self._sleep = sleep
 
-    def _list(self, snapshot: Snapshot) -> list[Listing]:
-        inventory = read_inventory(snapshot.files)
+    def _list(self, inventory: Inventory) -> list[Listing]:
         listings = []
         for repo in self.config.repositories:
             have = [
@@ -162,7 +161,7 @@ class Syncer:
             listings.append(self.source.list_open(repo.name, must_confirm=have))
         return listings
 
-    def _plan(self, snapshot: Snapshot, listings: list[Listing]) -> tuple[Plan, SyncResult]:
+    def _plan(self, inventory: Inventory, listings: list[Listing]) -> tuple[Plan, SyncResult]:
         desired: list[RenderedEnvironment] = []
         skipped: list[Skipped] = []
         outcomes = []
@@ -180,7 +179,6 @@ class Syncer:
                 )
             )
         complete = {listing.repository.lower() for listing in listings if listing.complete}
-        inventory = read_inventory(snapshot.files)
         plan = make_plan(desired, inventory, complete)
         held = self._deletions_to_hold(plan, len(inventory.environments))
         if held:
@@ -222,7 +220,8 @@ class Syncer:
         with self.fleet.locked():
             for attempt in range(1, retries + 2):
                 snapshot = self.fleet.refresh()
-                plan, result = self._plan(snapshot, self._list(snapshot))
+                inventory = read_inventory(snapshot.files)
+                plan, result = self._plan(inventory, self._list(inventory))
                 result.attempts = attempt
                 if dry_run:
                     result.dry_run = True

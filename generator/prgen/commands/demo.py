@@ -14,10 +14,11 @@ from pathlib import Path
 
 import click
 
-from prgen.cli import handles_errors
-from prgen.commands.probe import print_probe, probe_and_report
+from prgen.commands.handling import handles_errors
+from prgen.commands.probe import print_probe
 from prgen.commands.sync import print_result
 from prgen.config import load_config
+from prgen.feedback import probe_and_report
 from prgen.resources import data_path
 from prgen.source import GitHubSource, make_client
 from prgen.sync import Syncer

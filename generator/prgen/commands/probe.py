@@ -4,47 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
-from github import Github
 
-from prgen.cli import handles_errors
+from prgen.commands.handling import handles_errors
 from prgen.commands.options import config_option, load, output_option, workdir_option
-from prgen.config import Config
-from prgen.feedback import Prober, ProbeRunResult
+from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import FleetRepo, default_workdir
-from prgen.inventory import read_inventory
-from prgen.model import Listing
 from prgen.report import Health
-from prgen.source import GitHubSource, make_client
+from prgen.source import make_client
 
 _MARK = {Health.READY: "✓", Health.PENDING: "…", Health.FAILED: "✗", Health.REMOVED: "-"}
-
-
-def probe_and_report(
-    config: Config, client: Github, fleet: FleetRepo, listings: Sequence[Listing] | None = None
-) -> ProbeRunResult:
-    """Probe what the fleet holds now; list PRs first unless a sync just did."""
-    with fleet.locked():
-        snapshot = fleet.refresh()
-        removed = fleet.recently_removed(config.probe.closed_lookback)
-        inventory = read_inventory(snapshot.files)
-        if listings is None:
-            source = GitHubSource(client)
-            listings = [
-                source.list_open(
-                    repo.name,
-                    [
-                        e.number
-                        for e in inventory.environments
-                        if e.repository.lower() == repo.name.lower()
-                    ],
-                )
-                for repo in config.repositories
-            ]
-        return Prober(config, client, fleet).run(inventory, listings, removed)
 
 
 def print_probe(result: ProbeRunResult) -> None:

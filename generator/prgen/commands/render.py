@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from prgen.cli import handles_errors
+from prgen.commands.handling import handles_errors
 from prgen.commands.options import config_option, load
 from prgen.commands.validate import example_pull_request
 from prgen.errors import PrgenError

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from prgen.cli import handles_errors
+from prgen.commands.handling import handles_errors
 from prgen.commands.options import config_option, load, output_option, workdir_option
-from prgen.commands.probe import print_probe, probe_and_report
+from prgen.commands.probe import print_probe
+from prgen.feedback import probe_and_report
 from prgen.fleet import default_workdir
 from prgen.plan import Action
 from prgen.source import GitHubSource, make_client

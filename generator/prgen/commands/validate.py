@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from prgen.cli import handles_errors
+from prgen.commands.handling import handles_errors
 from prgen.commands.options import config_option, load
 from prgen.model import PullRequest
 from prgen.render import render_environment
