@@ -6,6 +6,7 @@ tests use, on 127.0.0.1, seeded with a handful of pull requests.
 
 from __future__ import annotations
 
+import io
 import secrets
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import click
+from ruamel.yaml import YAML
 
 from prgen.commands.handling import handles_errors
 from prgen.commands.probe import print_probe
@@ -26,39 +28,31 @@ from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
 REPOSITORY = "acme/shop"
-CONFIG = """\
-# prgen.yaml written by `prgen demo`. apiUrl points at the sandbox, which
-# stops when the demo ends; against real GitHub use https://api.github.com.
-github:
-  apiUrl: {api_url}
-  tokenEnv: PRGEN_DEMO_TOKEN
-  requestInterval: 0
-fleet:
-  url: {fleet_url}
-  branch: main
-  path: previews/dev
-  author: {{name: prgen, email: prgen@example.com}}
-repositories:
-  - name: {repository}
-    excludeLabels: [no-preview]
-    drafts: false
-    forks: false
-    namespace: 'shop-pr-<<PR_NUMBER>>'
-    chart:
-      chart: shop
-      version: '>=1.0.0'
-      sourceRef: {{kind: HelmRepository, name: shop-charts, namespace: flux-system}}
-    values:
-      image: {{tag: '<<PR_HEAD_SHA>>'}}
-      ingress: {{host: 'shop-pr-<<PR_NUMBER>>.preview.example.com'}}
-    # In a cluster: https://shop-pr-<<PR_NUMBER>>.preview.example.com/healthz. Here a local
-    # server plays the environments, as Flux would bring them up.
-    healthCheck:
-      url: '{environments}/pr-<<PR_NUMBER>>/healthz'
-      timeout: 2s
-      deadline: 15m
-    environmentUrl: '{environments}/pr-<<PR_NUMBER>>/'
+EXAMPLE_CONFIG = ("fleet-repo-example", "infrastructure", "prgen", "prgen.yaml")
+HEADER = """\
+# prgen.yaml written by `prgen demo`: fleet-repo-example's own prgen.yaml
+# (infrastructure/prgen/prgen.yaml), pointed at the sandbox GitHub, at the fleet
+# repository on disk, and at a local server that plays the environments. The
+# sandbox stops when the demo ends; against real GitHub use the example as it is.
 """
+
+
+def demo_config(api_url: str, fleet: Path, environments: str) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    document = yaml.load(data_path(*EXAMPLE_CONFIG).read_text(encoding="utf-8"))
+    document["github"] = {"apiUrl": api_url, "tokenEnv": "PRGEN_DEMO_TOKEN", "requestInterval": 0}
+    document["fleet"]["url"] = str(fleet)
+    document["fleet"].pop("tokenEnv", None)
+    for repository in document["repositories"]:
+        repository["healthCheck"].update(
+            url=f"{environments}/pr-<<PR_NUMBER>>/healthz", timeout="2s"
+        )
+        repository["environmentUrl"] = f"{environments}/pr-<<PR_NUMBER>>/"
+    text = io.StringIO()
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    yaml.dump(document, text)
+    return HEADER + text.getvalue()
 
 
 def _git(*args: str, cwd: Path) -> None:
@@ -139,14 +133,7 @@ def command(directory: Path | None) -> None:
         prs = seed_pull_requests(github)
         fleet = make_fleet(directory)
         config_path = directory / "prgen.yaml"
-        config_path.write_text(
-            CONFIG.format(
-                api_url=github.base_url,
-                fleet_url=fleet,
-                repository=REPOSITORY,
-                environments=environments.url,
-            )
-        )
+        config_path.write_text(demo_config(github.base_url, fleet, environments.url))
         config = load_config(config_path)
         client = make_client(config.github, {"PRGEN_DEMO_TOKEN": token})
         syncer = Syncer(config, GitHubSource(client), directory / "work")
