@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
+from prgen.commands.validate import example_pull_request
 from prgen.config import RepositorySettings, parse_config
 from prgen.model import PullRequest
 
-WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+
+WHEN = example_pull_request("acme/shop").created_at
 
 
 def pull_request(number: int = 1, repository: str = "acme/shop", **changes: Any) -> PullRequest:
-    pr = PullRequest(
-        repository=repository,
-        number=number,
-        title=f"PR {number}",
-        head_sha=f"{number:040x}",
-        head_branch=f"feature/{number}",
-        head_repository=repository,
-        base_branch="main",
-        author="alice",
-        author_association="MEMBER",
-        labels=(),
-        draft=False,
-        created_at=WHEN,
-        updated_at=WHEN,
-        html_url=f"https://github.com/{repository}/pull/{number}",
-    )
-    return replace(pr, **changes)
+    pr = example_pull_request(repository, number)
+    defaults = {
+        "title": f"PR {number}",
+        "head_sha": f"{number:040x}",
+        "head_branch": f"feature/{number}",
+        "author": "alice",
+    }
+    return replace(pr, **{**defaults, **changes})
 
 
 def repository(extra: str = "", name: str = "acme/shop") -> RepositorySettings:
