@@ -165,8 +165,10 @@ class FleetRepo:
         repo = self._open()
         branch = self.settings.branch
         try:
-            repo.git.remote("set-url", "origin", self.url)
-            (Path(repo.git_dir) / "index.lock").unlink(missing_ok=True)  # we hold the lock
+            self._recover(repo)
+        except GitCommandError as exc:
+            raise _git_error("preparing the work directory", exc) from exc
+        try:
             repo.git.fetch(
                 "--prune", "--no-tags", "origin", f"+refs/heads/{branch}:{self._remote_ref}"
             )
@@ -182,6 +184,16 @@ class FleetRepo:
             raise _git_error("resetting the work directory", exc) from exc
         commit = repo.commit(self._remote_ref)
         return Snapshot(commit.hexsha, self._read_managed(commit.tree))
+
+    def _recover(self, repo: Repo) -> None:
+        """Undo whatever a killed run left: git's lock files, a clone stopped before its remote."""
+        git_dir = Path(repo.git_dir)
+        for lock in [*git_dir.glob("*.lock"), *git_dir.glob("refs/**/*.lock")]:
+            lock.unlink(missing_ok=True)  # no other prgen holds them: we hold the work dir's lock
+        if "origin" in [remote.name for remote in repo.remotes]:
+            repo.git.remote("set-url", "origin", self.url)
+        else:
+            repo.git.remote("add", "origin", self.url)
 
     def _start_empty_branch(self, repo: Repo) -> Snapshot:
         log.info("branch %s does not exist on %s yet", self.settings.branch, self.display_url)
@@ -250,13 +262,18 @@ class FleetRepo:
         try:
             repo.git.push("--porcelain", lease, "origin", f"HEAD:refs/heads/{branch}")
         except GitCommandError as exc:
-            text = f"{exc.stdout} {exc.stderr}"
-            if any(
-                word in text
-                for word in ("[rejected]", "stale info", "fetch first", "non-fast-forward")
-            ):
+            # However the refusal is worded (stale info, fetch first, or "failed to update
+            # ref" when another push landed inside the remote), a moved branch means re-plan.
+            if self._remote_moved(repo, snapshot):
                 raise ConcurrentUpdate(branch) from exc
             raise _git_error(f"pushing to {self.display_url}", exc) from exc
+
+    def _remote_moved(self, repo: Repo, snapshot: Snapshot) -> bool:
+        try:
+            out = str(repo.git.ls_remote("origin", f"refs/heads/{self.settings.branch}"))
+        except GitCommandError:
+            return False  # the remote can't be asked: report the push's own error
+        return (out.split()[0] if out.strip() else None) != snapshot.commit
 
     # -- history: what the deadline and the closed-PR report are derived from --
 
