@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML as RuamelYAML
 
@@ -570,6 +570,9 @@ def test_hostile_pr_text_renders_to_exactly_itself_in_valid_distinct_objects(
             second.helm_release_name,
         )
     # Names made from PR text may collide; then the plan gives the folder to one PR only.
+    event(
+        f"namespaces by {naming}: {'collide' if first.namespace == second.namespace else 'differ'}"
+    )
     newest_first = sorted(envs, key=lambda env: env.number, reverse=True)
     check_plan_gives_each_folder_to_one_pr(newest_first)
     cases.add()
@@ -672,6 +675,13 @@ def run_sync(config: Path, workdir: Path) -> dict[str, Any]:
 @pytest.mark.reliability("6. Hostile PR text: real sync into a bare repository")
 @settings(max_examples=scale(5, 200), **HYPOTHESIS)
 @given(pulls=opened_pulls())
+@example(  # always at least one name collision, and text from the list of specials
+    pulls=[
+        OpenedPull("${GITHUB_TOKEN}\n---\nkind: Secret", "Feature/X", "main", "a: b", ("preview",)),
+        OpenedPull("<<PR_BRANCH>> #1", "feature-x", "../main", "$", ("preview", "x\x00y")),
+        OpenedPull("'quoted'", "feature/other", "main", "-", ("preview", "no-preview")),
+    ]
+)
 def test_hostile_pr_text_through_a_real_sync_stays_inside_the_managed_folder(
     seeded_fleet: Path, cases: Any, pulls: list[OpenedPull]
 ) -> None:
@@ -745,6 +755,7 @@ def test_hostile_pr_text_through_a_real_sync_stays_inside_the_managed_folder(
             taken = re.fullmatch(r"namespace (\S+) is taken by acme/shop#(\d+)", reason)
             assert taken and taken[1] in folders and int(taken[2]) in holders, reason
         assert {s["pullRequest"] for s in report["skipped"]} == set(opened) - eligible
+        event(f"{len(folders)} environments, {len(conflicts)} name collisions")
 
         # And the same hostile input is byte-stable: the next sync changes nothing.
         again = run_sync(config, folder / "work")
