@@ -161,6 +161,8 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror}", source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=str(path)) from exc
     return parse_config(text, source=str(path), base_dir=path.parent)
 
 
@@ -194,12 +196,34 @@ def _check_schema(document: Mapping[str, Any], source: str) -> None:
     errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
     if not errors:
         return
-    problems = []
-    for error in errors:
-        # For allOf/oneOf, the most specific sub-error names the real field.
-        best = jsonschema.exceptions.best_match(error.context) if error.context else error
-        problems.append((_format_path(best.absolute_path), best.message))
+    problems = [_explain(error) for error in errors]
     raise ConfigError.many(problems, source=source)
+
+
+_ABOUT_THE_VALUES_KIND = frozenset({"type", "const", "enum"})
+
+
+def _explain(error: jsonschema.ValidationError) -> tuple[str, str]:
+    """(path, reason) for one schema error.
+
+    For a oneOf/anyOf, the reason comes from the alternative the value was meant
+    for: the one whose complaint is not about the value's type. If every
+    alternative rejects the type, the reason lists what each would accept.
+    """
+    if not error.context:
+        return _format_path(error.absolute_path), error.message
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    meant = [
+        subs
+        for subs in branches.values()
+        if any(sub.validator not in _ABOUT_THE_VALUES_KIND or sub.relative_path for sub in subs)
+    ]
+    if len(meant) == 1:
+        return _explain(jsonschema.exceptions.best_match(meant[0]))
+    reasons = " or ".join(dict.fromkeys(sub.message for subs in branches.values() for sub in subs))
+    return _format_path(error.absolute_path), reasons
 
 
 def _merge(base: Any, override: Any) -> Any:
@@ -361,12 +385,17 @@ def _template_problem(path: Path) -> str | None:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         return f"cannot read template {path}: {exc.strerror}"
+    except UnicodeDecodeError as exc:
+        return f"template {path} is not UTF-8 text (byte {exc.start})"
     try:
         document = YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
         return f"template {path} is not valid YAML: {exc}".replace("\n", " ")
     if not isinstance(document, dict) or "kind" not in document:
         return f"template {path} must be one Kubernetes object (a mapping with 'kind')"
+    for field in ("metadata", "spec"):
+        if not isinstance(document.get(field, {}), dict):
+            return f"template {path}: '{field}' must be a mapping"
     for where, name in unknown_placeholders(document, str(path)):
         return f"template {path}: unknown placeholder <<{name}>> at {where}"
     return None
