@@ -37,7 +37,21 @@ KNOWN = frozenset(
 )
 # Free text someone outside the team may choose.
 UNTRUSTED = frozenset({"PR_BRANCH", "PR_BASE_BRANCH", "PR_AUTHOR", "PR_TITLE"})
-FLUX_VARIABLE = "${"
+
+
+def active_flux_variables(text: str) -> int:
+    """How many `${` Flux's post-build substitution would expand: `$$` is its escape."""
+    count = 0
+    index = 0
+    while index < len(text) - 1:
+        if text[index] == "$" and text[index + 1] == "$":
+            index += 2
+        elif text[index] == "$" and text[index + 1] == "{":
+            count += 1
+            index += 2
+        else:
+            index += 1
+    return count
 
 
 def unknown_placeholders(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -81,7 +95,7 @@ class Substitution:
 
     def text(self, template: str) -> str:
         result = PLACEHOLDER.sub(lambda m: self.values.get(m.group(1), m.group(0)), template)
-        if result.count(FLUX_VARIABLE) > template.count(FLUX_VARIABLE):
+        if active_flux_variables(result) > active_flux_variables(template):
             self.introduced_flux_variable = True
         return result
 

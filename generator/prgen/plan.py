@@ -116,7 +116,13 @@ def make_plan(
                     )
                 )
 
-    for env in desired:
+    # Environments already in their folder claim it first: a newcomer whose name
+    # collides gets the conflict, never an existing environment's folder.
+    incumbents = {(e.key, e.folder) for e in inventory.environments}
+    ordered = sorted(
+        desired, key=lambda e: ((e.repository.lower(), e.number), e.namespace) not in incumbents
+    )
+    for env in ordered:
         key = (env.repository.lower(), env.number)
         owner = claimed.get(env.namespace)
         if owner is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from prgen.config import RepositorySettings
 from prgen.model import PullRequest
@@ -54,10 +55,25 @@ def _yaml() -> YAML:
     return yaml
 
 
+# Line breaks YAML 1.1 readers (Go's, for one) fold in plain or single-quoted
+# scalars: such a string is written double-quoted, where they are escapes.
+_UNSAFE_RAW = frozenset("\x85\u2028\u2029")
+
+
+def _quote_unsafe(value: Any) -> Any:
+    if isinstance(value, str):
+        return DoubleQuotedScalarString(value) if _UNSAFE_RAW & set(value) else value
+    if isinstance(value, dict):
+        return {key: _quote_unsafe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_quote_unsafe(item) for item in value]
+    return value
+
+
 def dump(obj: Any, header: str) -> bytes:
     stream = io.StringIO()
     stream.write(f"{MARKER} - {header}\n")
-    _yaml().dump(obj, stream)
+    _yaml().dump(_quote_unsafe(obj), stream)
     return stream.getvalue().encode("utf-8")
 
 
