@@ -10,11 +10,12 @@ every commit that ever reached it must be whole, and hold each PR at most once.
    another writer commits unrelated files in a loop; two processes that share one work
    directory take turns; retries after a concurrent push stop at fleet.pushRetries and
    wait a jittered time.
-5. Crashes: prgen is killed (SIGKILL, with its git children) at random moments, while it
-   lists the PRs and while its push is in flight; after every kill the remote holds no
-   partial change and the next run from the same work directory converges. Separately,
-   each kind of leftover a killed run can leave in the work directory is made on purpose
-   and the next run must recover from it.
+5. Crashes: prgen is killed (SIGKILL, with its git children) at random moments, inside one
+   of its git commands, while it lists the PRs, while it clones, and while its push is in
+   flight (the fleet remote is served by `git daemon`, so a push may still land after its
+   client died); after every kill the remote holds no partial change and the next run from
+   the same work directory converges. Separately, each kind of leftover a killed run can
+   leave in the work directory is made on purpose and the next run must recover from it.
 """
 
 from __future__ import annotations
@@ -318,7 +319,9 @@ def test_four_processes_and_an_unrelated_writer_converge(
             if round_:
                 pulls.churn(4)
             wanted = pulls.wanted()
-            racing = round_ % 2 == 0  # every other round, all four plan from one commit
+            # Every other round, no process gets its listing before all four asked for it:
+            # they plan at the same moment and race to push.
+            racing = round_ % 2 == 0
             listings.reset(hold=PROCESSES if racing else 0)
             began = time.monotonic()
             processes = [
@@ -660,6 +663,24 @@ def wait_until(condition: Callable[[], bool], process: PrgenProcess, what: str) 
         time.sleep(0.002)
 
 
+def git_commands(pid: int) -> dict[int, str]:
+    """The git commands a process runs right now, by process id (GitPython's long-lived
+    `git cat-file --batch` readers aside)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return {}
+    commands = {}
+    for child in children:
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[0].endswith(b"git") and argv[1] != b"cat-file":
+            commands[int(child)] = argv[1].decode(errors="replace")
+    return commands
+
+
 def leftover_state(workdir: Path, remote: Path) -> list[str]:
     """What a killed run left in the work directory."""
     gitdir = workdir / ".git"
@@ -701,7 +722,7 @@ def test_a_killed_sync_leaves_no_partial_change_and_the_next_run_converges(
         config_text(shop.base_url, f"{daemon.start()}/{fleet_remote.name}", REPOSITORIES)
     )
     pulls = Pulls(shop, rng)
-    pulls.seed(50)
+    pulls.seed(scale(30, 50))
     gate = ListingGate(shop)
     history = FleetHistory(fleet_remote)
     workdir = tmp_path / "work"
@@ -716,7 +737,10 @@ def test_a_killed_sync_leaves_no_partial_change_and_the_next_run_converges(
     assert heads(history.environments("main")) == pulls.wanted()
     lifetime = normal.seconds
 
-    modes = ["random", "listing", "push-lands", "push-lost", "clone", "random"]
+    # random: any moment of a normal run's lifetime; git: while its n-th git command runs;
+    # listing: while GitHub holds its listing; push: while the remote holds its push, which
+    # lands or is refused after the kill; clone: while it clones into an empty work directory.
+    modes = ["random", "git", "listing", "push", "clone"]
     leftovers: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     process: PrgenProcess | None = None
@@ -731,8 +755,10 @@ def test_a_killed_sync_leaves_no_partial_change_and_the_next_run_converges(
                 marker.unlink(missing_ok=True)
             if mode == "clone":
                 shutil.rmtree(workdir, ignore_errors=True)
-            if mode.startswith("push-"):
-                flag.write_text("accept" if mode == "push-lands" else "refuse")
+            if mode == "push":
+                landing = rng.random() < 0.5
+                mode = "push (lands)" if landing else "push (refused)"
+                flag.write_text("accept" if landing else "refuse")
             if mode == "listing":
                 gate.arm()
             process = sync()
@@ -740,6 +766,14 @@ def test_a_killed_sync_leaves_no_partial_change_and_the_next_run_converges(
                 if mode == "random":
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         process.popen.wait(timeout=rng.uniform(0, 1.2 * lifetime))
+                elif mode == "git":
+                    target, seen = rng.randrange(10), {}
+                    while process.running() and len(seen) <= target:
+                        seen.update(git_commands(process.pid))
+                        time.sleep(0.0005)
+                    if len(seen) > target:
+                        mode = f"git {list(seen.values())[target]}"
+                        time.sleep(rng.uniform(0, 0.01))
                 elif mode == "listing":
                     wait_until(gate.reached.is_set, process, "listing the PRs")
                     time.sleep(rng.uniform(0, 0.1))
@@ -758,7 +792,7 @@ def test_a_killed_sync_leaves_no_partial_change_and_the_next_run_converges(
             assert crashed.killed or crashed.returncode == 0, crashed.describe()
             history.check_new_commits()  # nothing partial reached the remote
 
-            if mode.startswith("push-"):
+            if mode.startswith("push"):
                 deadline = time.monotonic() + 30
                 while not done.exists():  # the remote is through with the dead run's push
                     assert time.monotonic() < deadline, f"{where}: the slow push never ended"
