@@ -82,15 +82,17 @@ class Pulls:
 
     def open(self, kind: str = "ready") -> int:
         n = len(self.numbers) + 1
-        fork = {"head_repo": "mallory/shop", "author_association": "NONE"} if kind == "fork" else {}
-        number = self.github.open_pull(
-            REPO,
-            title=f"change {n}",
-            head_branch=f"feature/change-{n}",
-            draft=kind == "draft",
-            labels=["no-preview"] if kind == "opted-out" else [],
-            **fork,
-        )
+        title, branch = f"change {n}", f"feature/change-{n}"
+        if kind == "fork":
+            number = self.github.open_pull(
+                REPO, title=title, head_branch=branch, head_repo="mallory/shop",
+                author_association="NONE",
+            )  # fmt: skip
+        else:
+            number = self.github.open_pull(
+                REPO, title=title, head_branch=branch, draft=kind == "draft",
+                labels=["no-preview"] if kind == "opted-out" else [],
+            )  # fmt: skip
         self.numbers.append(number)
         return number
 
@@ -767,7 +769,7 @@ def test_a_killed_sync_leaves_no_partial_change_and_the_next_run_converges(
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         process.popen.wait(timeout=rng.uniform(0, 1.2 * lifetime))
                 elif mode == "git":
-                    target, seen = rng.randrange(10), {}
+                    target, seen = rng.randrange(10), dict[int, str]()
                     while process.running() and len(seen) <= target:
                         seen.update(git_commands(process.pid))
                         time.sleep(0.0005)
