@@ -39,19 +39,31 @@ KNOWN = frozenset(
 UNTRUSTED = frozenset({"PR_BRANCH", "PR_BASE_BRANCH", "PR_AUTHOR", "PR_TITLE"})
 
 
-def active_flux_variables(text: str) -> int:
-    """How many `${` Flux's post-build substitution would expand: `$$` is its escape."""
-    count = 0
+def pr_made_flux_variable(text: str, from_pr: list[bool]) -> bool:
+    """Would Flux expand a `${...}` in `text` that PR characters are part of?
+
+    `from_pr[i]` says whether character i came from PR text. `$$` is Flux's
+    escape, so the scan moves pairwise, as Flux's post-build substitution does,
+    and a PR `$` that changes the parity of the run before a `${` counts too.
+    """
     index = 0
     while index < len(text) - 1:
-        if text[index] == "$" and text[index + 1] == "$":
+        pair = text[index : index + 2]
+        if pair == "$$":
             index += 2
-        elif text[index] == "$" and text[index + 1] == "{":
-            count += 1
+        elif pair == "${":
+            close = text.find("}", index)
+            end = close + 1 if close != -1 else len(text)
+            # The `$`s before it decide, by their parity, whether it is escaped.
+            start = index
+            while start > 0 and text[start - 1] == "$":
+                start -= 1
+            if any(from_pr[start:end]):
+                return True
             index += 2
         else:
             index += 1
-    return count
+    return False
 
 
 def unknown_placeholders(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -90,12 +102,21 @@ def pull_request_values(pr: PullRequest, namespace: str = "") -> dict[str, str]:
 @dataclass
 class Substitution:
     values: Mapping[str, str]
-    # Set when PR text created a `${` that was not in the template: Flux must not expand it.
+    # Set when PR text is part of a `${...}` Flux would expand: Flux must not expand it.
     introduced_flux_variable: bool = False
 
     def text(self, template: str) -> str:
-        result = PLACEHOLDER.sub(lambda m: self.values.get(m.group(1), m.group(0)), template)
-        if active_flux_variables(result) > active_flux_variables(template):
+        pieces: list[tuple[str, bool]] = []
+        position = 0
+        for match in PLACEHOLDER.finditer(template):
+            name = match.group(1)
+            pieces.append((template[position : match.start()], False))
+            pieces.append((self.values.get(name, match.group(0)), name in UNTRUSTED))
+            position = match.end()
+        pieces.append((template[position:], False))
+        result = "".join(piece for piece, _ in pieces)
+        from_pr = [untrusted for piece, untrusted in pieces for _ in piece]
+        if pr_made_flux_variable(result, from_pr):
             self.introduced_flux_variable = True
         return result
 
