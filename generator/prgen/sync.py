@@ -235,6 +235,8 @@ class Syncer:
                     )
                     return result
                 except ConcurrentUpdate:
+                    if attempt > retries:
+                        break
                     delay = min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
                     log.info("the fleet branch moved during the sync: re-planning in %.1fs", delay)
                     self._sleep(delay)
