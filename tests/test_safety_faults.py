@@ -282,8 +282,8 @@ def test_a_fault_deletes_nothing_and_the_next_run_converges(
 ) -> None:
     fault = FAULTS[name]
     world = make_world(fault.shop)
-    world.configure(timeout=fault.timeout)
     for _ in range(ROUNDS):
+        world.configure(timeout=fault.timeout)
         closed = world.events()
         before = world.read()
 
@@ -310,6 +310,7 @@ def test_a_fault_deletes_nothing_and_the_next_run_converges(
         assert report["commit"] is None
         assert world.read().environments == after.environments
 
+        world.configure()  # the default timeout again
         world.converge()
         assert not closed & world.read().environments.keys()
         cases.add()

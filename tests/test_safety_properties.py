@@ -60,6 +60,7 @@ EXAMPLES = scale(5, 500)
 STEPS = scale(20, 30)
 FORK = "mallory/fork"
 FAILURES = ("listing-fails", "rate-limited", "page-2-fails", "lookup-fails")
+LISTING_FAILURES = FAILURES[:3]
 SHIFTS = ("pr-closes-while-paginating", "pr-opens-while-paginating")
 RATE_LIMITED = {
     "status": 403,
@@ -256,9 +257,23 @@ class SafetyMachine(RuleBasedStateMachine):
     def sync(self) -> None:
         self._sync(None, None)
 
-    @rule(repository=st.integers(0, 1), fault=st.sampled_from(FAILURES))
+    @rule(repository=st.integers(0, 1), fault=st.sampled_from(LISTING_FAILURES))
     def sync_with_a_failure(self, repository: int, fault: str) -> None:
         self._sync(self.repositories[repository], fault)
+
+    def _closed_with_environment(self) -> list[str]:
+        return sorted(
+            name
+            for name, number in self.fleet.environments
+            if self.github.pull(name, number).state != "open"
+        )
+
+    @precondition(lambda self: bool(self._closed_with_environment()))
+    @rule(index=st.integers(0, 1000))
+    def sync_with_a_failed_lookup(self, index: int) -> None:
+        """A PR with an environment closed: prgen looks it up on its own, and that fails."""
+        candidates = self._closed_with_environment()
+        self._sync(candidates[index % len(candidates)], "lookup-fails")
 
     def _most_open(self) -> tuple[int, str]:
         return max(
@@ -305,9 +320,6 @@ class SafetyMachine(RuleBasedStateMachine):
                 return True
         return False
 
-    def _run(self) -> SyncResult:
-        return self.syncer.run()
-
     def _sync(self, repository: str | None, fault: str | None) -> None:
         self.in_step = True
         github = self.github
@@ -319,7 +331,7 @@ class SafetyMachine(RuleBasedStateMachine):
         try:
             if repository is not None and fault is not None:
                 route, page, shift = self._inject(repository, fault)
-            result = self._run()
+            result = self.syncer.run()
             if repository is not None and fault in FAILURES and self._hit(route, page):
                 failed.add(repository)
             hit = bool(failed or (shift and shift.changed))
@@ -382,7 +394,7 @@ class SafetyMachine(RuleBasedStateMachine):
         try:
             if not self.in_step:  # a failed step has reported already
                 # Faults stop: one sync makes the fleet exactly the eligible set.
-                result = self._run()
+                result = self.syncer.run()
                 assert int(result.exit_code) == 0, result
                 assert all(r.complete for r in result.repositories)
                 after = read_fleet(self.bare)
