@@ -9,7 +9,6 @@ from prgen.commands.validate import example_pull_request
 from prgen.config import RepositorySettings, parse_config
 from prgen.model import PullRequest
 
-
 WHEN = example_pull_request("acme/shop").created_at
 
 

@@ -851,12 +851,6 @@ def adjacent_repositories() -> dict[str, RepositorySettings]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: placeholders.Substitution.text compares how many `${` are active before and "
-    "after, so PR text '${SECRET}$' before the config's '${CLUSTER}' activates SECRET and "
-    "escapes CLUSTER: the count is unchanged and substitution stays on",
-)
 @pytest.mark.reliability("6. Hostile PR text: `$`, `{` and `}` next to the config's own")
 @settings(max_examples=scale(300, 3000), derandomize=True, **HYPOTHESIS)
 @given(

@@ -410,3 +410,16 @@ def test_an_environment_whose_pr_does_not_exist_is_removed_after_a_complete_list
         (c["action"], c["pullRequest"]) for c in report["changes"] if c["action"] != "keep"
     ] == [("delete", 42)]
     assert envs(fleet_remote) == {"shop-pr-1"}
+
+
+def test_a_missing_fleet_token_is_a_config_error(
+    shop: FakeGitHub, write_config: Config, tmp_path: Path
+) -> None:
+    config = write_config()
+    config.write_text(
+        config.read_text().replace("  branch: main\n", "  branch: main\n  tokenEnv: FLEET_T\n")
+    )
+    result = CliRunner().invoke(main, ["sync", "-c", str(config), "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 2
+    assert "fleet.tokenEnv: environment variable FLEET_T is not set" in result.stderr
+    assert not (tmp_path / "w").exists()

@@ -179,7 +179,7 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
     )
     _check_unique_names(repositories, source)
     return Config(
-        github=_compile_github(document.get("github", {}), base),
+        github=_compile_github(document.get("github", {}), base, source),
         fleet=_compile_fleet(document["fleet"]),
         repositories=repositories,
         source=source,
@@ -416,8 +416,26 @@ def _check_unique_names(repositories: tuple[RepositorySettings, ...], source: st
         seen.add(key)
 
 
-def _compile_github(entry: Mapping[str, Any], base: Path) -> GitHubSettings:
+def _check_app_key(app: Mapping[str, Any], source: str) -> None:
+    given = [key for key in ("privateKeyFile", "privateKeyEnv") if key in app]
+    if not given:
+        raise ConfigError(
+            "'privateKeyFile' is a required property, or 'privateKeyEnv' (exactly one of them)",
+            "github.app",
+            source,
+        )
+    if len(given) == 2:
+        raise ConfigError(
+            "'privateKeyFile' and 'privateKeyEnv' are both set: use exactly one",
+            "github.app",
+            source,
+        )
+
+
+def _compile_github(entry: Mapping[str, Any], base: Path, source: str) -> GitHubSettings:
     app = entry.get("app")
+    if app:
+        _check_app_key(app, source)
     return GitHubSettings(
         api_url=entry.get("apiUrl", DEFAULT_API_URL).rstrip("/"),
         token_env=entry.get("tokenEnv", "GITHUB_TOKEN"),

@@ -23,7 +23,7 @@ from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Rep
 from git.objects import Blob, Tree
 
 from prgen.config import FleetSettings
-from prgen.errors import FleetError
+from prgen.errors import ConfigError, FleetError
 from prgen.inventory import identity_of
 from prgen.redact import redact, redact_url, register_secret, url_credentials
 from prgen.render import HELMRELEASE_FILE
@@ -64,8 +64,8 @@ def _git_environment(settings: FleetSettings) -> dict[str, str]:
     if settings.token_env:
         token = os.environ.get(settings.token_env)
         if not token:
-            raise FleetError(
-                f"environment variable {settings.token_env} (fleet.tokenEnv) is not set"
+            raise ConfigError(
+                f"environment variable {settings.token_env} is not set", "fleet.tokenEnv"
             )
         register_secret(token)
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
