@@ -104,13 +104,17 @@ FAULTS = {
     "http-403-secondary-rate-limit": Fault(
         LISTING,
         {"status": 403, "body": SECONDARY_RATE_LIMIT, "headers": {"Retry-After": "60"}},
-        ("rate limit",),
+        ("secondary rate limit, retry after 60s",),
     ),
     "http-403-rate-limit-exhausted": Fault(
-        LISTING, {"status": 403, "body": PRIMARY_RATE_LIMIT, "headers": EXHAUSTED}, ("rate limit",)
+        LISTING,
+        {"status": 403, "body": PRIMARY_RATE_LIMIT, "headers": EXHAUSTED},
+        ("rate limited by github (quota resets",),
     ),
     "http-429-rate-limit-exhausted": Fault(
-        LISTING, {"status": 429, "body": PRIMARY_RATE_LIMIT, "headers": EXHAUSTED}, ("rate limit",)
+        LISTING,
+        {"status": 429, "body": PRIMARY_RATE_LIMIT, "headers": EXHAUSTED},
+        ("http 429: rate limited by github (quota resets",),
     ),
     "http-404-repository": Fault(
         LISTING,
