@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 import subprocess
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import yaml
 
-from prgen.testing.fake_github import FakeGitHub, PullState
+from prgen.testing.fake_github import FakeGitHub, PullState, RecordedRequest
 
 LABEL = "preview"
 FLEET_PATH = "previews/dev"
@@ -131,3 +131,15 @@ def read_fleet(bare: Path, path: str = FLEET_PATH) -> Fleet:
                 f"the index lists {sorted(listed)}, the folders are {sorted(by_folder)}"
             )
     return Fleet(environments, folders, problems)
+
+
+class Switch:
+    """The one request hook registered with the fake GitHub for a whole test; each step may
+    set what it does (inject a fault, close a PR mid-listing) or clear it."""
+
+    def __init__(self) -> None:
+        self.current: Callable[[RecordedRequest], None] | None = None
+
+    def __call__(self, request: RecordedRequest) -> None:
+        if self.current is not None:
+            self.current(request)

@@ -30,7 +30,7 @@ from click.testing import CliRunner, Result
 
 from prgen.cli import main
 from prgen.testing.fake_github import FakeGitHub, RecordedRequest
-from scenarios import LABEL, Fleet, Key, eligible, pulls, read_fleet, repository_entry
+from scenarios import LABEL, Fleet, Key, Switch, eligible, pulls, read_fleet, repository_entry
 from stress import scale
 
 from conftest import Cases, config_text
@@ -348,17 +348,6 @@ class ShiftingPage:
         self.changed = next(n for n in order[:100] if LABEL in github.pull(SHOP, n).labels)
         self.hidden = order[100]
         github.close_pull(SHOP, self.changed)
-
-
-class Switch:
-    """The one hook registered with the server for the whole test; what it does can change."""
-
-    def __init__(self) -> None:
-        self.current: Callable[[RecordedRequest], None] | None = None
-
-    def __call__(self, request: RecordedRequest) -> None:
-        if self.current is not None:
-            self.current(request)
 
 
 @pytest.mark.reliability("1. Faults at GitHub delete nothing")

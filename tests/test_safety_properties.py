@@ -50,7 +50,17 @@ from prgen.config import parse_config
 from prgen.source import GitHubSource, make_client
 from prgen.sync import Syncer, SyncResult
 from prgen.testing.fake_github import FakeGitHub, PullState, RecordedRequest
-from scenarios import LABEL, Fleet, Key, eligible, is_eligible, pulls, read_fleet, repository_entry
+from scenarios import (
+    LABEL,
+    Fleet,
+    Key,
+    Switch,
+    eligible,
+    is_eligible,
+    pulls,
+    read_fleet,
+    repository_entry,
+)
 from stress import scale
 
 from conftest import Cases, config_text
@@ -67,17 +77,6 @@ RATE_LIMITED = {
     "body": {"message": "API rate limit exceeded for installation ID 4242."},
     "headers": {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1893456000"},
 }
-
-
-class Switch:
-    """The one request hook of the shared server; each sync may set what it does."""
-
-    def __init__(self) -> None:
-        self.current: Callable[[RecordedRequest], None] | None = None
-
-    def __call__(self, request: RecordedRequest) -> None:
-        if self.current is not None:
-            self.current(request)
 
 
 @dataclass
