@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +74,23 @@ def test_render_offline_needs_no_github(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "name: b-pr-7" in result.stdout
+
+
+def test_a_reader_that_goes_away_is_no_error(tmp_path: Path) -> None:
+    config = tmp_path / "prgen.yaml"
+    config.write_text(
+        "github: {apiUrl: 'http://127.0.0.1:9/api/v3'}\nfleet: {url: x, path: p}\nrepositories:\n"
+        "  - name: a/b\n    chartRef: {kind: OCIRepository, name: c}\n"
+    )
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before prgen writes: `prgen render | head -0`
+    command = ["render", "-c", str(config), "--repo", "a/b", "--pr", "7", "--offline"]
+    with os.fdopen(write, "wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "prgen", *command], stdout=stdout, stderr=subprocess.PIPE
+        )
+    assert done.returncode == 141
+    assert done.stderr == b""
 
 
 def test_render_of_an_unconfigured_repository_is_a_usage_error(write_config: Config) -> None:

@@ -10,6 +10,7 @@ class ExitCode(IntEnum):
     PARTIAL = 1  # some repositories (or reports) failed; the others were synced
     USAGE = 2  # bad configuration, templates or command-line usage
     FLEET = 3  # the fleet repository could not be read or updated: nothing changed
+    BROKEN_PIPE = 141  # stdout was closed by its reader (128 + SIGPIPE, as shells report it)
 
 
 class PrgenError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -27,6 +28,12 @@ def handles_errors(command: F) -> F:
         except PrgenError as exc:
             click.echo(redact(f"prgen: error: {exc}"), err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader of stdout went away (`prgen render ... | head`): not an error of
+            # prgen's; whatever was done stands. Exit as a shell tool killed by SIGPIPE
+            # would, and keep the interpreter's final flush from complaining again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(ExitCode.BROKEN_PIPE)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as exc:
