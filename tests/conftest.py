@@ -118,6 +118,7 @@ class Cases:
 
 _CASES = pytest.StashKey[Cases]()
 _OUTCOME = pytest.StashKey[tuple[str, float]]()
+_SETUP = pytest.StashKey[float]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -136,10 +137,27 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if report.when == "setup":
+        # Setup time counts too: a module fixture that does a scenario's work (every bad
+        # config through every command) is timed on the first test that asks for it.
+        item.stash[_SETUP] = report.duration
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         outcome = "xfailed (known bug)" if hasattr(report, "wasxfail") else report.outcome
-        item.stash[_OUTCOME] = (outcome, report.duration)
+        item.stash[_OUTCOME] = (outcome, item.stash.get(_SETUP, 0.0) + report.duration)
     return report
+
+
+def _commit() -> str:
+    """The commit the figures are from, marked when the work tree had changes."""
+
+    def git_out(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+
+    head = git_out("rev-parse", "--short=12", "HEAD") or "unknown"
+    dirty = git_out("status", "--porcelain", "--untracked-files=no", "--", ":!docs")
+    return f"`{head}`" + (" (with uncommitted changes)" if dirty else "")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -161,13 +179,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         )
         rows.append((scenario, variant, counted, outcome, duration, item.nodeid))
     stress = os.environ.get("PRGEN_STRESS") == "1"
+    passed = sum(1 for row in rows if row[3] == "passed")
+    total = sum(row[4] for row in rows)
     lines = [
         "# prgen reliability figures",
         "",
         f"Produced by `{'scripts/stress' if stress else 'pytest'}` on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-        f" ({'stress mode' if stress else 'default suite'}). Each row is one test; "
-        "cases counts the runs, examples or sequences it checked.",
+        f" ({'stress mode' if stress else 'default suite'}) at commit {_commit()}. "
+        "Each row is one test; cases counts the runs, examples or sequences it checked; "
+        "seconds is its setup and run time.",
+        "",
+        f"{passed} of {len(rows)} tests passed, {sum(row[2] for row in rows)} cases in all, "
+        f"{total / 60:.1f} minutes of test time."
+        if total >= 120
+        else f"{total:.1f} seconds.",
         "",
         "| scenario | variant | cases | outcome | seconds | test |",
         "|---|---|---:|---|---:|---|",

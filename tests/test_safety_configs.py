@@ -489,6 +489,9 @@ def outcomes(
 GOOD = BadConfig("control: a good config", good(), None, "")
 
 
+@pytest.mark.reliability(
+    "9. Bad configuration: control, a good config clones, lists and pushes (runs them all)"
+)
 def test_the_harness_sees_a_good_config_clone_list_and_push(outcomes: dict[str, Case]) -> None:
     """Without this, "nothing was cloned, listed or pushed" below could hold vacuously."""
     run = outcomes[GOOD.name].runs[0]
