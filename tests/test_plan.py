@@ -108,3 +108,39 @@ def test_a_namespace_template_change_moves_the_environment() -> None:
     assert actions(plan) == {1: Action.UPDATE}
     assert plan.writes["shop-pr-1/helmrelease.yaml"] is None
     assert plan.writes["shop-1/helmrelease.yaml"] is not None
+
+
+def test_a_folder_prgen_can_no_longer_read_stays_in_the_index() -> None:
+    # Someone edited shop-pr-1's HelmRelease by hand, breaking its annotations: prgen leaves
+    # the folder alone, and must keep listing it, or Flux (prune: true) would tear it down.
+    kept, other = (render_environment(SHOP, pull_request(n)) for n in (1, 2))
+    current = files_of(kept, other)
+    current["shop-pr-1/helmrelease.yaml"] = b"# prgen:managed - edited\nkind: HelmRelease\n"
+    plan = make_plan([kept, other], read_inventory(current), {"acme/shop"})
+    index = plan.writes.get("kustomization.yaml", current["kustomization.yaml"])
+    assert b"- shop-pr-1\n" in index  # type: ignore[operator]
+    assert b"- shop-pr-2\n" in index  # type: ignore[operator]
+    assert "shop-pr-1/helmrelease.yaml" not in plan.writes
+    assert [c.number for c in plan.conflicts] == [1]
+
+
+def test_an_environment_kept_through_a_conflict_stays_in_the_index() -> None:
+    # PR 1 has shop-pr-1; a namespace change makes it want 'preview', which PR 2 already has.
+    old_one = render_environment(SHOP, pull_request(1))
+    fixed = repository("    namespace: preview\n")
+    two = render_environment(fixed, pull_request(2))
+    current = files_of(old_one, two)
+    plan = make_plan(
+        [render_environment(fixed, pull_request(1)), two], read_inventory(current), {"acme/shop"}
+    )
+    assert [c.number for c in plan.conflicts] == [1]
+    assert not any(path.startswith("shop-pr-1/") for path in plan.writes)
+    index = plan.writes.get("kustomization.yaml", current["kustomization.yaml"])
+    assert b"- shop-pr-1\n" in index and b"- preview\n" in index  # type: ignore[operator]
+
+
+def test_an_unrecognised_folder_that_flux_never_applied_is_not_listed() -> None:
+    env = render_environment(SHOP, pull_request(1))
+    current = {**files_of(env), "stray/namespace.yaml": b"# prgen:managed - half\nkind: X\n"}
+    plan = make_plan([env], read_inventory(current), {"acme/shop"})
+    assert "kustomization.yaml" not in plan.writes  # index unchanged: stray never listed

@@ -45,6 +45,18 @@ class Inventory:
     unrecognised: tuple[str, ...]  # folders with prgen files but no readable identity
 
     @property
+    def indexed(self) -> frozenset[str]:
+        """The entries prgen's index lists now: what Flux applies today."""
+        if self.index is None or self.index_is_handwritten:
+            return frozenset()
+        try:
+            with _LOADER_LOCK:
+                document: Any = _LOADER.load(self.index.decode("utf-8"))
+            return frozenset(str(entry) for entry in document.get("resources") or ())
+        except (YAMLError, UnicodeDecodeError, AttributeError, TypeError):
+            return frozenset()
+
+    @property
     def index_is_handwritten(self) -> bool:
         return self.index is not None and not is_owned(self.index)
 

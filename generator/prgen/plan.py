@@ -70,6 +70,11 @@ def _blocked_by_handwritten(
     return folder in handwritten or any(f"{folder}/{name}" in handwritten for name in files)
 
 
+def _keep_in_place(kept: Iterable[CurrentEnvironment], claimed: dict[str, str]) -> None:
+    for env in kept:
+        claimed.setdefault(env.folder, f"{env.repository}#{env.number}")
+
+
 def make_plan(
     desired: Sequence[RenderedEnvironment],
     inventory: Inventory,
@@ -131,7 +136,7 @@ def make_plan(
                     env.repository, env.number, f"namespace {env.namespace} is taken by {owner}"
                 )
             )
-            current.pop(key, None)  # its current folder, if any, stays as it is
+            _keep_in_place(current.pop(key, []), claimed)  # its current folder stays as it is
             continue
         if _blocked_by_handwritten(env.namespace, env.files, inventory.handwritten):
             conflicts.append(
@@ -141,7 +146,7 @@ def make_plan(
                     f"folder {env.namespace} holds hand-written files prgen will not overwrite",
                 )
             )
-            current.pop(key, None)
+            _keep_in_place(current.pop(key, []), claimed)
             continue
         claimed[env.namespace] = f"{env.repository}#{env.number}"
         existing = current.pop(key, [])
@@ -169,7 +174,10 @@ def make_plan(
 
     all_writes: dict[str, bytes | None] = {**deletes, **writes}
     if not inventory.index_is_handwritten:
-        environments = [f for f in claimed if f not in inventory.unrecognised]
+        # A folder leaves the index only when prgen deletes it: dropping one it left alone
+        # (unrecognised, or kept through a conflict) would make Flux prune a live preview.
+        indexed = inventory.indexed
+        environments = [f for f in claimed if f not in inventory.unrecognised or f in indexed]
         index = render_index([*environments, *inventory.top_level_handwritten()])
         if index != inventory.index:
             all_writes[KUSTOMIZATION_FILE] = index
