@@ -177,3 +177,77 @@ spec:
     assert release["spec"]["values"] == {"replicas": 2, "pr": "4"}
     assert release["metadata"]["labels"]["team"] == "web"
     assert release["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "prgen"
+
+
+def test_a_users_template_cannot_set_the_release_name(tmp_path: Path) -> None:
+    # releaseName is prgen's: a DNS-1123 name of at most 53 characters, never PR text.
+    (tmp_path / "hr.yaml").write_text(
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\n"
+        "spec: {releaseName: '<<PR_TITLE>>', interval: 5m}\n"
+    )
+    from prgen.config import parse_config
+
+    repo = parse_config(
+        "fleet: {url: x, path: p}\nrepositories: [{name: acme/shop, templates: {helmRelease: hr.yaml}, "
+        "chartRef: {kind: OCIRepository, name: shop}}]",
+        base_dir=tmp_path,
+    ).repositories[0]
+    title = "A title ${HOME} that is really quite long, with spaces: and more and more"
+    env = render_environment(repo, pull_request(4, title=title))
+    release = load(env.files["helmrelease.yaml"])
+    assert release["spec"]["releaseName"] == "shop-pr-4"
+    assert release["spec"]["interval"] == "5m"
+    assert validate_documents(env.files["helmrelease.yaml"].decode()) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "template", "reason"),
+    [
+        (
+            "helmRelease",
+            "apiVersion: helm.toolkit.fluxcd.io/v2beta1\nkind: HelmRelease\n",
+            "must be a helm.toolkit.fluxcd.io/v2 HelmRelease, not helm.toolkit.fluxcd.io/v2beta1 HelmRelease",
+        ),
+        (
+            "namespace",
+            "apiVersion: v1\nkind: ConfigMap\n",
+            "must be a v1 Namespace, not v1 ConfigMap",
+        ),
+        (
+            "helmRelease",
+            "apiVersion: v1\nkind: Namespace\n",
+            "must be a helm.toolkit.fluxcd.io/v2 HelmRelease",
+        ),
+    ],
+)
+def test_a_template_of_the_wrong_kind_is_a_config_error(
+    tmp_path: Path, field: str, template: str, reason: str
+) -> None:
+    # Without its Namespace object, closing the PR would leak the namespace (DESIGN.md, 6).
+    from prgen.config import parse_config
+    from prgen.errors import ConfigError
+
+    (tmp_path / "t.yaml").write_text(template)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            f"fleet: {{url: x, path: p}}\nrepositories: [{{name: acme/shop, templates: {{{field}: "
+            "t.yaml}, chartRef: {kind: OCIRepository, name: shop}}]",
+            base_dir=tmp_path,
+        )
+    assert caught.value.path == f"repositories[0].templates.{field}"
+    assert reason in str(caught.value)
+
+
+def test_a_template_without_apiversion_gets_the_right_one(tmp_path: Path) -> None:
+    from prgen.config import parse_config
+
+    (tmp_path / "ns.yaml").write_text("kind: Namespace\nmetadata: {labels: {team: web}}\n")
+    repo = parse_config(
+        "fleet: {url: x, path: p}\nrepositories: [{name: acme/shop, templates: {namespace: ns.yaml}, "
+        "chartRef: {kind: OCIRepository, name: shop}}]",
+        base_dir=tmp_path,
+    ).repositories[0]
+    env = render_environment(repo, pull_request(4))
+    text = env.files["namespace.yaml"].decode()
+    assert text.splitlines()[1:3] == ["apiVersion: v1", "kind: Namespace"]
+    assert validate_documents(text) == []

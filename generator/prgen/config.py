@@ -372,15 +372,18 @@ def _compile_report(entry: Mapping[str, Any]) -> ReportSettings:
 
 def _compile_templates(entry: Mapping[str, str], at: str, source: str, base: Path) -> Templates:
     paths = {}
-    for field, default in (("helmRelease", "helmrelease.yaml"), ("namespace", "namespace.yaml")):
+    for field, default, kind in (
+        ("helmRelease", "helmrelease.yaml", ("helm.toolkit.fluxcd.io/v2", "HelmRelease")),
+        ("namespace", "namespace.yaml", ("v1", "Namespace")),
+    ):
         path = base / entry[field] if field in entry else data_path("templates", default)
-        _check_template(path, f"{at}.{field}", source)
+        _check_template(path, kind, f"{at}.{field}", source)
         paths[field] = path
     return Templates(helm_release=paths["helmRelease"], namespace=paths["namespace"])
 
 
 @cache
-def _template_problem(path: Path) -> str | None:
+def _template_problem(path: Path, kind: tuple[str, str]) -> str | None:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -393,6 +396,10 @@ def _template_problem(path: Path) -> str | None:
         return f"template {path} is not valid YAML: {exc}".replace("\n", " ")
     if not isinstance(document, dict) or "kind" not in document:
         return f"template {path} must be one Kubernetes object (a mapping with 'kind')"
+    api_version, expected_kind = kind
+    if document["kind"] != expected_kind or document.get("apiVersion", api_version) != api_version:
+        found = f"{document.get('apiVersion', '(no apiVersion)')} {document['kind']}"
+        return f"template {path} must be a {api_version} {expected_kind}, not {found}"
     for field in ("metadata", "spec"):
         if not isinstance(document.get(field, {}), dict):
             return f"template {path}: '{field}' must be a mapping"
@@ -401,8 +408,8 @@ def _template_problem(path: Path) -> str | None:
     return None
 
 
-def _check_template(path: Path, at: str, source: str) -> None:
-    problem = _template_problem(path)
+def _check_template(path: Path, kind: tuple[str, str], at: str, source: str) -> None:
+    problem = _template_problem(path, kind)
     if problem:
         raise ConfigError(problem, at, source)
 

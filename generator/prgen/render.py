@@ -35,6 +35,8 @@ FLUX_SUBSTITUTE = "kustomize.toolkit.fluxcd.io/substitute"
 HELMRELEASE_FILE = "helmrelease.yaml"
 NAMESPACE_FILE = "namespace.yaml"
 KUSTOMIZATION_FILE = "kustomization.yaml"
+HELM_RELEASE_TYPE = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease"}
+NAMESPACE_TYPE = {"apiVersion": "v1", "kind": "Namespace"}
 # Chart sources whose charts change without a version bump.
 _REVISION_SOURCES = frozenset({"GitRepository", "Bucket"})
 
@@ -135,7 +137,10 @@ def _helm_release(repo: RepositorySettings, pr: PullRequest, namespace: str) -> 
     spec.pop("chart", None)
     spec.pop("chartRef", None)
     spec["values"] = _deep_merge(spec.get("values") or {}, repo.values)
-    release: dict[str, Any] = subst.apply({**template, "spec": spec})
+    spec.pop("releaseName", None)  # prgen's: a DNS-1123 name of at most 53 characters
+    release: dict[str, Any] = subst.apply(
+        {**HELM_RELEASE_TYPE, **template, **HELM_RELEASE_TYPE, "spec": spec}
+    )
     chart = _chart_fields(repo, subst)
     release["spec"] = {**chart, "releaseName": release_name(repo, pr), **release["spec"]}
     metadata = release.get("metadata") or {}
@@ -158,7 +163,8 @@ def _helm_release(repo: RepositorySettings, pr: PullRequest, namespace: str) -> 
 
 def _namespace(repo: RepositorySettings, pr: PullRequest, namespace: str) -> dict[str, Any]:
     subst = Substitution(pull_request_values(pr, namespace))
-    document: dict[str, Any] = subst.apply(_load_template(repo.templates.namespace))
+    template = _load_template(repo.templates.namespace)
+    document: dict[str, Any] = subst.apply({**NAMESPACE_TYPE, **template, **NAMESPACE_TYPE})
     metadata = document.get("metadata") or {}
     metadata["name"] = namespace
     metadata.pop("namespace", None)
