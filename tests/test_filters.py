@@ -93,3 +93,11 @@ def test_trusted_forks_need_a_trusted_author_or_an_approving_label() -> None:
 def test_without_trusted_forks_even_a_member_fork_gets_nothing() -> None:
     member = pull_request(1, head_repository="bob/shop", author_association="OWNER")
     assert numbers("", member)[0] == []
+
+
+def test_a_pr_of_a_renamed_repository_is_not_a_fork() -> None:
+    # prgen.yaml still says acme/shop; GitHub (redirecting) names the repository acme/store now.
+    renamed = pull_request(1, head_repository="acme/store", base_repository="acme/store")
+    fork = pull_request(2, head_repository="mallory/store", base_repository="acme/store")
+    got, skipped = numbers("", renamed, fork)
+    assert got == [1] and set(skipped) == {2}

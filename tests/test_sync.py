@@ -101,6 +101,8 @@ def test_250_open_prs_all_get_an_environment_in_one_commit(
     assert commit_count(fleet_remote) == commits + 1
     listing = [r for r in shop.requests if r.method == "GET" and r.path.endswith("/pulls")]
     assert [r.query.get("per_page") for r in listing] == ["100"] * 3
+    # Everything filters and templates need comes from the list call: no request per PR.
+    assert [(r.method, r.path) for r in shop.requests] == [(r.method, r.path) for r in listing]
 
 
 def test_a_failed_listing_deletes_nothing_and_exits_1(
@@ -423,3 +425,41 @@ def test_a_missing_fleet_token_is_a_config_error(
     assert result.exit_code == 2
     assert "fleet.tokenEnv: environment variable FLEET_T is not set" in result.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_the_dry_run_diff_applied_to_the_fleet_gives_exactly_what_the_sync_writes(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path
+) -> None:
+    config = write_config()
+    one = shop.open_pull("acme/shop", title="One", head_branch="feature/one")
+    two = shop.open_pull("acme/shop", title="Two", head_branch="feature/two")
+    assert sync(config).exit_code == 0
+    shop.push("acme/shop", one)
+    shop.close_pull("acme/shop", two)
+    shop.open_pull("acme/shop", title="Three", head_branch="feature/three")
+
+    diff = sync_json(config, "--dry-run")["diff"]
+    applied = tmp_path / "applied"
+    git("clone", "--quiet", str(fleet_remote), str(applied))
+    (tmp_path / "plan.diff").write_text(diff)
+    git("apply", "--index", str(tmp_path / "plan.diff"), cwd=applied)
+
+    assert sync(config).exit_code == 0
+    synced = git("ls-tree", "-r", "main", cwd=fleet_remote)
+    tree = git("write-tree", cwd=applied).strip()
+    assert git("ls-tree", "-r", tree, cwd=applied) == synced
+
+
+def test_a_fork_pr_from_the_real_listing_gets_nothing_by_default(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    own = shop.open_pull("acme/shop", title="Own", head_branch="feature/own")
+    fork = shop.open_pull("acme/shop", title="Fork", head_branch="main", head_repo="mallory/shop")
+    gone = shop.open_pull("acme/shop", title="Gone", head_branch="x", head_repo=None)
+    report = sync_json(write_config())
+    assert envs(fleet_remote) == {f"shop-pr-{own}"}
+    skipped = {s["pullRequest"]: s["reason"] for s in report["skipped"]}
+    assert set(skipped) == {fork, gone}
+    assert all("fork" in reason for reason in skipped.values())
+    report = sync_json(write_config(SHOP + "    forks: true\n"))
+    assert envs(fleet_remote) == {f"shop-pr-{n}" for n in (own, fork, gone)}

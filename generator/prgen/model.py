@@ -28,11 +28,15 @@ class PullRequest:
     created_at: datetime
     updated_at: datetime
     html_url: str
+    # As GitHub names it in the PR itself: after a rename or transfer it differs from the
+    # configured name that `repository` carries (GitHub redirects the old one).
+    base_repository: str | None = None
 
     @property
     def is_fork(self) -> bool:
         # A deleted fork has no head repository: still a fork.
-        return (self.head_repository or "").lower() != self.repository.lower()
+        base = self.base_repository or self.repository
+        return (self.head_repository or "").lower() != base.lower()
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def convert(repository: str, pr: GithubPullRequest) -> PullRequest:
         created_at=pr.created_at,
         updated_at=pr.updated_at or pr.created_at,
         html_url=pr.html_url,
+        base_repository=pr.base.repo.full_name if pr.base.repo is not None else None,
     )
 
 
