@@ -144,3 +144,11 @@ def test_an_unrecognised_folder_that_flux_never_applied_is_not_listed() -> None:
     current = {**files_of(env), "stray/namespace.yaml": b"# prgen:managed - half\nkind: X\n"}
     plan = make_plan([env], read_inventory(current), {"acme/shop"})
     assert "kustomization.yaml" not in plan.writes  # index unchanged: stray never listed
+
+
+def test_an_environment_of_a_repository_no_longer_configured_is_kept_and_says_so() -> None:
+    env = render_environment(repository(name="acme/blog"), pull_request(1, "acme/blog"))
+    plan = make_plan([], read_inventory(files_of(env)), {"acme/shop"}, configured={"acme/shop"})
+    (kept,) = plan.changes
+    assert kept.action is Action.KEEP and "not in the config any more" in kept.reason
+    assert not plan.has_changes

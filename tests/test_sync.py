@@ -463,3 +463,21 @@ def test_a_fork_pr_from_the_real_listing_gets_nothing_by_default(
     assert all("fork" in reason for reason in skipped.values())
     report = sync_json(write_config(SHOP + "    forks: true\n"))
     assert envs(fleet_remote) == {f"shop-pr-{n}" for n in (own, fork, gone)}
+
+
+def test_a_repository_dropped_from_the_config_keeps_its_environments_and_says_why(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    shop.add_repo("acme/blog")
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    shop.open_pull("acme/blog", title="Post", head_branch="post")
+    blog = SHOP.replace("acme/shop", "acme/blog")
+    assert sync(write_config(SHOP + blog)).exit_code == 0
+    assert envs(fleet_remote) == {"shop-pr-1", "blog-pr-1"}
+
+    report = sync_json(write_config(SHOP))
+    assert envs(fleet_remote) == {"shop-pr-1", "blog-pr-1"}
+    (kept,) = [c for c in report["changes"] if c["repository"] == "acme/blog"]
+    assert kept["action"] == "keep" and "not in the config any more" in kept["reason"]
+    assert any("no longer lists acme/blog" in w for w in report["warnings"])
+    assert report["exitCode"] == 0

@@ -70,6 +70,20 @@ def _blocked_by_handwritten(
     return folder in handwritten or any(f"{folder}/{name}" in handwritten for name in files)
 
 
+def _kept_because(
+    env: CurrentEnvironment,
+    complete: Collection[str],
+    hold_deletions: str | None,
+    configured: Collection[str] | None,
+) -> str:
+    repository = env.repository.lower()
+    if repository in complete and hold_deletions is not None:
+        return hold_deletions
+    if configured is not None and repository not in configured:
+        return f"{env.repository} is not in the config any more: kept as is"
+    return f"listing of {env.repository} failed: kept as is"
+
+
 def _keep_in_place(kept: Iterable[CurrentEnvironment], claimed: dict[str, str]) -> None:
     for env in kept:
         claimed.setdefault(env.folder, f"{env.repository}#{env.number}")
@@ -81,10 +95,13 @@ def make_plan(
     complete: Collection[str],
     *,
     hold_deletions: str | None = None,
+    configured: Collection[str] | None = None,
 ) -> Plan:
     """`complete`: lower-cased names of the repositories whose listing succeeded in full.
 
     `hold_deletions`: when set, environments that would be removed are kept, with this reason.
+    `configured`: lower-cased names of the repositories in the config, to tell an environment
+    of a repository that is no longer configured from one whose listing failed.
     """
     current: dict[tuple[str, int], list[CurrentEnvironment]] = {}
     for existing_env in inventory.environments:
@@ -112,12 +129,11 @@ def make_plan(
                 )
             else:
                 claimed[old_env.folder] = f"{old_env.repository}#{old_env.number}"
-                reason = hold_deletions if old_env.repository.lower() in complete else None
                 changes.append(
                     Change(
                         Action.KEEP,
                         *who,
-                        reason or f"listing of {old_env.repository} failed: kept as is",
+                        _kept_because(old_env, complete, hold_deletions, configured),
                     )
                 )
 

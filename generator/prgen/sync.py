@@ -179,10 +179,13 @@ class Syncer:
                 )
             )
         complete = {listing.repository.lower() for listing in listings if listing.complete}
-        plan = make_plan(desired, inventory, complete)
+        configured = {repo.name.lower() for repo in self.config.repositories}
+        plan = make_plan(desired, inventory, complete, configured=configured)
         held = self._deletions_to_hold(plan, len(inventory.environments))
         if held:
-            plan = make_plan(desired, inventory, complete, hold_deletions=held)
+            plan = make_plan(
+                desired, inventory, complete, hold_deletions=held, configured=configured
+            )
         result = SyncResult(
             self.fleet.display_url,
             self.config.fleet.path,
@@ -194,6 +197,14 @@ class Syncer:
         if held:
             result.held_deletions = held
             result.warnings.append(held + "; run with --allow-mass-delete if this is intended")
+        unconfigured = sorted(
+            {e.repository for e in inventory.environments if e.repository.lower() not in configured}
+        )
+        result.warnings.extend(
+            f"environments of {name} are kept, but prgen.yaml no longer lists {name}: add it back, "
+            f"or remove its folders under {self.config.fleet.path} by hand"
+            for name in unconfigured
+        )
         if inventory.index_is_handwritten:
             result.warnings.append(
                 f"{self.config.fleet.path}/kustomization.yaml is hand-written: prgen leaves it alone, "
