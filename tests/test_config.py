@@ -61,8 +61,8 @@ CHART = "chart: {chart: shop, sourceRef: {kind: HelmRepository, name: charts}}"
         ("fleet: {url: x, path: p}\nrepositories: []\n", "repositories", "should be non-empty"),
         (
             "fleet: {url: x, path: p}\nbogus: 1\nrepositories: [{name: a/b, " + CHART + "}]",
-            "(top level)",
-            "'bogus' was unexpected",
+            "bogus",
+            "unknown field 'bogus'",
         ),
         (
             "fleet: {url: x, path: ../up}\nrepositories: [{name: a/b, " + CHART + "}]",

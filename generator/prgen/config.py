@@ -9,6 +9,7 @@ exactly one of chart/chartRef, placeholders are known, templates load).
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import os
 import re
@@ -210,6 +211,8 @@ def _explain(error: jsonschema.ValidationError) -> tuple[str, str]:
     for: the one whose complaint is not about the value's type. If every
     alternative rejects the type, the reason lists what each would accept.
     """
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        return _unknown_field(error)
     if not error.context:
         return _format_path(error.absolute_path), error.message
     branches: dict[Any, list[jsonschema.ValidationError]] = {}
@@ -224,6 +227,25 @@ def _explain(error: jsonschema.ValidationError) -> tuple[str, str]:
         return _explain(jsonschema.exceptions.best_match(meant[0]))
     reasons = " or ".join(dict.fromkeys(sub.message for subs in branches.values() for sub in subs))
     return _format_path(error.absolute_path), reasons
+
+
+def _unknown_field(error: jsonschema.ValidationError) -> tuple[str, str]:
+    """The path of the first unknown key itself, and the known key it was probably meant to be."""
+    known = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
+    patterns = error.schema.get("patternProperties", {}) if isinstance(error.schema, dict) else {}
+    unknown = sorted(
+        str(key)
+        for key in error.instance
+        if key not in known and not any(re.search(p, str(key)) for p in patterns)
+    )
+    if not unknown:
+        return _format_path(error.absolute_path), error.message
+    name = unknown[0]
+    guess = difflib.get_close_matches(name, known, n=1)
+    reason = f"unknown field '{name}'" + (f" (did you mean '{guess[0]}'?)" if guess else "")
+    if not guess and known:
+        reason += ": expected one of " + ", ".join(known)
+    return _format_path([*error.absolute_path, name]), reason
 
 
 def _merge(base: Any, override: Any) -> Any:
