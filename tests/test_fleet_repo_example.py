@@ -269,6 +269,36 @@ def test_flux_reconciles_prgen_and_its_folder_and_nothing_else() -> None:
     assert in_clusters == set(applied)
 
 
+def readme_section(heading: str) -> str:
+    """The README's text from `heading` up to the next heading of the same level."""
+    text = README.read_text()
+    level = heading.split(" ")[0]
+    start = text.index(f"\n{heading}\n")
+    end = text.find(f"\n{level} ", start + len(heading) + 2)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_the_readme_states_the_flux_version_the_example_needs() -> None:
+    # helm-controller knows the install/upgrade strategy RetryOnFailure since Flux 2.7; the
+    # notification-controller posts commit statuses for HelmRelease events (from the
+    # event.toolkit.fluxcd.io/commit annotation) since Flux 2.8. The CRDs the objects validate
+    # against are newer still (helm-controller v1.6.3: ../shared/flux-crds/SOURCES.md).
+    releases = [
+        doc
+        for path in manifest_files()
+        for doc in load_all(path.read_text())
+        if doc.get("kind") == "HelmRelease"
+    ]
+    assert releases
+    for release in releases:
+        for action in ("install", "upgrade"):
+            assert release["spec"][action]["strategy"]["name"] == "RetryOnFailure"
+    before_you_start = readme_section("## Before you start")
+    assert "Flux ≥ 2.7" in before_you_start and "RetryOnFailure" in before_you_start
+    assert "Flux ≥ 2.8" in readme_section("## Notifications (optional)")
+    assert not re.search(r"(Flux|flux. CLI) ≥ 2\.[0-6]\b", README.read_text())
+
+
 @needs_kubectl
 def test_a_sync_against_this_layout_changes_only_prgens_folder(
     tmp_path: Path, github: FakeGitHub
