@@ -212,7 +212,7 @@ def _explain(error: jsonschema.ValidationError) -> tuple[str, str]:
     alternative rejects the type, the reason lists what each would accept.
     """
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        return _unknown_field(error)
+        return _unknown_field(error, error.instance)
     if not error.context:
         return _format_path(error.absolute_path), error.message
     branches: dict[Any, list[jsonschema.ValidationError]] = {}
@@ -229,13 +229,15 @@ def _explain(error: jsonschema.ValidationError) -> tuple[str, str]:
     return _format_path(error.absolute_path), reasons
 
 
-def _unknown_field(error: jsonschema.ValidationError) -> tuple[str, str]:
+def _unknown_field(
+    error: jsonschema.ValidationError, instance: Mapping[str, Any]
+) -> tuple[str, str]:
     """The path of the first unknown key itself, and the known key it was probably meant to be."""
     known = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
     patterns = error.schema.get("patternProperties", {}) if isinstance(error.schema, dict) else {}
     unknown = sorted(
         str(key)
-        for key in error.instance
+        for key in instance
         if key not in known and not any(re.search(p, str(key)) for p in patterns)
     )
     if not unknown:
