@@ -182,3 +182,17 @@ def test_every_schema_problem_is_reported_at_once() -> None:
         )
     paths = [path for path, _ in caught.value.problems]
     assert paths == ["fleet.url", "repositories[0].drafts"]
+
+
+@pytest.mark.parametrize("field", ["healthCheck.url", "environmentUrl"])
+def test_credentials_in_a_probe_or_environment_url_are_a_config_error(field: str) -> None:
+    url = "https://user:s3cret@shop.example.com/healthz"
+    entry = (
+        f"healthCheck: {{url: '{url}'}}"
+        if field == "healthCheck.url"
+        else f"environmentUrl: '{url}'"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"fleet: {{url: x, path: p}}\nrepositories: [{{name: a/b, {entry}, {CHART}}}]")
+    assert caught.value.path == f"repositories[0].{field}"
+    assert "credentials in the URL" in str(caught.value) and "s3cret" not in str(caught.value)

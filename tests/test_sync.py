@@ -481,3 +481,43 @@ def test_a_repository_dropped_from_the_config_keeps_its_environments_and_says_wh
     assert kept["action"] == "keep" and "not in the config any more" in kept["reason"]
     assert any("no longer lists acme/blog" in w for w in report["warnings"])
     assert report["exitCode"] == 0
+
+
+def test_a_malformed_app_key_is_a_config_error_that_touches_nothing(
+    shop: FakeGitHub, tmp_path: Path, fleet_remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import config_text
+
+    secret = "-----BEGIN PRIVATE KEY-----\nnot-really-a-key-but-secret\n-----END PRIVATE KEY-----\n"
+    monkeypatch.setenv("APP_KEY", secret)
+    config = tmp_path / "app.yaml"
+    config.write_text(
+        config_text(shop.base_url, str(fleet_remote), SHOP).replace(
+            "github:\n", "github:\n  app: {id: 4242, installationId: 99, privateKeyEnv: APP_KEY}\n"
+        )
+    )
+    commits = commit_count(fleet_remote)
+    workdir = tmp_path / "work"
+    result = sync(config, "--workdir", str(workdir))
+    assert result.exit_code == 2, result.output
+    assert "github.app.privateKeyEnv: not a PEM private key" in result.output
+    assert "not-really-a-key" not in result.output
+    assert shop.requests == [] and not workdir.exists()
+    assert commit_count(fleet_remote) == commits
+
+
+def test_a_relative_fleet_path_is_relative_to_the_config_file(
+    shop: FakeGitHub, tmp_path: Path, fleet_remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import config_text
+
+    here = tmp_path / "conf"
+    here.mkdir()
+    config = here / "prgen.yaml"
+    relative = Path("..") / fleet_remote.relative_to(tmp_path)
+    config.write_text(config_text(shop.base_url, str(relative), SHOP))
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    monkeypatch.chdir("/")
+    result = sync(config, "--workdir", str(tmp_path / "work"))
+    assert result.exit_code == 0, result.output
+    assert envs(fleet_remote) == {"shop-pr-1"}

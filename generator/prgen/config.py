@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 from ruamel.yaml import YAML
@@ -181,7 +182,7 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
     _check_unique_names(repositories, source)
     return Config(
         github=_compile_github(document.get("github", {}), base, source),
-        fleet=_compile_fleet(document["fleet"]),
+        fleet=_compile_fleet(document["fleet"], base),
         repositories=repositories,
         source=source,
         max_deletions=document.get("safety", {}).get("maxDeletions"),
@@ -302,6 +303,17 @@ def _compile_repository(
                 f"<<{match.group(1)}>> is not known once a PR is closed; use "
                 + ", ".join(f"<<{name}>>" for name in sorted(_ENVIRONMENT_PLACEHOLDERS)),
                 f"{at}.report.deployment.environment",
+                source,
+            )
+    for field, url in (
+        ("healthCheck.url", (entry.get("healthCheck") or {}).get("url")),
+        ("environmentUrl", entry.get("environmentUrl")),
+    ):
+        if url and "@" in urlsplit(url).netloc:
+            # Both reach GitHub (status target, deployment URL, PR comment) for anyone to read.
+            raise ConfigError(
+                "credentials in the URL would be shown on GitHub; the probe sends no credentials",
+                f"{at}.{field}",
                 source,
             )
     for where, name in _unsafe_url_placeholders(entry, at):
@@ -484,10 +496,17 @@ def _compile_github(entry: Mapping[str, Any], base: Path, source: str) -> GitHub
     )
 
 
-def _compile_fleet(entry: Mapping[str, Any]) -> FleetSettings:
+def _is_local_path(url: str) -> bool:
+    return not ("://" in url or url.startswith("git@") or ":" in url.split("/", 1)[0])
+
+
+def _compile_fleet(entry: Mapping[str, Any], base: Path) -> FleetSettings:
     author = entry.get("author", {})
+    url = entry["url"]
+    if _is_local_path(url) and not Path(url).expanduser().is_absolute():
+        url = str(base / url)  # like templates: relative to prgen.yaml, wherever prgen runs
     return FleetSettings(
-        url=entry["url"],
+        url=url,
         path=entry["path"].strip("/"),
         branch=entry.get("branch", "main"),
         author_name=author.get("name", "prgen"),

@@ -12,6 +12,8 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from github import (
     Auth,
     Github,
@@ -117,10 +119,25 @@ def _read_private_key(settings: GitHubSettings, environ: Mapping[str, str]) -> s
         ) from exc
 
 
+def _check_private_key(key: str, field: str) -> None:
+    """A key that can't sign would fail every repository's listing: it's a config error."""
+    try:
+        load_pem_private_key(key.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # The message never quotes the key.
+        raise ConfigError("not a PEM private key without a passphrase", field) from None
+
+
 def make_auth(settings: GitHubSettings, environ: Mapping[str, str]) -> Auth.Auth:
     if settings.app is not None:
         key = _read_private_key(settings, environ)
         register_secret(key)
+        _check_private_key(
+            key,
+            "github.app.privateKeyEnv"
+            if settings.app.private_key_env
+            else "github.app.privateKeyFile",
+        )
         return Auth.AppAuth(settings.app.app_id, key).get_installation_auth(
             settings.app.installation_id
         )
