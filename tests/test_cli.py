@@ -63,6 +63,19 @@ def test_render_prints_one_environment_from_the_real_pr(
     assert f"tag: {sha}" in result.stdout or f"tag: '{sha}'" in result.stdout
 
 
+def test_render_of_a_pr_a_sync_would_skip_says_so_on_stderr(
+    github: FakeGitHub, write_config: Config
+) -> None:
+    github.add_repo("acme/shop")
+    draft = github.open_pull("acme/shop", title="WIP", head_branch="wip", draft=True)
+    result = CliRunner().invoke(
+        main, ["render", "-c", str(write_config()), "--repo", "acme/shop", "--pr", str(draft)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"note: a sync gives #{draft} no environment: draft" in result.stderr
+    assert validate_documents(result.stdout) == []
+
+
 def test_render_offline_needs_no_github(tmp_path: Path) -> None:
     config = tmp_path / "prgen.yaml"
     config.write_text(

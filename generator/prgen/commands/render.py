@@ -10,6 +10,7 @@ from prgen.commands.handling import handles_errors
 from prgen.commands.options import config_option, load
 from prgen.commands.validate import example_pull_request
 from prgen.errors import PrgenError
+from prgen.filters import select
 from prgen.render import HELMRELEASE_FILE, NAMESPACE_FILE, render_environment
 from prgen.source import convert, describe_error, make_client
 
@@ -32,6 +33,11 @@ def command(config_path: Path | None, repository: str, number: int, offline: boo
             pr = convert(repo.name, client.get_repo(repo.name).get_pull(number))
         except Exception as exc:
             raise PrgenError(f"cannot read {repo.name}#{number}: {describe_error(exc)}") from exc
+    if not offline:
+        _, skipped = select(repo, [pr])
+        for left_out in skipped:
+            # Rendered anyway, for the template author; a sync would not write it.
+            click.echo(f"note: a sync gives #{number} no environment: {left_out.reason}", err=True)
     env = render_environment(repo, pr)
     documents = [env.files[name].decode() for name in (NAMESPACE_FILE, HELMRELEASE_FILE)]
     click.echo("---\n".join(documents), nl=False)
