@@ -278,19 +278,37 @@ class FleetRepo:
     # -- history: what the deadline and the closed-PR report are derived from --
 
     def carried_since(self, folder: str, head_sha: str) -> datetime | None:
-        """When the fleet branch first carried `head_sha` in this environment's HelmRelease.
+        """When the fleet branch started carrying `head_sha` in this environment's HelmRelease.
 
-        Derived from history (the newest commit that changed how often the SHA
-        appears), so no state is kept between runs.
+        Derived from history, so no state is kept between runs: the start of the
+        current unbroken run of commits whose file contains the SHA. A later commit
+        that only changes how often it appears (a config change) does not move it;
+        a SHA that went away and came back (A, B, A again; a removed environment
+        made again) starts at its return. None when the branch does not carry it.
         """
         path = f"{self.settings.path}/{folder}/{HELMRELEASE_FILE}"
         try:
-            out = self._open().git.log(
-                "-1", f"-S{head_sha}", "--format=%ct", self._remote_ref, "--", path
-            )
+            repo = self._open()
+            # Every commit that changed how often the SHA appears, newest first.
+            out = repo.git.log(f"-S{head_sha}", "--format=%H %ct", self._remote_ref, "--", path)
+            for line in out.splitlines():
+                commit, _, when = line.partition(" ")
+                if not self._file_contains(repo, commit, path, head_sha):
+                    return None  # the newest change took it away: not carried now
+                if not self._file_contains(repo, f"{commit}^", path, head_sha):
+                    return datetime.fromtimestamp(int(when), UTC)
         except GitCommandError as exc:
             raise _git_error("reading the fleet history", exc) from exc
-        return datetime.fromtimestamp(int(out), UTC) if out.strip() else None
+        return None
+
+    @staticmethod
+    def _file_contains(repo: Repo, revision: str, path: str, text: str) -> bool:
+        """Whether `path` at `revision` exists and contains `text` (no parent: it does not)."""
+        try:
+            content = repo.git.show(f"{revision}:{path}", stdout_as_string=False)
+        except GitCommandError:
+            return False  # no such file there, or a root commit has no parent
+        return isinstance(content, bytes) and text.encode() in content
 
     def recently_removed(self, lookback: int) -> list[RemovedEnvironment]:
         """Environments whose HelmRelease was deleted in the last `lookback` commits of the path."""
