@@ -44,6 +44,9 @@ Unknown kinds are an error: no schema is known for them.
 
 Not emulated: ``format`` keywords, nullable handling (a ``null`` value is reported as a type error
 where the API server would drop it), admission webhooks and controller-side checks.
+
+``kustomize_build`` runs ``kubectl kustomize``. A test that needs it calls ``require_kubectl()``
+first: without kubectl the test is skipped, except in CI (``CI`` set), where it fails.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import pytest
 from referencing import Registry, Resource
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -76,6 +80,7 @@ __all__ = [
     "cel_rules_without_checks",
     "crd_directory",
     "kustomize_build",
+    "require_kubectl",
     "validate_documents",
     "validate_object",
 ]
@@ -85,6 +90,9 @@ KUBERNETES_VERSION = "1.37.0"
 
 #: Full path of kubectl, or None when it is not installed.
 KUBECTL: str | None = shutil.which("kubectl")
+
+#: Set (to anything but "", "0" or "false") in CI: GitHub Actions and most CI services set CI=true.
+CI_ENV = "CI"
 
 CRDS_ENV = "PRGEN_FLUX_CRDS"
 DEFAULT_CRD_DIRECTORY = Path(__file__).resolve().parents[2] / "shared" / "flux-crds"
@@ -638,6 +646,28 @@ def validate_documents(text: str) -> list[str]:
         prefix = f"document {number} ({_describe(doc)})"
         errors += [f"{prefix}: {error}" for error in validate_object(doc)]
     return errors
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI, as the ``CI`` environment variable says."""
+    return os.environ.get(CI_ENV, "").strip().lower() not in ("", "0", "false")
+
+
+def require_kubectl() -> str:
+    """kubectl's path, for a test that runs ``kubectl kustomize``.
+
+    Without kubectl such a test is skipped on a developer's machine, but fails in CI: there a skip
+    would quietly leave every kustomize build unchecked while the run stays green.
+    """
+    if KUBECTL is not None:
+        return KUBECTL
+    if in_ci():
+        pytest.fail(
+            f"kubectl is not installed (not found on PATH) and {CI_ENV} is set: install kubectl "
+            "in CI, the kustomize build tests need it (they are skipped only outside CI)",
+            pytrace=False,
+        )
+    pytest.skip("kubectl is not installed (not found on PATH); in CI this fails instead")
 
 
 def kustomize_build(directory: Path) -> str:

@@ -37,11 +37,12 @@ from prgen.sync import Syncer
 from prgen.testing.fake_github import FakeGitHub
 
 from conftest import git
-from manifest_validation import KUBECTL, kustomize_build, validate_object
+from manifest_validation import kustomize_build, require_kubectl, validate_object
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 EXAMPLE = CHECKOUT / "fleet-repo-example"
-CONFIG = EXAMPLE / "infrastructure" / "prgen" / "prgen.yaml"
+PRGEN = EXAMPLE / "infrastructure" / "prgen"
+CONFIG = PRGEN / "prgen.yaml"
 CHART = EXAMPLE / "charts" / "preview-app"
 WORKFLOW = EXAMPLE / "app-repo" / ".github" / "workflows" / "preview.yaml"
 README = EXAMPLE / "README.md"
@@ -126,27 +127,59 @@ def flux_kustomizations() -> dict[str, dict[str, Any]]:
     return found
 
 
+# prgen's deployment is read from its files, as written: these tests need no kubectl. What
+# kustomize adds (namespace, labels, the image, the ConfigMap from prgen.yaml and its hashed name)
+# is checked once, by test_the_built_prgen_deployment_is_its_files_plus_what_kustomize_adds.
+
+#: Every key infrastructure/prgen/kustomization.yaml may have. Any other (components, patches,
+#: more generators) could add objects the file-based tests below would not see.
+PRGEN_KUSTOMIZATION_KEYS = {
+    "apiVersion",
+    "kind",
+    "namespace",
+    "labels",
+    "resources",
+    "configMapGenerator",
+    "images",
+}
+
+
+@cache
+def prgen_kustomization() -> dict[str, Any]:
+    kustomization: dict[str, Any] = load_one(PRGEN / "kustomization.yaml")
+    return kustomization
+
+
 @cache
 def prgen_deployment() -> tuple[dict[str, Any], ...]:
-    return tuple(load_all(kustomize_build(EXAMPLE / "infrastructure" / "prgen")))
+    """The objects of the files infrastructure/prgen/kustomization.yaml lists, as written."""
+    return tuple(
+        doc
+        for name in prgen_kustomization()["resources"]
+        for doc in load_all((PRGEN / name).read_text())
+    )
 
 
-def built(kind: str) -> dict[str, Any]:
+def resource(kind: str) -> dict[str, Any]:
     (obj,) = [o for o in prgen_deployment() if o["kind"] == kind]
     return obj
 
 
-def pod_spec() -> dict[str, Any]:
-    spec: dict[str, Any] = built("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+def config_map_generator() -> dict[str, Any]:
+    (generator,) = prgen_kustomization()["configMapGenerator"]
+    return dict(generator)
+
+
+def pod_spec(cronjob: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    cronjob = cronjob or resource("CronJob")
+    spec: dict[str, Any] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return spec
 
 
 def prgen_container() -> dict[str, Any]:
-    (container,) = pod_spec()["containers"]
+    containers: list[dict[str, Any]] = pod_spec()["containers"]
+    (container,) = containers
     return container
-
-
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,9 +271,9 @@ def test_every_object_in_the_example_validates(path: Path) -> None:
     assert errors_of(text) == []
 
 
-@needs_kubectl
 @pytest.mark.parametrize("directory", kustomization_dirs(), ids=relative)
 def test_every_kustomization_builds_and_what_it_builds_validates(directory: Path) -> None:
+    require_kubectl()
     output = kustomize_build(directory)
     assert load_all(output), f"{relative(directory)} builds to nothing"
     assert errors_of(output) == []
@@ -299,10 +332,8 @@ def test_the_readme_states_the_flux_version_the_example_needs() -> None:
     assert not re.search(r"(Flux|flux. CLI) ≥ 2\.[0-6]\b", README.read_text())
 
 
-@needs_kubectl
-def test_a_sync_against_this_layout_changes_only_prgens_folder(
-    tmp_path: Path, github: FakeGitHub
-) -> None:
+def sync_a_fleet_made_from_the_example(tmp_path: Path, github: FakeGitHub) -> tuple[Path, Path]:
+    """(the bare fleet repository, prgen's checkout of it) after one sync of the example PRs."""
     # A fleet repository made from fleet-repo-example, as a user would start one.
     seed = tmp_path / "seed"
     shutil.copytree(EXAMPLE, seed)
@@ -327,13 +358,37 @@ def test_a_sync_against_this_layout_changes_only_prgens_folder(
 
     workdir = tmp_path / "work"
     result = Syncer(config, GitHubSource(make_client(config.github)), workdir).run()
-
     assert result.exit_code == 0 and result.commit
+    return bare, workdir
+
+
+def test_a_sync_against_this_layout_changes_only_prgens_folder(
+    tmp_path: Path, github: FakeGitHub
+) -> None:
+    bare, workdir = sync_a_fleet_made_from_the_example(tmp_path, github)
+
     changed = git("diff", "--name-only", "HEAD~1", "HEAD", cwd=bare).split()
     assert changed and all(path.startswith("previews/dev/") for path in changed)
     tree = git("ls-tree", "-d", "--name-only", "HEAD:previews/dev", cwd=bare).split()
     assert tree == ["shop-pr-1", "shop-pr-3"]
-    assert errors_of(kustomize_build(workdir / "previews" / "dev")) == []
+    for path in (workdir / "previews" / "dev").rglob("*.yaml"):
+        assert errors_of(path.read_text()) == [], path
+
+
+def test_the_folder_a_sync_writes_builds(tmp_path: Path, github: FakeGitHub) -> None:
+    require_kubectl()
+    _, workdir = sync_a_fleet_made_from_the_example(tmp_path, github)
+    output = kustomize_build(workdir / "previews" / "dev")
+    built = [
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in load_all(output)
+    ]
+    assert sorted(built) == [
+        ("HelmRelease", "shop-pr-1", "shop"),
+        ("HelmRelease", "shop-pr-3", "shop"),
+        ("Namespace", None, "shop-pr-1"),
+        ("Namespace", None, "shop-pr-3"),
+    ]
+    assert errors_of(output) == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,18 +396,36 @@ def test_a_sync_against_this_layout_changes_only_prgens_folder(
 # --------------------------------------------------------------------------------------------
 
 
-@needs_kubectl
 def test_the_configmap_holds_the_example_config_and_it_is_valid() -> None:
-    data = built("ConfigMap")["data"]
-    assert list(data) == ["prgen.yaml"]
-    assert data["prgen.yaml"] == CONFIG.read_text()
-    config = parse_config(data["prgen.yaml"], source="ConfigMap prgen-config")
+    # kustomize turns prgen.yaml into the ConfigMap's one key, prgen.yaml, byte for byte.
+    assert config_map_generator() == {"name": "prgen-config", "files": [CONFIG.name]}
+    config = parse_config(CONFIG.read_text(), source="ConfigMap prgen-config")
     assert config.fleet.token_env and config.github.app and config.github.app.private_key_env
 
 
-@needs_kubectl
+def test_the_built_prgen_deployment_is_its_files_plus_what_kustomize_adds() -> None:
+    require_kubectl()
+    built = load_all(kustomize_build(PRGEN))
+    kinds = sorted(o["kind"] for o in built)
+    assert kinds == sorted([*(o["kind"] for o in prgen_deployment()), "ConfigMap"])
+    namespace = prgen_kustomization()["namespace"]
+    for obj in built:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == namespace, obj["kind"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "prgen", obj["kind"]
+    (config_map,) = [o for o in built if o["kind"] == "ConfigMap"]
+    assert config_map["data"] == {"prgen.yaml": CONFIG.read_text()}
+    assert config_map["metadata"]["name"].startswith(f"{config_map_generator()['name']}-")
+    (cronjob,) = [o for o in built if o["kind"] == "CronJob"]
+    pod = pod_spec(cronjob)
+    volumes = [v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v]
+    assert volumes == [config_map["metadata"]["name"]]  # the hashed name, rewritten
+    (image,) = prgen_kustomization()["images"]
+    assert pod["containers"][0]["image"] == f"{image['newName']}:{image['newTag']}"
+
+
 def test_the_cronjob_runs_sync_and_probe_locked_down() -> None:
-    cronjob = built("CronJob")["spec"]
+    cronjob = resource("CronJob")["spec"]
     job = cronjob["jobTemplate"]["spec"]
     pod = pod_spec()
     container = prgen_container()
@@ -380,16 +453,18 @@ def test_the_cronjob_runs_sync_and_probe_locked_down() -> None:
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
-@needs_kubectl
 def test_prgen_has_no_kubernetes_api_access() -> None:
+    # Nothing but the listed files and the ConfigMap can come out of the kustomization.
+    assert set(prgen_kustomization()) <= PRGEN_KUSTOMIZATION_KEYS
+    for name in prgen_kustomization()["resources"]:
+        assert (PRGEN / name).is_file(), f"{name}: a resource must be a file of this folder"
     kinds = {obj["kind"] for obj in prgen_deployment()}
-    assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
-    account = built("ServiceAccount")
+    assert kinds == {"Namespace", "ServiceAccount", "NetworkPolicy", "CronJob"}
+    account = resource("ServiceAccount")
     assert account["automountServiceAccountToken"] is False
     assert pod_spec()["serviceAccountName"] == account["metadata"]["name"]
 
 
-@needs_kubectl
 def test_only_emptydirs_for_home_and_tmp_are_writable() -> None:
     volumes = {v["name"]: v for v in pod_spec()["volumes"]}
     mounts = {m["mountPath"]: m for m in prgen_container()["volumeMounts"]}
@@ -405,10 +480,9 @@ def test_only_emptydirs_for_home_and_tmp_are_writable() -> None:
     config_mount = mounts[str(Path(env["PRGEN_CONFIG"]["value"]).parent)]
     assert config_mount["readOnly"] is True
     config_map = volumes[config_mount["name"]]["configMap"]["name"]
-    assert config_map == built("ConfigMap")["metadata"]["name"]
+    assert config_map == config_map_generator()["name"]  # kustomize appends the content's hash
 
 
-@needs_kubectl
 def test_every_variable_the_config_names_comes_from_a_secret() -> None:
     config = example_config()
     assert config.github.app is not None
@@ -431,13 +505,13 @@ def readme_secrets() -> dict[tuple[str, str], set[str]]:
     return secrets
 
 
-@needs_kubectl
 def test_the_readme_creates_exactly_the_secrets_prgen_and_flux_read() -> None:
     wanted: dict[tuple[str, str], set[str]] = {}
+    namespace = prgen_kustomization()["namespace"]  # kustomize puts the CronJob there
     for entry in prgen_container()["env"]:
         ref = entry.get("valueFrom", {}).get("secretKeyRef")
         if ref:
-            wanted.setdefault(("prgen", ref["name"]), set()).add(ref["key"])
+            wanted.setdefault((namespace, ref["name"]), set()).add(ref["key"])
     provider = load_one(EXAMPLE / "notifications" / "provider.yaml")
     wanted[("flux-system", provider["spec"]["secretRef"]["name"])] = {"token"}
     assert readme_secrets() == wanted

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+import manifest_validation
 from manifest_validation import (
-    KUBECTL,
     CrdDirectoryError,
     KustomizeBuildError,
     cel_rules_without_checks,
     kustomize_build,
+    require_kubectl,
     validate_documents,
     validate_object,
 )
@@ -318,8 +319,8 @@ def test_validate_documents_reports_yaml_errors() -> None:
 # --- kustomize ---------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed, cannot run kustomize")
 def test_kustomize_build(tmp_path: Path) -> None:
+    require_kubectl()
     (tmp_path / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\n"
         "kind: Kustomization\n"
@@ -337,3 +338,30 @@ def test_kustomize_build(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text("resources:\n- missing.yaml\n")
     with pytest.raises(KustomizeBuildError, match=r"missing\.yaml"):
         kustomize_build(tmp_path)
+
+
+@pytest.mark.parametrize("ci", ["true", "1", "yes"])
+def test_a_missing_kubectl_fails_in_ci(monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
+    monkeypatch.setattr(manifest_validation, "KUBECTL", None)
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(pytest.fail.Exception, match=r"kubectl is not installed .* CI is set"):
+        require_kubectl()
+
+
+@pytest.mark.parametrize("ci", [None, "", "false", "0"])
+def test_a_missing_kubectl_skips_outside_ci(
+    monkeypatch: pytest.MonkeyPatch, ci: str | None
+) -> None:
+    monkeypatch.setattr(manifest_validation, "KUBECTL", None)
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(pytest.skip.Exception, match="kubectl is not installed"):
+        require_kubectl()
+
+
+def test_kubectl_when_installed_is_its_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manifest_validation, "KUBECTL", "/opt/bin/kubectl")
+    monkeypatch.setenv("CI", "true")
+    assert require_kubectl() == "/opt/bin/kubectl"
