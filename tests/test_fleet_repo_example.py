@@ -772,11 +772,15 @@ def test_the_workflow_validates_against_the_github_workflow_schema() -> None:
 
 def test_the_workflow_syncs_on_every_pull_request_change_one_at_a_time() -> None:
     workflow = load_one(WORKFLOW)
-    events = workflow["on"]["pull_request"]["types"]
+    # pull_request_target: the workflow file comes from the default branch, never from the PR's
+    # branch, so a pushed branch cannot rewrite the job that holds the fleet token.
+    assert list(workflow["on"]) == ["pull_request_target"]
+    events = workflow["on"]["pull_request_target"]["types"]
     assert set(events) == {"opened", "synchronize", "reopened", "closed", "labeled", "unlabeled"}
-    assert workflow["concurrency"]["cancel-in-progress"] is False
+    assert workflow["concurrency"] == {"group": "prgen-sync", "cancel-in-progress": False}
     assert workflow["permissions"] == {}
     (job,) = workflow["jobs"].values()
+    assert "permissions" not in job  # the workflow's `permissions: {}` holds for the job
     command = job["steps"][-1]["run"]
     assert command.rstrip().endswith(" sync")
     config = example_config()
@@ -785,6 +789,64 @@ def test_the_workflow_syncs_on_every_pull_request_change_one_at_a_time() -> None
         assert f"--env {name}" in command and name in job["steps"][-1]["env"]
     image = next(i for i in load_one(EXAMPLE / "infrastructure/prgen/kustomization.yaml")["images"])
     assert f"{image['newName']}:{image['newTag']}" in command
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string in a parsed YAML document: keys and values, at any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from strings_in(key)
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+#: What would bring the PR's code or text into the job: its head or merge commit, its branch,
+#: and any pull request field pasted into an expression (titles and branch names inject commands).
+_PR_CONTENT = re.compile(
+    r"github\.event\.pull_request\.|github\.head_ref|refs/pull/|merge_commit_sha"
+    r"|github\.event\.(?:issue|comment|review|head_commit)\b"
+)
+
+
+def test_no_step_checks_out_or_reads_the_pull_requests_code() -> None:
+    workflow = load_one(WORKFLOW)
+    (job,) = workflow["jobs"].values()
+    fleet = re.fullmatch(r"https://github\.com/(.+?)(\.git)?", example_config().fleet.url)
+    assert fleet, example_config().fleet.url
+    checkouts = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")]
+    assert checkouts, "the job reads prgen.yaml with actions/checkout"
+    for step in checkouts:
+        with_ = step.get("with", {})
+        # Only the fleet repository, at its own branch: never this repository (whose checkout
+        # under pull_request_target could be pointed at the PR), never a PR ref.
+        assert with_.get("repository") == fleet.group(1), step["name"]
+        assert with_.get("ref") == example_config().fleet.branch, step["name"]
+        assert with_.get("persist-credentials") is False, step["name"]
+    for step in job["steps"]:
+        uses = str(step.get("uses", ""))
+        assert not uses.startswith("./"), f"{step['name']}: a local action is the PR's code"
+        assert uses == "" or uses.startswith("actions/checkout@"), f"{step['name']}: {uses}"
+    # Nowhere (if:, with:, env:, run:) does the workflow refer to the PR's commits or text.
+    found = [s for s in strings_in(workflow) if _PR_CONTENT.search(s)]
+    assert found == []
+
+
+def test_pr_content_detection_catches_a_checkout_of_the_head() -> None:
+    """The pattern above is not vacuous: the usual ways to check out a PR's head all match."""
+    for value in (
+        "${{ github.event.pull_request.head.sha }}",
+        "${{ github.event.pull_request.head.ref }}",
+        "${{ github.head_ref }}",
+        "refs/pull/42/merge",
+        "${{ github.event.pull_request.merge_commit_sha }}",
+        "${{ github.event.pull_request.head.repo.full_name }}",
+    ):
+        assert _PR_CONTENT.search(value), value
+    assert not _PR_CONTENT.search("${{ secrets.PRGEN_FLEET_TOKEN }}")
 
 
 # --------------------------------------------------------------------------------------------
