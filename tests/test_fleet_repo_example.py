@@ -279,27 +279,93 @@ def test_every_kustomization_builds_and_what_it_builds_validates(directory: Path
     assert errors_of(output) == []
 
 
+CLUSTER = EXAMPLE / "clusters" / "preview"
+GOTK_SYNC = CLUSTER / "flux-system" / "gotk-sync.yaml"
+
+
+def flux_system_applies() -> list[dict[str, Any]]:
+    """What the Kustomization flux-system applies from clusters/preview/.
+
+    With no kustomization.yaml there, kustomize-controller generates one from every manifest
+    below the path (a sub-folder with its own kustomization.yaml would count as a whole: after
+    bootstrap, flux-system/ is one, and lists bootstrap's gotk-sync.yaml and gotk-components.yaml).
+    """
+    kustomizations = sorted(CLUSTER.rglob("kustomization.yaml"))
+    assert kustomizations == [], "flux bootstrap writes flux-system/kustomization.yaml itself"
+    return [doc for path in sorted(CLUSTER.rglob("*.yaml")) for doc in load_all(path.read_text())]
+
+
+def github_repository(url: str) -> str:
+    """owner/name of a GitHub URL: https://github.com/o/n(.git) or ssh://git@github.com/o/n(.git)."""
+    match = re.fullmatch(r"(?:https://|ssh://git@)github\.com/([^/]+/[^/]+?)(?:\.git)?", url)
+    assert match, url
+    return match.group(1)
+
+
 def test_flux_reconciles_prgen_and_its_folder_and_nothing_else() -> None:
-    kustomizations = flux_kustomizations()
+    applied = flux_system_applies()
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in applied) == [
+        ("GitRepository", "flux-system"),
+        ("Kustomization", "flux-system"),
+        ("Kustomization", "previews"),
+        ("Kustomization", "prgen"),
+    ]
     # notifications/ is opt-in: its Flux Kustomization waits outside clusters/ until copied there.
-    applied = {name: k for name, k in kustomizations.items() if name != "notifications"}
-    assert {k["spec"]["path"] for k in applied.values()} == {
-        "./infrastructure/prgen",
-        f"./{example_config().fleet.path}",
+    paths = {
+        o["metadata"]["name"]: o["spec"]["path"] for o in applied if o["kind"] == "Kustomization"
     }
-    for name, kustomization in kustomizations.items():
+    assert paths == {
+        "flux-system": "./clusters/preview",
+        "prgen": "./infrastructure/prgen",
+        "previews": f"./{example_config().fleet.path}",
+    }
+    sources = {
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in applied
+        if o["kind"] == "GitRepository"
+    }
+    for name, kustomization in flux_kustomizations().items():
         spec = kustomization["spec"]
         assert spec["prune"] is True, name
         assert spec["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}, name
-        assert "interval" in spec and "timeout" in spec and "wait" in spec, name
-        assert (EXAMPLE / spec["path"] / "kustomization.yaml").is_file(), name
-    # Only files under clusters/preview are applied by the flux-system Kustomization.
-    in_clusters = {
-        doc["metadata"]["name"]
-        for path in (EXAMPLE / "clusters" / "preview").glob("*.yaml")
-        for doc in load_all(path.read_text())
-    }
-    assert in_clusters == set(applied)
+        assert (kustomization["metadata"]["namespace"], "flux-system") in sources, name
+        assert "interval" in spec, name
+        if name != "flux-system":  # ./clusters/preview builds without a kustomization.yaml
+            assert (EXAMPLE / spec["path"] / "kustomization.yaml").is_file(), name
+
+
+def test_the_flux_system_sync_is_what_bootstrap_writes_for_this_repository() -> None:
+    text = GOTK_SYNC.read_text()
+    assert GOTK_SYNC in manifest_files()  # so it is validated against the CRDs like the rest
+    assert errors_of(text) == []
+    source, sync = load_all(text)
+    assert (source["apiVersion"], source["kind"]) == (
+        "source.toolkit.fluxcd.io/v1",
+        "GitRepository",
+    )
+    assert (sync["apiVersion"], sync["kind"]) == ("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+    for obj in (source, sync):
+        assert obj["metadata"] == {"name": "flux-system", "namespace": "flux-system"}
+    # The repository prgen pushes to and the branch it pushes, with bootstrap's deploy key.
+    fleet = example_config().fleet
+    assert github_repository(source["spec"]["url"]) == github_repository(fleet.url)
+    assert source["spec"]["ref"] == {"branch": fleet.branch}
+    assert source["spec"]["secretRef"] == {"name": "flux-system"}
+    assert sync["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}
+    assert sync["spec"]["prune"] is True
+    # ... and what the README's bootstrap command would write.
+    (command,) = re.findall(r"^flux bootstrap github .*$", README.read_text(), re.M)
+    flags = dict(word.removeprefix("--").split("=", 1) for word in shlex.split(command)[3:])
+    assert f"{flags['owner']}/{flags['repository']}" == github_repository(fleet.url)
+    assert flags["branch"] == fleet.branch
+    assert sync["spec"]["path"] == f"./{flags['path']}"
+    assert GOTK_SYNC.parent == EXAMPLE / flags["path"] / "flux-system"
+    # It says it is bootstrap's, to be regenerated rather than edited.
+    assert "flux bootstrap" in text and "overwriting this copy" in text
+    # The previews' chart comes from this very source.
+    (repo,) = example_config().repositories
+    assert repo.chart is not None
+    assert repo.chart["sourceRef"] == {"kind": "GitRepository", **source["metadata"]}
 
 
 def readme_section(heading: str) -> str:
