@@ -647,6 +647,75 @@ def test_the_chart_is_what_the_example_config_deploys() -> None:
     assert chart_schema()["$schema"] == "http://json-schema.org/draft-07/schema#"
 
 
+FINGERPRINT = EXAMPLE / "charts" / "fingerprint.py"
+BUMP = "bump charts/preview-app/Chart.yaml version and update the fingerprint"
+
+
+def check_fingerprints(charts: Path) -> subprocess.CompletedProcess[str]:
+    """`python3 charts/fingerprint.py` in a (copy of the) charts folder, as a fleet's CI runs it."""
+    return subprocess.run(
+        [sys.executable, str(charts / "fingerprint.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_chart_did_not_change_without_a_new_version() -> None:
+    # The previews use reconcileStrategy ChartVersion (prgen.yaml says why): a chart change that
+    # keeps its version reaches new previews only. charts/fingerprints.txt records a sha256 of the
+    # chart's files for each version; a fresh clone needs nothing else to check it.
+    (repo,) = example_config().repositories
+    assert repo.chart is not None and repo.chart["reconcileStrategy"] == "ChartVersion"
+    result = check_fingerprints(EXAMPLE / "charts")
+    assert result.returncode == 0, result.stderr
+    printed = subprocess.run(
+        [sys.executable, str(FINGERPRINT), "--print"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    version = load_one(CHART / "Chart.yaml")["version"]
+    assert printed[:2] == [CHART.name, version]
+    assert " ".join(printed) in (EXAMPLE / "charts" / "fingerprints.txt").read_text()
+
+
+def test_a_chart_change_without_a_version_bump_fails_the_fingerprint_check(
+    tmp_path: Path,
+) -> None:
+    charts = tmp_path / "charts"
+    shutil.copytree(EXAMPLE / "charts", charts)
+    chart = charts / CHART.name
+    # Files Helm leaves out of the package (.helmignore), and comments in Chart.yaml, don't count.
+    (chart / "templates" / "service.yaml.swp").write_text("editor junk")
+    chart_yaml = chart / "Chart.yaml"
+    chart_yaml.write_text("# a comment\n" + chart_yaml.read_text())
+    assert check_fingerprints(charts).returncode == 0
+
+    service = chart / "templates" / "service.yaml"
+    service.write_text(service.read_text().replace("port:", "port: ", 1))
+    result = check_fingerprints(charts)
+    assert result.returncode == 1 and BUMP in result.stderr
+
+    # Bumped but not recorded: says which line to append; appended: passes.
+    chart_yaml.write_text(
+        re.sub(r"^version: .*$", "version: 0.1.1", chart_yaml.read_text(), flags=re.M)
+    )
+    result = check_fingerprints(charts)
+    assert (
+        result.returncode == 1
+        and "0.1.1 has no fingerprint: append `preview-app 0.1.1 sha256:" in result.stderr
+    )
+    line = re.search(r"`(preview-app 0\.1\.1 sha256:[0-9a-f]{64})`", result.stderr)
+    assert line
+    with (charts / "fingerprints.txt").open("a") as record:
+        record.write(line.group(1) + "\n")
+    assert check_fingerprints(charts).returncode == 0
+
+    # A recorded version's content is fixed: changing Chart.yaml's content needs a bump too.
+    chart_yaml.write_text(chart_yaml.read_text().replace("kubeVersion:", "kubeVersion: ", 1))
+    result = check_fingerprints(charts)
+    assert result.returncode == 1 and BUMP in result.stderr
+
+
 def test_the_values_prgen_renders_validate_against_the_charts_schema() -> None:
     values = rendered_values(42)
     assert values["image"]["tag"] == example_pull_request("acme/shop", 42).head_sha
