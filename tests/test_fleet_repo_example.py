@@ -334,6 +334,30 @@ def test_flux_reconciles_prgen_and_its_folder_and_nothing_else() -> None:
             assert (EXAMPLE / spec["path"] / "kustomization.yaml").is_file(), name
 
 
+#: The intended `wait` of every Flux Kustomization (None: unset, the default false). previews
+#: must not wait: one PR's failing HelmRelease would hold up every sync behind the timeout (the
+#: README, "Good to know", says why). The others are ready as soon as they exist.
+INTENDED_WAIT: dict[str, bool | None] = {
+    "flux-system": None,  # bootstrap's own, as it writes it
+    "prgen": True,
+    "previews": False,
+    "notifications": True,
+}
+
+
+def test_each_kustomization_waits_as_intended() -> None:
+    kustomizations = flux_kustomizations()
+    assert {name: k["spec"].get("wait") for name, k in kustomizations.items()} == INTENDED_WAIT
+    for name, kustomization in kustomizations.items():
+        spec = kustomization["spec"]
+        # No object-by-object health checks anywhere: wait covers prgen's, none suit previews.
+        assert not {"healthChecks", "healthCheckExprs"} & set(spec), name
+        if name != "flux-system":
+            assert "timeout" in spec and "retryInterval" in spec, name
+    explained = readme_section("## Good to know")
+    assert "`wait: false`" in explained and "Kustomization `prgen` does wait" in explained
+
+
 def test_the_flux_system_sync_is_what_bootstrap_writes_for_this_repository() -> None:
     text = GOTK_SYNC.read_text()
     assert GOTK_SYNC in manifest_files()  # so it is validated against the CRDs like the rest
