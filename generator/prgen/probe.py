@@ -2,25 +2,41 @@
 
 A probe's URL comes from the configuration only (PR text can reach it only
 through slug placeholders, checked in config), and it never follows a redirect
-to another host. Each probe is bounded by its timeout as a whole, so one
-hanging environment costs one timeout, not the round.
+to another host. Each probe is bounded by its timeout as a whole, by the wall
+clock: requests' own timeout applies to each socket read, so a server that
+drips a byte at a time would hold a probe (and the round, whose reports wait
+for every probe) for as long as it likes. So `probe_all` runs each probe on a
+daemon thread; at the probe's deadline a watchdog shuts the probe's sockets,
+which ends it at once, and a probe still running a moment later is reported as
+timed out and left behind (a daemon thread never holds up the process's exit).
+One hanging or dripping environment costs one timeout, not the round.
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import socket
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
+from urllib3 import poolmanager as urllib3_poolmanager
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from prgen.config import HealthCheck
 
 MAX_REDIRECTS = 5
 MAX_BODY = 1024 * 1024
 USER_AGENT = "prgen-probe"
+GRACE = 0.5  # after its deadline, how long a probe whose sockets were shut may take to end
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,89 @@ class ProbeResult:
     healthy: bool
     reason: str  # "HTTP 200", "HTTP 503", "timed out after 5s", "connection refused", ...
     status: int | None = None
+
+
+# -- the watchdog's handle on a probe's connections -----------------------------------------
+
+
+class _Watch:
+    """The sockets one probe opened, so that they can be shut from outside when its time is up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.fired = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self.fired:
+                self._sockets.append(sock)
+                return
+        _shut(sock)  # a redirect's new connection after the deadline
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # shutdown, not close: it wakes a thread blocked reading the socket.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_current = threading.local()  # .watch: the _Watch of the probe running on this thread
+
+
+def _watched(sock: socket.socket) -> socket.socket:
+    watch: _Watch | None = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.add(sock)
+    return sock
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watched(super()._new_conn())
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watched(super()._new_conn())
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+def _watch_pools(manager: PoolManager) -> None:
+    # Plain and HTTP(S)-proxy managers; a SOCKS manager keeps its own classes (and its
+    # probes, if they hang, are left behind at the deadline instead).
+    if manager.pool_classes_by_scheme is urllib3_poolmanager.pool_classes_by_scheme:
+        manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, its connections known to the watchdog; proxies from the environment work."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _watch_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        _watch_pools(manager)
+        return manager
+
+
+# -- one probe --------------------------------------------------------------------------------
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -55,58 +154,102 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-def probe(target: ProbeTarget) -> ProbeResult:
-    timeout = target.check.timeout
-    deadline = time.monotonic() + timeout
+def timed_out(check: HealthCheck) -> ProbeResult:
+    return ProbeResult(False, f"timed out after {_seconds(check.timeout)}")
+
+
+def _check(session: requests.Session, target: ProbeTarget, deadline: float) -> ProbeResult:
     url = target.url
-    try:
-        for _ in range(MAX_REDIRECTS + 1):
-            remaining = max(0.05, deadline - time.monotonic())
-            with requests.get(
-                url,
-                timeout=(remaining, remaining),
-                allow_redirects=False,
-                stream=True,
-                headers={"User-Agent": USER_AGENT},
-            ) as response:
-                location = response.headers.get("Location")
-                if response.is_redirect and location:
-                    next_url = urljoin(url, location)
-                    if _origin(next_url) != _origin(url):
-                        return ProbeResult(
-                            False,
-                            f"HTTP {response.status_code} redirect to {urlsplit(next_url).netloc} "
-                            "not followed (another host)",
-                            response.status_code,
-                        )
-                    url = next_url
-                    continue
-                status = response.status_code
-                if not target.check.accepts(status):
-                    return ProbeResult(False, f"HTTP {status}", status)
-                if target.contains is not None:
-                    body = _read_body(response, deadline)
-                    if target.contains.encode() not in body:
-                        return ProbeResult(
-                            False, f"HTTP {status} without {target.contains!r} in the body", status
-                        )
+    for _ in range(MAX_REDIRECTS + 1):
+        remaining = max(0.05, deadline - time.monotonic())
+        with session.get(
+            url,
+            timeout=(remaining, remaining),
+            allow_redirects=False,
+            stream=True,
+            headers={"User-Agent": USER_AGENT},
+        ) as response:
+            status = response.status_code
+            location = response.headers.get("Location")
+            if response.is_redirect and location:
+                next_url = urljoin(url, location)
+                if _origin(next_url) != _origin(url):
+                    return ProbeResult(
+                        False,
+                        f"HTTP {status} redirect to {urlsplit(next_url).netloc} "
+                        "not followed (another host)",
+                        status,
+                    )
+                url = next_url
+                continue
+            if not target.check.accepts(status):
+                return ProbeResult(False, f"HTTP {status}", status)
+            if target.contains is not None:
+                body = _read_body(response, deadline)
                 if time.monotonic() > deadline:
-                    return ProbeResult(False, f"timed out after {_seconds(timeout)}", status)
-                return ProbeResult(True, f"HTTP {status}", status)
-        return ProbeResult(False, f"more than {MAX_REDIRECTS} redirects")
+                    return timed_out(target.check)
+                if target.contains.encode() not in body:
+                    return ProbeResult(
+                        False, f"HTTP {status} without {target.contains!r} in the body", status
+                    )
+            if time.monotonic() > deadline:
+                return timed_out(target.check)
+            return ProbeResult(True, f"HTTP {status}", status)
+    return ProbeResult(False, f"more than {MAX_REDIRECTS} redirects")
+
+
+def probe(target: ProbeTarget) -> ProbeResult:
+    """GET the health URL. Run by `probe_all`, its timeout is a wall-clock bound."""
+    deadline = time.monotonic() + target.check.timeout
+    session = requests.Session()
+    session.mount("http://", _Adapter())
+    session.mount("https://", _Adapter())
+    try:
+        return _check(session, target, deadline)
     except requests.Timeout:
-        return ProbeResult(False, f"timed out after {_seconds(timeout)}")
+        return timed_out(target.check)
     except requests.ConnectionError as exc:
         text = str(exc).lower()
         if "refused" in text:
             return ProbeResult(False, "connection refused")
         if "name or service not known" in text or "nodename nor servname" in text:
-            return ProbeResult(False, f"cannot resolve {urlsplit(url).hostname}")
-        if "timed out" in text:
-            return ProbeResult(False, f"timed out after {_seconds(timeout)}")
+            return ProbeResult(False, f"cannot resolve {urlsplit(target.url).hostname}")
+        if "timed out" in text or time.monotonic() > deadline:
+            return timed_out(target.check)
         return ProbeResult(False, "connection failed")
     except requests.RequestException as exc:
+        if time.monotonic() > deadline:
+            return timed_out(target.check)
         return ProbeResult(False, f"request failed: {type(exc).__name__}")
+    finally:
+        session.close()
+
+
+# -- a round ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Running:
+    deadline: float
+    watch: _Watch
+
+
+_Finished = tuple[int, ProbeResult | BaseException, bool]  # index, answer, after the deadline
+
+
+def _work(
+    run: Callable[[ProbeTarget], ProbeResult],
+    target: ProbeTarget,
+    index: int,
+    watch: _Watch,
+    finished: queue.SimpleQueue[_Finished],
+) -> None:
+    _current.watch = watch
+    try:
+        outcome: ProbeResult | BaseException = run(target)
+    except BaseException as exc:  # handed to the caller's thread
+        outcome = exc
+    finished.put((index, outcome, watch.fired))
 
 
 def probe_all(
@@ -114,8 +257,45 @@ def probe_all(
     concurrency: int,
     run: Callable[[ProbeTarget], ProbeResult] = probe,
 ) -> list[ProbeResult]:
-    """Results in the order of `targets`; at most `concurrency` probes in flight."""
-    if not targets:
-        return []
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(targets))) as pool:
-        return list(pool.map(run, targets))
+    """Results in the order of `targets`; at most `concurrency` probes in flight.
+
+    Each probe gets its timeout by the wall clock: at its deadline its sockets are
+    shut and it counts as timed out; if it has not ended `GRACE` seconds later it
+    is left to end on its own thread (its answer is ignored) and frees its slot.
+    """
+    results: list[ProbeResult | None] = [None] * len(targets)
+    waiting = deque(range(len(targets)))
+    running: dict[int, _Running] = {}
+    finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
+    while waiting or running:
+        while waiting and len(running) < max(1, concurrency):
+            index = waiting.popleft()
+            watch = _Watch()
+            running[index] = _Running(time.monotonic() + targets[index].check.timeout, watch)
+            threading.Thread(
+                target=_work,
+                args=(run, targets[index], index, watch, finished),
+                name=f"prgen-probe-{index}",
+                daemon=True,
+            ).start()
+        next_due = min(r.deadline + (GRACE if r.watch.fired else 0.0) for r in running.values())
+        try:
+            answers = [finished.get(timeout=max(0.0, next_due - time.monotonic()))]
+        except queue.Empty:
+            answers = []
+        while not finished.empty():
+            answers.append(finished.get_nowait())
+        for index, outcome, late in answers:
+            if running.pop(index, None) is None:
+                continue  # left behind already: its answer came too late
+            if isinstance(outcome, BaseException):
+                raise outcome
+            results[index] = timed_out(targets[index].check) if late else outcome
+        now = time.monotonic()
+        for index, item in list(running.items()):
+            if not item.watch.fired and now >= item.deadline:
+                item.watch.fire()
+            elif item.watch.fired and now >= item.deadline + GRACE:
+                del running[index]
+                results[index] = timed_out(targets[index].check)
+    return [result for result in results if result is not None]

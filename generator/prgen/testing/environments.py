@@ -1,4 +1,9 @@
-"""Real HTTP servers on 127.0.0.1 that play preview environments: healthy, 503, hanging, slow, redirecting.
+"""Real HTTP servers on 127.0.0.1 that play preview environments.
+
+Behaviours: healthy (200), unhealthy (503), no-content (204), hanging, slow
+(0.3 s), drip (the whole answer, status line and headers too, one byte every
+0.4 s), drip-body (headers at once, then the body one byte every 0.4 s),
+redirect-same (302 to /pr-<N>/ok) and redirect-other (302 to another host).
 
 Used by the tests and by `prgen demo`.
 """
@@ -9,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -16,6 +22,9 @@ class _Server(ThreadingHTTPServer):
     # Many probes connect at once; the default backlog of 5 would drop SYNs and
     # turn a healthy environment into a 1 s connect timeout.
     request_queue_size = 128
+
+
+DRIP_INTERVAL = 0.4
 
 
 class Environments:
@@ -47,6 +56,9 @@ class Environments:
             return
         if behaviour == "slow":
             time.sleep(0.3)
+        if behaviour in ("drip", "drip-body"):
+            self._drip(handler, number, headers_too=behaviour == "drip")
+            return
         if behaviour == "redirect-same" and parts[-1] != "ok":
             handler.send_response(302)
             handler.send_header("Location", f"/pr-{number}/ok")
@@ -57,12 +69,37 @@ class Environments:
             handler.send_header("Location", "http://127.0.0.2:9/steal")
             handler.end_headers()
             return
-        status = 503 if behaviour == "unhealthy" else 200
-        body = self.body.get(number, "ok").encode()
+        status = {"unhealthy": 503, "no-content": 204}.get(behaviour, 200)
+        body = b"" if status == 204 else self.body.get(number, "ok").encode()
         handler.send_response(status)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+    def _drip(self, handler: BaseHTTPRequestHandler, number: int, *, headers_too: bool) -> None:
+        """Each byte well within any read timeout, the whole far beyond any probe timeout."""
+        body = self.body.get(number, "ok").encode()
+        head = (
+            f"HTTP/1.0 200 {HTTPStatus.OK.phrase}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            "Cache-Control: no-store, no-cache, must-revalidate\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        dripped = (head.encode() if headers_too else b"") + body
+        if not headers_too:
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.flush()
+        for index in range(len(dripped)):
+            if self._stop.wait(DRIP_INTERVAL):
+                return  # shutting down
+            try:
+                handler.wfile.write(dripped[index : index + 1])
+                handler.wfile.flush()
+            except OSError:
+                return  # the probe gave up and closed the connection
+        handler.close_connection = True
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         environments = self
