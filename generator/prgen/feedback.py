@@ -70,9 +70,11 @@ class ProbeRunResult:
         }
 
 
-def _origin(url: str) -> str:
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL: the default environment URL, without any user:password@."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    host = parts.netloc.rpartition("@")[2]  # the userinfo must never reach GitHub
+    return f"{parts.scheme}://{host}"
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class Prober:
             url = subst.text(check.url)
             target = ProbeTarget(url, check, subst.text(check.contains) if check.contains else None)
             environment_url = (
-                subst.text(repo.environment_url) if repo.environment_url else _origin(url)
+                subst.text(repo.environment_url) if repo.environment_url else origin(url)
             )
             since = self.fleet.carried_since(env.folder, pr.head_sha)
             live.append(_Live(env, repo, pr, target, environment_url, since))

@@ -171,7 +171,9 @@ def _check(session: requests.Session, target: ProbeTarget, deadline: float) -> P
         ) as response:
             status = response.status_code
             location = response.headers.get("Location")
-            if response.is_redirect and location:
+            # A redirect expectStatus accepts (say '200-399' before a sign-in page) is
+            # judged as it is; any other is followed, on the same host only.
+            if response.is_redirect and location and not target.check.accepts(status):
                 next_url = urljoin(url, location)
                 if _origin(next_url) != _origin(url):
                     return ProbeResult(
