@@ -14,6 +14,7 @@ from github import (
     BadCredentialsException,
     Github,
     GithubException,
+    GithubIntegration,
     RateLimitExceededException,
     UnknownObjectException,
 )
@@ -532,3 +533,24 @@ def test_an_app_comments_as_its_bot(fake: FakeGitHub) -> None:
     github = client(fake, Auth.AppAuth(42, private).get_installation_auth(7))
     comment = github.get_repo(REPO).get_pull(number).create_issue_comment("hi")
     assert (comment.user.login, comment.user.type) == ("prgen[bot]", "Bot")
+
+
+def test_an_app_learns_its_own_slug_from_get_app_with_its_jwt(fake: FakeGitHub) -> None:
+    private, public = rsa_key_pair()
+    fake.add_app(42, public, installation_id=7, slug="prgen")
+    app = GithubIntegration(auth=Auth.AppAuth(42, private), base_url=fake.base_url).get_app()
+    assert (app.id, app.slug) == (42, "prgen")
+    assert [r.path for r in fake.requests] == ["/app"]
+    # Only the app's own JWT will do: not another key's, not an installation token.
+    other_private, _ = rsa_key_pair()
+    with pytest.raises(GithubException) as error:
+        GithubIntegration(auth=Auth.AppAuth(42, other_private), base_url=fake.base_url).get_app()
+    assert error.value.status == 401
+    assert requests.get(f"{fake.base_url}/app", timeout=5).status_code == 401
+
+
+def test_a_comment_by_someone_else_can_be_planted(fake: FakeGitHub) -> None:
+    number = fake.open_pull(REPO, title="One", head_branch="one")
+    planted = fake.add_comment(REPO, number, "<!-- prgen:preview --> gotcha", user="mallory")
+    [listed] = client(fake).get_repo(REPO).get_issue(number).get_comments()
+    assert (listed.id, listed.user.login, listed.body) == (planted.id, "mallory", planted.body)

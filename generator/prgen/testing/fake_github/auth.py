@@ -35,7 +35,11 @@ class _Token:
 class _App:
     app_id: int
     public_key: str
-    login: str
+    login: str  # "<slug>[bot]"
+
+    @property
+    def slug(self) -> str:
+        return self.login.removesuffix("[bot]")
 
 
 def _credential(authorization: str | None) -> str | None:
@@ -76,6 +80,22 @@ class Credentials:
             raise bad_credentials()
         return token.login
 
+    def app(self, authorization: str | None) -> tuple[int, str]:
+        """GET /app: the id and slug of the app whose RS256 JWT signed the request."""
+        encoded = _credential(authorization)
+        if encoded is None:
+            raise ApiError(401, "A JSON web token could not be decoded")
+        try:
+            issuer = str(jwt.decode(encoded, options={"verify_signature": False}).get("iss"))
+        except jwt.PyJWTError as exc:
+            raise ApiError(401, f"A JSON web token could not be decoded: {exc}") from None
+        with self._lock:
+            app = next((a for a in self._apps.values() if str(a.app_id) == issuer), None)
+        if app is None:
+            raise ApiError(401, "A JSON web token could not be decoded: no such app")
+        self._verify(app, encoded)
+        return app.app_id, app.slug
+
     def mint(self, installation_id: int, authorization: str | None, body: Any) -> dict[str, Any]:
         """POST /app/installations/{id}/access_tokens, authenticated by the app's RS256 JWT."""
         with self._lock:
@@ -85,6 +105,20 @@ class Credentials:
             raise ApiError(401, "A JSON web token could not be decoded")
         if app is None:
             raise ApiError(404, "Not Found")
+        self._verify(app, encoded)
+        token = "ghs_" + secrets.token_hex(18)
+        self.add_token(token, app.login, TOKEN_LIFETIME)
+        requested = body.get("permissions") if isinstance(body, dict) else None
+        expires = datetime.fromtimestamp(time.time() + TOKEN_LIFETIME, UTC)
+        return {
+            "token": token,
+            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "permissions": requested or dict(INSTALLATION_PERMISSIONS),
+            "repository_selection": "all",
+        }
+
+    @staticmethod
+    def _verify(app: _App, encoded: str) -> None:
         try:
             claims = jwt.decode(
                 encoded,
@@ -99,13 +133,3 @@ class Credentials:
             raise ApiError(401, f"A JSON web token could not be decoded: iss is not {app.app_id}")
         if claims["exp"] - time.time() > JWT_MAX_LIFETIME + 60:
             raise ApiError(401, "'Expiration time' claim ('exp') is too far in the future")
-        token = "ghs_" + secrets.token_hex(18)
-        self.add_token(token, app.login, TOKEN_LIFETIME)
-        requested = body.get("permissions") if isinstance(body, dict) else None
-        expires = datetime.fromtimestamp(time.time() + TOKEN_LIFETIME, UTC)
-        return {
-            "token": token,
-            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "permissions": requested or dict(INSTALLATION_PERMISSIONS),
-            "repository_selection": "all",
-        }

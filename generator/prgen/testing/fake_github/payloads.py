@@ -73,6 +73,26 @@ class Renderer:
             "site_admin": False,
         }
 
+    def app(self, app_id: int, slug: str) -> Json:
+        """GET /app: the authenticated GitHub App."""
+        owner = "acme"
+        return {
+            "id": app_id,
+            "slug": slug,
+            "node_id": f"A_{app_id}",
+            "client_id": f"Iv1.{app_id:016x}",
+            "owner": self.user(owner),
+            "name": slug,
+            "description": "",
+            "external_url": f"{self.web}/apps/{quote(slug)}",
+            "html_url": f"{self.web}/apps/{quote(slug)}",
+            "created_at": iso(self.state.now),
+            "updated_at": iso(self.state.now),
+            "permissions": {},
+            "events": [],
+            "installations_count": 1,
+        }
+
     def repo(self, full_name: str, *, full: bool = False) -> Json:
         """A repository added with add_repo, or a fork known only by its name."""
         known: Repo | None = self.state.find_repo_by_name(full_name)

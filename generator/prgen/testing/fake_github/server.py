@@ -229,6 +229,11 @@ class FakeGitHub:
         with self._state.lock:
             return self._state.comments(self._state.repo(repo), number)
 
+    def add_comment(self, repo: str, number: int, body: str, *, user: str) -> IssueComment:
+        """A comment on the pull request by `user`, as if they had written it on GitHub."""
+        with self._state.lock:
+            return self._state.add_comment(self._state.repo(repo), number, body, user)
+
     # -- credentials ---------------------------------------------------------
 
     def add_token(self, token: str, login: str = ANONYMOUS) -> None:
@@ -341,6 +346,11 @@ class FakeGitHub:
         if tokens and request.method == "POST":
             minted = self._credentials.mint(int(tokens[1]), authorization, request.body)
             return Response(201, minted)
+        if request.path == "/app" and request.method == "GET":
+            app_id, slug = self._credentials.app(authorization)
+            assert self._routes is not None
+            with self._state.lock:
+                return Response(200, self._routes.render.app(app_id, slug))
         login = self._credentials.login(authorization)
         if request.path == "/rate_limit" and request.method == "GET":
             core = self._rate_limit()
