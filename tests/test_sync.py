@@ -13,7 +13,7 @@ from prgen.cli import main
 from prgen.testing.fake_github import FakeGitHub, RecordedRequest
 
 from conftest import SHOP, git
-from manifest_validation import KUBECTL, kustomize_build, validate_documents
+from manifest_validation import kustomize_build, require_kubectl, validate_documents
 
 Config = Callable[..., Path]
 
@@ -286,10 +286,10 @@ def test_the_synced_fleet_folder_builds_and_validates(
     for path in (checkout / "previews/dev").rglob("*.yaml"):
         if path.name != "kustomization.yaml":
             assert validate_documents(path.read_text()) == [], path
-    if KUBECTL:
-        built = kustomize_build(checkout / "previews/dev")
-        assert validate_documents(built) == []
-        assert built.count("kind: HelmRelease") == 3 and built.count("kind: Namespace") == 3
+    require_kubectl()
+    built = kustomize_build(checkout / "previews/dev")
+    assert validate_documents(built) == []
+    assert built.count("kind: HelmRelease") == 3 and built.count("kind: Namespace") == 3
 
 
 def test_a_github_app_installation_can_sync(
