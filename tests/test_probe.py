@@ -105,7 +105,7 @@ def test_a_second_probe_with_nothing_new_writes_nothing(
     assert result.exit_code == 0
     assert writes(github) == 0 and before > 0
     assert all(e["writes"] == 0 for e in json.loads(result.stdout)["environments"])
-    # One read of the commit status per environment tells it all is up to date.
+    # The commit status is read once per environment (each channel is: see test_probe_report).
     assert github.count_requests("GET", r"/repos/acme/shop/commits/[0-9a-f]+/status") == 3
 
 

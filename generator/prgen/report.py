@@ -4,23 +4,37 @@
 writes only what differs: GitHub keeps at most 1,000 statuses per SHA and
 context, so re-posting every run would fill it within a day.
 
-Writes go comment, deployment, commit status, in that order; the commit status
-(or the last enabled channel) is written last and read first, so when it
-already matches, the others are known to match too and one read suffices.
+The three channels (commit status, deployment, comment) are read, compared and
+written one by one, each on its own: a token that may not write one of them
+(no Issues: write, say) still gets the others written, and the first error is
+what the outcome reports. None of them can stand in for the others. A commit
+status belongs to a SHA and outlives the time that SHA was the PR's head, so
+after a force-push back to an earlier head, or a close and reopen at the same
+head, it can match while the deployment and comment still show the other
+state; and a channel that failed alone must be found again next time. So an
+environment with nothing new costs one read per channel (two for the
+deployment) and no write.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from github import Github, GithubException
+from github import (
+    Auth,
+    Github,
+    GithubException,
+    GithubIntegration,
+    RateLimitExceededException,
+)
 from github.Deployment import Deployment
 from github.GithubObject import NotSet
+from github.IssueComment import IssueComment
 from github.Repository import Repository
 
 from prgen.config import ReportSettings
@@ -32,7 +46,7 @@ log = logging.getLogger(__name__)
 COMMENT_MARKER = "<!-- prgen:preview -->"
 DEPLOYMENT_TASK = "deploy:prgen-preview"
 DESCRIPTION_LIMIT = 140  # GitHub's limit for status descriptions
-_RETRYABLE = frozenset({403, 429, 500, 502, 503, 504})
+_RETRYABLE = frozenset({429, 500, 502, 503, 504})  # and a 403 that is a rate limit
 
 
 class Health(StrEnum):
@@ -162,108 +176,195 @@ def _status_matches(current: Any, wanted: CommitStatusReport) -> bool:
 @dataclass
 class ReportOutcome:
     writes: int = 0
-    error: str | None = None
+    error: str | None = None  # the first channel that could not be reported, and why
+
+
+def _header(exc: GithubException, name: str) -> str | None:
+    return {key.lower(): value for key, value in (exc.headers or {}).items()}.get(name)
+
+
+def rate_limited(exc: GithubException) -> bool:
+    """A 403 or 429 that a later try can get past: the signals prgen.source.describe_error reads."""
+    if exc.status not in (403, 429):
+        return False
+    message = exc.data.get("message") if isinstance(exc.data, dict) else None
+    return bool(
+        isinstance(exc, RateLimitExceededException)
+        or _header(exc, "retry-after")
+        or "rate limit" in str(message or "").lower()
+        or _header(exc, "x-ratelimit-remaining") == "0"
+    )
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, GithubException):
+        # A plain 403 is a missing permission: asking again changes nothing.
+        return exc.status in _RETRYABLE or rate_limited(exc)
+    return True  # network errors: retried like 5xx
+
+
+def own_login(client: Github) -> str:
+    """Who prgen writes as: the token's user, or a GitHub App's bot, `<slug>[bot]`."""
+    auth = client.requester.auth
+    if isinstance(auth, Auth.AppInstallationAuth):
+        # GET /app answers to the app's own JWT, which the installation auth holds.
+        app = GithubIntegration(**auth.requester.kwargs).get_app()
+        return f"{app.slug}[bot]"
+    return client.get_user().login
 
 
 class GitHubReporter:
-    """Reads, compares and writes one environment's report; retries transient GitHub errors."""
+    """Reads, compares and writes one environment's report; retries transient GitHub errors.
+
+    One reporter serves one run: it learns prgen's own login once, on first need.
+    """
 
     def __init__(
-        self, client: Github, *, attempts: int = 3, sleep: Callable[[float], None] = time.sleep
+        self,
+        client: Github,
+        *,
+        attempts: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+        login: str | None = None,
     ) -> None:
         self._client = client
         self._attempts = attempts
         self._sleep = sleep
+        self._login = login
 
     def report(self, observation: Observation, wanted: DesiredReport) -> ReportOutcome:
         outcome = ReportOutcome()
-        for attempt in range(1, self._attempts + 1):
-            try:
-                self._report_once(observation, wanted, outcome)
-                outcome.error = None
-                return outcome
-            except GithubException as exc:
-                outcome.error = redact(describe_error(exc))
-                if exc.status not in _RETRYABLE or attempt == self._attempts:
-                    break
-            except Exception as exc:  # network errors: retried like 5xx
-                outcome.error = redact(describe_error(exc))
-                if attempt == self._attempts:
-                    break
-            log.info(
-                "reporting %s#%d failed (%s); retrying",
-                observation.repository,
-                observation.number,
-                outcome.error,
+        repo = self._client.get_repo(observation.repository)  # lazy: no request
+        channels: list[tuple[str, Callable[[], None]]] = []
+        if wanted.status is not None and observation.head_sha:
+            status, sha = wanted.status, observation.head_sha
+            channels.append(
+                ("commit status", lambda: self._ensure_status(repo, sha, status, outcome))
             )
-            self._sleep(2.0 ** (attempt - 1))
-        log.warning(
-            "could not report %s#%d: %s", observation.repository, observation.number, outcome.error
-        )
+        if wanted.deployment is not None:
+            deployment = wanted.deployment
+            channels.append(
+                (
+                    "deployment",
+                    lambda: self._ensure_deployment(repo, observation, deployment, outcome),
+                )
+            )
+        if wanted.comment is not None:
+            body = wanted.comment
+            channels.append(
+                ("comment", lambda: self._ensure_comment(repo, observation, body, outcome))
+            )
+        for channel, ensure in channels:
+            error, limited = self._with_retries(observation, channel, ensure)
+            if error is None:
+                continue
+            outcome.error = outcome.error or f"{channel}: {error}"
+            if limited:
+                break  # the limit is the client's: the other channels would only wait for it too
         return outcome
 
-    def _report_once(
-        self, observation: Observation, wanted: DesiredReport, outcome: ReportOutcome
+    def _with_retries(
+        self, observation: Observation, channel: str, ensure: Callable[[], None]
+    ) -> tuple[str | None, bool]:
+        """None, or the error that stopped this channel and whether it was a rate limit."""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                ensure()  # reads again before it writes: a write that timed out may have happened
+                return None, False
+            except Exception as exc:
+                error = redact(describe_error(exc))
+                limited = isinstance(exc, GithubException) and rate_limited(exc)
+                if not _retryable(exc) or attempt == self._attempts:
+                    log.warning(
+                        "could not report the %s of %s#%d: %s",
+                        channel,
+                        observation.repository,
+                        observation.number,
+                        error,
+                    )
+                    return error, limited
+            log.info(
+                "reporting the %s of %s#%d failed (%s); retrying",
+                channel,
+                observation.repository,
+                observation.number,
+                error,
+            )
+            self._sleep(2.0 ** (attempt - 1))
+        raise AssertionError("unreachable: the last attempt returns")
+
+    # -- commit status: one read --
+
+    def _ensure_status(
+        self, repo: Repository, sha: str, wanted: CommitStatusReport, outcome: ReportOutcome
     ) -> None:
-        repo = self._client.get_repo(observation.repository)
-        if self._already_reported(repo, observation, wanted):
+        commit = repo.get_commit(sha)
+        combined = commit.get_combined_status()
+        current = next((s for s in combined.statuses if s.context == wanted.context), None)
+        if _status_matches(current, wanted):
             return
-        if wanted.comment is not None:
-            # A removal edits the comment prgen made; it never starts a conversation to say so.
-            create = observation.health is not Health.REMOVED
-            outcome.writes += self._ensure_comment(repo, observation.number, wanted.comment, create)
-        if wanted.deployment is not None:
-            outcome.writes += self._ensure_deployment(repo, observation, wanted.deployment)
-        if wanted.status is not None and observation.head_sha:
-            status = wanted.status
-            repo.get_commit(observation.head_sha).create_status(
-                status.state,
-                target_url=status.target_url or NotSet,
-                description=status.description,
-                context=status.context,
+        commit.create_status(
+            wanted.state,
+            target_url=wanted.target_url or NotSet,
+            description=wanted.description,
+            context=wanted.context,
+        )
+        outcome.writes += 1
+
+    # -- deployment: two reads (the newest deployment, and its latest status) --
+
+    def _ensure_deployment(
+        self,
+        repo: Repository,
+        observation: Observation,
+        wanted: DeploymentReport,
+        outcome: ReportOutcome,
+    ) -> None:
+        """The newest of prgen's deployments to the environment is at the head, in the wanted state.
+
+        Every other one is inactive: prgen retires them before it makes a newer one,
+        so once the newest is right, the rest are known to be.
+        """
+        found = repo.get_deployments(environment=wanted.environment, task=DEPLOYMENT_TASK)
+        newest = next(iter(found), None)  # GitHub lists them newest first
+        if observation.health is Health.REMOVED:
+            if newest is not None and self._latest_state(newest)[0] != "inactive":
+                self._retire(found, outcome)
+            return
+        state = (wanted.state, wanted.environment_url or "")
+        current = newest if newest is not None and newest.sha == observation.head_sha else None
+        if current is not None and self._latest_state(current) == state:
+            return
+        if current is None:
+            # A new head, or back to an earlier one (force-push A, B, A): a new deployment,
+            # so that the newest is always the one that counts.
+            self._retire(found, outcome)
+            current = repo.create_deployment(
+                observation.head_sha or "",
+                task=DEPLOYMENT_TASK,
+                auto_merge=False,
+                required_contexts=[],  # prgen's own pending status must not block it
+                environment=wanted.environment,
+                description=f"preview of pull request #{observation.number}",
+                transient_environment=True,
+                production_environment=False,
             )
             outcome.writes += 1
+        current.create_status(
+            wanted.state,
+            description=wanted.description,
+            environment_url=wanted.environment_url or NotSet,
+            auto_inactive=False,
+        )
+        outcome.writes += 1
 
-    # -- reading what GitHub shows --
-
-    def _already_reported(
-        self, repo: Repository, observation: Observation, wanted: DesiredReport
-    ) -> bool:
-        if wanted.status is not None and observation.head_sha:
-            combined = repo.get_commit(observation.head_sha).get_combined_status()
-            current = next(
-                (s for s in combined.statuses if s.context == wanted.status.context), None
-            )
-            return _status_matches(current, wanted.status)
-        if wanted.deployment is not None:
-            removed = observation.health is Health.REMOVED
-            sha = None if removed else observation.head_sha
-            deployments = self._our_deployments(repo, wanted.deployment.environment, sha)
-            if removed:
-                return all(self._latest_state(d)[0] == "inactive" for d in deployments)
-            if not deployments:
-                return False
-            return self._latest_state(deployments[0]) == (
-                wanted.deployment.state,
-                wanted.deployment.environment_url or "",
-            )
-        if wanted.comment is not None:
-            comment = self._find_comment(repo, observation.number)
-            return comment is not None and comment.body == wanted.comment
-        return True
-
-    def _find_comment(self, repo: Repository, number: int) -> Any:
-        for comment in repo.get_issue(number).get_comments():
-            if (comment.body or "").startswith(COMMENT_MARKER):
-                return comment
-        return None
-
-    def _our_deployments(
-        self, repo: Repository, environment: str, sha: str | None
-    ) -> list[Deployment]:
-        found = repo.get_deployments(environment=environment, task=DEPLOYMENT_TASK)
-        mine = [d for d in found if sha is None or d.sha == sha]
-        return mine
+    def _retire(self, deployments: Iterable[Deployment], outcome: ReportOutcome) -> None:
+        for old in deployments:  # an older head commit's deployment, or all of them once removed
+            if self._latest_state(old)[0] != "inactive":
+                old.create_status(
+                    "inactive", description="superseded or removed", auto_inactive=False
+                )
+                outcome.writes += 1
 
     @staticmethod
     def _latest_state(deployment: Deployment) -> tuple[str, str]:
@@ -271,59 +372,31 @@ class GitHubReporter:
             return status.state, status.environment_url or ""
         return "", ""
 
-    # -- writing only what differs --
+    # -- comment: one read (a page of the PR's comments, usually the first) --
 
-    def _ensure_comment(self, repo: Repository, number: int, body: str, create: bool) -> int:
-        comment = self._find_comment(repo, number)
-        if comment is None and not create:
-            return 0
+    def login(self) -> str:
+        if self._login is None:
+            self._login = own_login(self._client)
+        return self._login
+
+    def _find_comment(self, repo: Repository, number: int) -> IssueComment | None:
+        """prgen's own comment: the marker alone would let anyone plant one for prgen to edit."""
+        login = self.login().lower()
+        for comment in repo.get_issue(number).get_comments():
+            author = comment.user.login.lower() if comment.user is not None else None
+            if author == login and (comment.body or "").startswith(COMMENT_MARKER):
+                return comment
+        return None
+
+    def _ensure_comment(
+        self, repo: Repository, observation: Observation, body: str, outcome: ReportOutcome
+    ) -> None:
+        comment = self._find_comment(repo, observation.number)
         if comment is None:
-            repo.get_issue(number).create_comment(body)
-            return 1
-        if comment.body != body:
+            # A removal edits the comment prgen made; it never starts a conversation to say so.
+            if observation.health is not Health.REMOVED:
+                repo.get_issue(observation.number).create_comment(body)
+                outcome.writes += 1
+        elif comment.body != body:
             comment.edit(body)
-            return 1
-        return 0
-
-    def _ensure_deployment(
-        self, repo: Repository, observation: Observation, wanted: DeploymentReport
-    ) -> int:
-        writes = 0
-        every = list(repo.get_deployments(environment=wanted.environment, task=DEPLOYMENT_TASK))
-        current = (
-            [d for d in every if d.sha == observation.head_sha] if observation.head_sha else []
-        )
-        if observation.health is Health.REMOVED:
-            stale = every
-        else:
-            stale = [d for d in every if d.sha != observation.head_sha]
-            if not current:
-                current = [
-                    repo.create_deployment(
-                        observation.head_sha or "",
-                        task=DEPLOYMENT_TASK,
-                        auto_merge=False,
-                        required_contexts=[],  # prgen's own pending status must not block it
-                        environment=wanted.environment,
-                        description=f"preview of pull request #{observation.number}",
-                        transient_environment=True,
-                        production_environment=False,
-                    )
-                ]
-                writes += 1
-            deployment = current[0]
-            if self._latest_state(deployment) != (wanted.state, wanted.environment_url or ""):
-                deployment.create_status(
-                    wanted.state,
-                    description=wanted.description,
-                    environment_url=wanted.environment_url or NotSet,
-                    auto_inactive=False,
-                )
-                writes += 1
-        for old in stale:  # an older head commit's deployment, or all of them once removed
-            if self._latest_state(old)[0] != "inactive":
-                old.create_status(
-                    "inactive", description="superseded or removed", auto_inactive=False
-                )
-                writes += 1
-        return writes
+            outcome.writes += 1

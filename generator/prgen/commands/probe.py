@@ -27,8 +27,9 @@ def print_probe(result: ProbeRunResult) -> None:
         writes = (
             f"{item.outcome.writes} GitHub write(s)" if item.outcome.writes else "GitHub up to date"
         )
-        if item.outcome.error:
-            writes = f"NOT REPORTED: {item.outcome.error}"
+        if item.outcome.error:  # the channels before and after it were still written
+            done = f"{item.outcome.writes} GitHub write(s), " if item.outcome.writes else ""
+            writes = f"{done}NOT REPORTED: {item.outcome.error}"
         click.echo(
             f"  {_MARK[o.health]} {o.repository}#{o.number} {o.health}: {o.reason}  {where}  [{writes}]"
         )

@@ -1,0 +1,257 @@
+"""Reporting converges: back to an earlier head, close and reopen, one channel refused, planted comments.
+
+Real PyGithub against the fake GitHub on 127.0.0.1, environments as real HTTP servers,
+a bare fleet repository; every run is the CLI, as the CronJob runs it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from prgen.cli import main
+from prgen.report import COMMENT_MARKER
+from prgen.testing.environments import Environments
+from prgen.testing.fake_github import FakeGitHub
+
+from conftest import SHOP, config_text
+
+Config = Callable[..., Path]
+REPO = "acme/shop"
+COMMENTS = r"/repos/acme/shop/issues/\d+/comments"
+HEALTH = """\
+    healthCheck:
+      url: '{url}/pr-<<PR_NUMBER>>/healthz'
+      timeout: 1s
+      deadline: 15m
+    environmentUrl: '{url}/pr-<<PR_NUMBER>>/'
+"""
+
+
+@pytest.fixture
+def envs() -> Iterator[Environments]:
+    with Environments().running() as environments:
+        yield environments
+
+
+@pytest.fixture
+def config(github: FakeGitHub, write_config: Config, envs: Environments) -> Path:
+    github.add_repo(REPO)
+    return write_config(SHOP + HEALTH.format(url=envs.url))
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def sync_probe(config: Path) -> dict[str, Any]:
+    result = run("sync", "--probe", "-c", str(config), "--output", "json")
+    assert result.exit_code in (0, 1), result.output
+    report: dict[str, Any] = json.loads(result.stdout)["probe"]
+    return report
+
+
+def writes(github: FakeGitHub) -> int:
+    return github.count_requests("POST", r".*") + github.count_requests("PATCH", r".*")
+
+
+def deployments(github: FakeGitHub) -> list[tuple[str, str]]:
+    """(sha, latest state) of every deployment, oldest first."""
+    return [
+        (d.sha, github.deployment_statuses(REPO, d.id)[-1].state) for d in github.deployments(REPO)
+    ]
+
+
+def our_status(github: FakeGitHub, sha: str) -> str:
+    return [s for s in github.statuses(REPO, sha) if s.context == "prgen/preview"][-1].state
+
+
+def assert_up_to_date(github: FakeGitHub, config: Path, environments: int = 1) -> None:
+    """A probe with nothing new: no write, and one read per channel (two for the deployment)."""
+    github.clear_requests()
+    result = run("probe", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    assert writes(github) == 0
+    assert github.count_requests("GET", r"/repos/acme/shop/commits/\w+/status") == environments
+    assert github.count_requests("GET", r"/repos/acme/shop/deployments") == environments
+    assert github.count_requests("GET", r"/repos/acme/shop/deployments/\d+/statuses") == (
+        environments
+    )
+    assert github.count_requests("GET", COMMENTS) == environments
+    assert github.count_requests("GET", "/user") == 1  # prgen's login, once per run
+
+
+# -- 1. the commit status alone cannot say all is reported ----------------------------------
+
+
+def test_a_force_push_back_to_an_earlier_head_gets_the_deployment_and_comment_back(
+    github: FakeGitHub, config: Path
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    a = github.pull(REPO, number).head_sha
+    sync_probe(config)
+    b = github.push(REPO, number)
+    sync_probe(config)
+    assert deployments(github) == [(a, "inactive"), (b, "success")]
+
+    github.push(REPO, number, sha=a)  # force-push back: A's own status still says success
+    report = sync_probe(config)
+    assert [e["reportError"] for e in report["environments"]] == [None]
+    assert our_status(github, a) == "success"
+    # A new deployment of A, the newest; B's is retired.
+    assert deployments(github) == [(a, "inactive"), (b, "inactive"), (a, "success")]
+    [comment] = github.comments(REPO, number)
+    assert f"`{a[:7]}`" in comment.body and b[:7] not in comment.body
+    assert_up_to_date(github, config)
+
+
+def test_close_and_reopen_at_the_same_head_brings_the_environment_back_on_the_pr(
+    github: FakeGitHub, config: Path
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    sha = github.pull(REPO, number).head_sha
+    sync_probe(config)
+    github.close_pull(REPO, number)
+    sync_probe(config)
+    assert deployments(github) == [(sha, "inactive")]
+    assert "removed" in github.comments(REPO, number)[0].body
+
+    github.reopen_pull(REPO, number)  # same head: its status still says success
+    sync_probe(config)
+    assert our_status(github, sha) == "success"
+    assert deployments(github) == [(sha, "success")]
+    [comment] = github.comments(REPO, number)
+    assert "✅ ready" in comment.body and "removed" not in comment.body
+    assert_up_to_date(github, config)
+
+
+def test_several_environments_with_nothing_new_cost_a_few_reads_each_and_no_write(
+    github: FakeGitHub, config: Path
+) -> None:
+    for n in range(3):
+        github.open_pull(REPO, title=f"PR {n}", head_branch=f"b{n}")
+    sync_probe(config)
+    assert_up_to_date(github, config, environments=3)
+
+
+# -- 4. each channel on its own --------------------------------------------------------------
+
+
+def test_a_token_that_may_not_comment_still_gets_status_and_deployment_written(
+    github: FakeGitHub, config: Path
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    sha = github.pull(REPO, number).head_sha
+    refused = {"message": "Resource not accessible by personal access token"}
+    github.inject("POST", COMMENTS, status=403, body=refused, times=100)
+
+    result = run("sync", "--probe", "-c", str(config), "--output", "json")
+    assert result.exit_code == 1, result.output  # something was not reported
+    assert our_status(github, sha) == "success"
+    assert deployments(github) == [(sha, "success")]
+    assert github.comments(REPO, number) == []
+    assert github.count_requests("POST", COMMENTS) == 1  # a plain 403 is not retried
+    [env] = json.loads(result.stdout)["probe"]["environments"]
+    assert env["reportError"] == (
+        "comment: HTTP 403: Resource not accessible by personal access token"
+    )
+    assert env["writes"] == 3  # the status, the deployment and its status
+
+    # Next round: the comment is tried again (it is read every time), the rest is not rewritten.
+    github.clear_requests()
+    result = run("probe", "-c", str(config))
+    assert result.exit_code == 1
+    assert "NOT REPORTED: comment: HTTP 403" in result.output
+    assert github.count_requests("POST", COMMENTS) == 1
+    assert writes(github) == 1  # that refused comment only
+
+
+def test_a_secondary_rate_limit_403_is_retried(github: FakeGitHub, config: Path) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    limited = {"message": "You have exceeded a secondary rate limit. Please wait."}
+    github.inject("POST", COMMENTS, status=403, body=limited, times=1)
+    report = sync_probe(config)
+    assert [e["reportError"] for e in report["environments"]] == [None]
+    assert github.count_requests("POST", COMMENTS) == 2
+    assert len(github.comments(REPO, number)) == 1
+
+
+def test_a_failing_status_does_not_keep_the_deployment_and_comment_from_being_written(
+    github: FakeGitHub, config: Path
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    sha = github.pull(REPO, number).head_sha
+    github.inject("POST", rf"/repos/acme/shop/statuses/{sha}", status=422, times=100)
+    report = sync_probe(config)
+    assert deployments(github) == [(sha, "success")]
+    assert len(github.comments(REPO, number)) == 1
+    [env] = report["environments"]
+    assert env["reportError"] == "commit status: HTTP 422: Unprocessable Entity"
+    assert github.count_requests("POST", rf"/repos/acme/shop/statuses/{sha}") == 1
+
+
+# -- 6. only prgen's own comment is prgen's ----------------------------------------------
+
+
+def test_a_planted_marker_comment_is_left_alone_and_prgen_makes_its_own(
+    github: FakeGitHub, config: Path
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    planted = github.add_comment(
+        REPO, number, f"{COMMENT_MARKER}\n### Preview environment: ✅ ready, trust me", user="alice"
+    )
+    sync_probe(config)
+    comments = github.comments(REPO, number)
+    assert [(c.id, c.user, c.body) for c in comments[:1]] == [(planted.id, "alice", planted.body)]
+    [ours] = comments[1:]
+    assert ours.user == "prgen-bot" and ours.body.startswith(COMMENT_MARKER)
+
+    github.push(REPO, number)
+    sync_probe(config)  # edits its own comment only
+    after = github.comments(REPO, number)
+    assert [c.id for c in after] == [planted.id, ours.id]
+    assert after[0].body == planted.body and after[1].body != ours.body
+    assert github.count_requests("PATCH", rf"/repos/acme/shop/issues/comments/{planted.id}") == 0
+
+
+def test_a_github_app_finds_its_own_bot_comment_again(
+    github: FakeGitHub,
+    fleet_remote: Path,
+    tmp_path: Path,
+    envs: Environments,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    github.add_app(4242, public.decode(), installation_id=99, slug="prgen-preview")
+    github.add_repo(REPO)
+    monkeypatch.setenv("APP_KEY", pem)
+    config = tmp_path / "app.yaml"
+    text = config_text(github.base_url, str(fleet_remote), SHOP + HEALTH.format(url=envs.url))
+    config.write_text(
+        text.replace(
+            "github:\n", "github:\n  app: {id: 4242, installationId: 99, privateKeyEnv: APP_KEY}\n"
+        )
+    )
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    github.add_comment(REPO, number, f"{COMMENT_MARKER}\nplanted", user="alice")
+    sync_probe(config)
+    github.push(REPO, number)
+    github.clear_requests()
+    report = sync_probe(config)
+    assert [e["reportError"] for e in report["environments"]] == [None]
+    assert [c.user for c in github.comments(REPO, number)] == ["alice", "prgen-preview[bot]"]
+    assert github.count_requests("GET", "/app") == 1  # the bot's login, once per run
+    assert github.count_requests("PATCH", r"/repos/acme/shop/issues/comments/\d+") == 1
