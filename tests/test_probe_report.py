@@ -255,3 +255,21 @@ def test_a_github_app_finds_its_own_bot_comment_again(
     assert [c.user for c in github.comments(REPO, number)] == ["alice", "prgen-preview[bot]"]
     assert github.count_requests("GET", "/app") == 1  # the bot's login, once per run
     assert github.count_requests("PATCH", r"/repos/acme/shop/issues/comments/\d+") == 1
+
+
+def test_without_its_own_login_prgen_writes_no_comment_but_the_rest(
+    github: FakeGitHub, config: Path
+) -> None:
+    # GitHub Actions' GITHUB_TOKEN, say: an app's installation token, which GET /user refuses.
+    numbers = [github.open_pull(REPO, title=f"PR {n}", head_branch=f"b{n}") for n in range(2)]
+    refused = {"message": "Resource not accessible by integration"}
+    github.inject("GET", "/user", status=403, body=refused, times=100)
+    report = sync_probe(config)
+    assert [e["reportError"] for e in report["environments"]] == [
+        "comment: cannot tell prgen's own login (HTTP 403: Resource not accessible by "
+        "integration), so not its comment"
+    ] * 2
+    assert github.count_requests("GET", "/user") == 1  # once per run, not per environment
+    assert all(github.comments(REPO, n) == [] for n in numbers)
+    assert [state for _, state in deployments(github)] == ["success"] * 2
+    assert {our_status(github, github.pull(REPO, n).head_sha) for n in numbers} == {"success"}

@@ -196,7 +196,13 @@ def rate_limited(exc: GithubException) -> bool:
     )
 
 
+class UnknownLogin(Exception):
+    """prgen cannot tell who it writes as, so it cannot tell its own comment from a planted one."""
+
+
 def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, UnknownLogin):
+        return False
     if isinstance(exc, GithubException):
         # A plain 403 is a missing permission: asking again changes nothing.
         return exc.status in _RETRYABLE or rate_limited(exc)
@@ -231,6 +237,7 @@ class GitHubReporter:
         self._attempts = attempts
         self._sleep = sleep
         self._login = login
+        self._unknown_login: UnknownLogin | None = None
 
     def report(self, observation: Observation, wanted: DesiredReport) -> ReportOutcome:
         outcome = ReportOutcome()
@@ -272,7 +279,7 @@ class GitHubReporter:
                 ensure()  # reads again before it writes: a write that timed out may have happened
                 return None, False
             except Exception as exc:
-                error = redact(describe_error(exc))
+                error = redact(str(exc) if isinstance(exc, UnknownLogin) else describe_error(exc))
                 limited = isinstance(exc, GithubException) and rate_limited(exc)
                 if not _retryable(exc) or attempt == self._attempts:
                     log.warning(
@@ -375,8 +382,19 @@ class GitHubReporter:
     # -- comment: one read (a page of the PR's comments, usually the first) --
 
     def login(self) -> str:
+        if self._unknown_login is not None:
+            raise self._unknown_login  # asked once per run, not once per environment
         if self._login is None:
-            self._login = own_login(self._client)
+            try:
+                self._login = own_login(self._client)
+            except GithubException as exc:
+                if _retryable(exc):
+                    raise
+                # GitHub Actions' GITHUB_TOKEN, say: an app's token without the app's key.
+                self._unknown_login = UnknownLogin(
+                    f"cannot tell prgen's own login ({describe_error(exc)}), so not its comment"
+                )
+                raise self._unknown_login from exc
         return self._login
 
     def _find_comment(self, repo: Repository, number: int) -> IssueComment | None:
