@@ -15,13 +15,15 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from github import Auth, Github
 
 from prgen.cli import main
-from prgen.report import COMMENT_MARKER
+from prgen.config import ReportSettings
+from prgen.report import COMMENT_MARKER, GitHubReporter, Health, Observation, desired_report
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
-from conftest import SHOP, config_text
+from conftest import SHOP, TOKEN, config_text
 
 Config = Callable[..., Path]
 REPO = "acme/shop"
@@ -273,3 +275,24 @@ def test_without_its_own_login_prgen_writes_no_comment_but_the_rest(
     assert all(github.comments(REPO, n) == [] for n in numbers)
     assert [state for _, state in deployments(github)] == ["success"] * 2
     assert {our_status(github, github.pull(REPO, n).head_sha) for n in numbers} == {"success"}
+
+
+def test_a_rate_limit_that_outlasts_the_retries_stops_the_other_channels_too(
+    github: FakeGitHub,
+) -> None:
+    github.add_repo(REPO)
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    sha = github.pull(REPO, number).head_sha
+    limited = {"message": "You have exceeded a secondary rate limit."}
+    github.inject("POST", rf"/repos/acme/shop/statuses/{sha}", status=403, body=limited, times=9)
+    client = Github(base_url=github.base_url, auth=Auth.Token(TOKEN), retry=None, lazy=True)
+    sleeps: list[float] = []
+    observation = Observation(REPO, number, sha, "shop-pr-1", "http://x/", Health.READY, "HTTP 200")
+    wanted = desired_report(ReportSettings(), observation, f"pr-{number}")
+    outcome = GitHubReporter(client, sleep=sleeps.append).report(observation, wanted)
+    assert outcome.error == "commit status: HTTP 403: secondary rate limit"
+    assert github.count_requests("POST", rf"/repos/acme/shop/statuses/{sha}") == 3
+    assert sleeps == [1.0, 2.0]
+    # The limit is the client's: the deployment and the comment would only wait for it too.
+    assert github.count_requests("POST", r".*/(deployments|comments)") == 0
+    assert outcome.writes == 0
