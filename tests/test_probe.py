@@ -105,8 +105,9 @@ def test_a_second_probe_with_nothing_new_writes_nothing(
     assert result.exit_code == 0
     assert writes(github) == 0 and before > 0
     assert all(e["writes"] == 0 for e in json.loads(result.stdout)["environments"])
-    # The commit status is read once per environment (each channel is: see test_probe_report).
-    assert github.count_requests("GET", r"/repos/acme/shop/commits/[0-9a-f]+/status") == 3
+    # Only the marker, prgen's comment, is read: one page per environment (see test_probe_report).
+    assert github.count_requests("GET", r"/repos/acme/shop/issues/\d+/comments") == 3
+    assert github.count_requests("GET", r"/repos/acme/shop/commits/[0-9a-f]+/status") == 0
 
 
 def test_not_healthy_by_the_deadline_is_a_failure_with_the_reason(

@@ -76,18 +76,15 @@ def our_status(github: FakeGitHub, sha: str) -> str:
 
 
 def assert_up_to_date(github: FakeGitHub, config: Path, environments: int = 1) -> None:
-    """A probe with nothing new: no write, and one read per channel (two for the deployment)."""
+    """A probe with nothing new: no write, and one read of the marker (the comment) each."""
     github.clear_requests()
     result = run("probe", "-c", str(config))
     assert result.exit_code == 0, result.output
     assert writes(github) == 0
-    assert github.count_requests("GET", r"/repos/acme/shop/commits/\w+/status") == environments
-    assert github.count_requests("GET", r"/repos/acme/shop/deployments") == environments
-    assert github.count_requests("GET", r"/repos/acme/shop/deployments/\d+/statuses") == (
-        environments
-    )
     assert github.count_requests("GET", COMMENTS) == environments
     assert github.count_requests("GET", "/user") == 1  # prgen's login, once per run
+    # Besides the listing, no read of a status or a deployment: the marker vouches for them.
+    assert github.count_requests("GET", r"/repos/acme/shop/(?!pulls).*") == environments
 
 
 # -- 1. the commit status alone cannot say all is reported ----------------------------------
@@ -296,3 +293,40 @@ def test_a_rate_limit_that_outlasts_the_retries_stops_the_other_channels_too(
     # The limit is the client's: the deployment and the comment would only wait for it too.
     assert github.count_requests("POST", r".*/(deployments|comments)") == 0
     assert outcome.writes == 0
+
+
+# -- the marker: written last, and only when the rest is shown --------------------------------
+
+
+def test_a_deployment_that_failed_for_now_holds_the_marker_back_until_it_is_written(
+    github: FakeGitHub, config: Path
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    sha = github.pull(REPO, number).head_sha
+    github.inject("POST", r"/repos/acme/shop/deployments", status=502, times=100)
+    report = sync_probe(config)
+    [env] = report["environments"]
+    assert env["reportError"].startswith("deployment: HTTP 502")
+    assert our_status(github, sha) == "success"
+    # The comment is the marker: had it been written, the next round would read only it,
+    # find it up to date, and never write the deployment.
+    assert github.comments(REPO, number) == []
+
+    github.clear_faults()
+    assert run("probe", "-c", str(config)).exit_code == 0
+    assert deployments(github) == [(sha, "success")]
+    assert len(github.comments(REPO, number)) == 1
+    assert_up_to_date(github, config)
+
+
+def test_a_deployment_github_refuses_for_good_does_not_hold_the_comment_back(
+    github: FakeGitHub, config: Path
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    refused = {"message": "Resource not accessible by integration"}
+    github.inject("POST", r"/repos/acme/shop/deployments", status=403, body=refused, times=100)
+    result = run("sync", "--probe", "-c", str(config))
+    assert result.exit_code == 1 and "NOT REPORTED: deployment: HTTP 403" in result.output
+    assert github.count_requests("POST", r"/repos/acme/shop/deployments") == 1
+    assert len(github.comments(REPO, number)) == 1  # a missing permission: asking again won't help
+    assert github.deployments(REPO) == []

@@ -7,13 +7,19 @@ context, so re-posting every run would fill it within a day.
 The three channels (commit status, deployment, comment) are read, compared and
 written one by one, each on its own: a token that may not write one of them
 (no Issues: write, say) still gets the others written, and the first error is
-what the outcome reports. None of them can stand in for the others. A commit
-status belongs to a SHA and outlives the time that SHA was the PR's head, so
-after a force-push back to an earlier head, or a close and reopen at the same
-head, it can match while the deployment and comment still show the other
-state; and a channel that failed alone must be found again next time. So an
-environment with nothing new costs one read per channel (two for the
-deployment) and no write.
+what the outcome reports.
+
+The last enabled channel (the comment, else the deployment, else the status) is
+the marker: it is read first, and when it already shows the wanted state the
+others are known to as well, so an environment with nothing new costs one read
+(two when the deployment is the marker) and no write; a round over many
+environments stays well inside GitHub's hourly rate limit. That holds because
+the marker is written last, and only when every other channel was written or
+refused for good (a missing permission, which asking again would not change).
+The comment and the deployment make good markers because they say which head
+they are about: a commit status belongs to a SHA and outlives the time that SHA
+was the PR's head, so after a force-push back to an earlier head, or a close
+and reopen at the same head, it can match while the rest shows the other state.
 """
 
 from __future__ import annotations
@@ -196,6 +202,13 @@ def rate_limited(exc: GithubException) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Channel:
+    name: str
+    matches: Callable[[], bool]  # reads only
+    ensure: Callable[[], None]  # reads, and writes what differs
+
+
 class UnknownLogin(Exception):
     """prgen cannot tell who it writes as, so it cannot tell its own comment from a planted one."""
 
@@ -242,42 +255,66 @@ class GitHubReporter:
     def report(self, observation: Observation, wanted: DesiredReport) -> ReportOutcome:
         outcome = ReportOutcome()
         repo = self._client.get_repo(observation.repository)  # lazy: no request
-        channels: list[tuple[str, Callable[[], None]]] = []
+        channels: list[_Channel] = []
         if wanted.status is not None and observation.head_sha:
             status, sha = wanted.status, observation.head_sha
             channels.append(
-                ("commit status", lambda: self._ensure_status(repo, sha, status, outcome))
+                _Channel(
+                    "commit status",
+                    lambda: self._status_matches(repo, sha, status),
+                    lambda: self._ensure_status(repo, sha, status, outcome),
+                )
             )
         if wanted.deployment is not None:
             deployment = wanted.deployment
             channels.append(
-                (
+                _Channel(
                     "deployment",
+                    lambda: self._deployment_matches(repo, observation, deployment),
                     lambda: self._ensure_deployment(repo, observation, deployment, outcome),
                 )
             )
         if wanted.comment is not None:
             body = wanted.comment
             channels.append(
-                ("comment", lambda: self._ensure_comment(repo, observation, body, outcome))
+                _Channel(
+                    "comment",
+                    lambda: self._comment_matches(repo, observation, body),
+                    lambda: self._ensure_comment(repo, observation, body, outcome),
+                )
             )
-        for channel, ensure in channels:
-            error, limited = self._with_retries(observation, channel, ensure)
-            if error is None:
-                continue
-            outcome.error = outcome.error or f"{channel}: {error}"
-            if limited:
-                break  # the limit is the client's: the other channels would only wait for it too
+        if not channels or self._already_shown(channels[-1]):
+            return outcome
+        *others, marker = channels
+        for channel in [*others, marker]:
+            error, limited, transient = self._with_retries(
+                observation, channel.name, channel.ensure
+            )
+            if error is not None:
+                outcome.error = outcome.error or f"{channel.name}: {error}"
+                if limited:
+                    break  # the limit is the client's: the other channels would only wait for it
+                if transient and channel is not marker:
+                    # The marker must not say "all shown" while this one still needs writing:
+                    # the next round reads every channel again and finishes the job.
+                    break
         return outcome
+
+    def _already_shown(self, marker: _Channel) -> bool:
+        try:
+            return marker.matches()
+        except Exception as exc:  # the full round below reads again, retries and reports
+            log.info("reading the %s failed (%s)", marker.name, redact(describe_error(exc)))
+            return False
 
     def _with_retries(
         self, observation: Observation, channel: str, ensure: Callable[[], None]
-    ) -> tuple[str | None, bool]:
-        """None, or the error that stopped this channel and whether it was a rate limit."""
+    ) -> tuple[str | None, bool, bool]:
+        """(None or the error that stopped this channel, was it a rate limit, might a retry help)."""
         for attempt in range(1, self._attempts + 1):
             try:
                 ensure()  # reads again before it writes: a write that timed out may have happened
-                return None, False
+                return None, False, False
             except Exception as exc:
                 error = redact(str(exc) if isinstance(exc, UnknownLogin) else describe_error(exc))
                 limited = isinstance(exc, GithubException) and rate_limited(exc)
@@ -289,7 +326,7 @@ class GitHubReporter:
                         observation.number,
                         error,
                     )
-                    return error, limited
+                    return error, limited, _retryable(exc)
             log.info(
                 "reporting the %s of %s#%d failed (%s); retrying",
                 channel,
@@ -302,14 +339,18 @@ class GitHubReporter:
 
     # -- commit status: one read --
 
+    @staticmethod
+    def _status_matches(repo: Repository, sha: str, wanted: CommitStatusReport) -> bool:
+        combined = repo.get_commit(sha).get_combined_status()
+        current = next((s for s in combined.statuses if s.context == wanted.context), None)
+        return _status_matches(current, wanted)
+
     def _ensure_status(
         self, repo: Repository, sha: str, wanted: CommitStatusReport, outcome: ReportOutcome
     ) -> None:
-        commit = repo.get_commit(sha)
-        combined = commit.get_combined_status()
-        current = next((s for s in combined.statuses if s.context == wanted.context), None)
-        if _status_matches(current, wanted):
+        if self._status_matches(repo, sha, wanted):
             return
+        commit = repo.get_commit(sha)
         commit.create_status(
             wanted.state,
             target_url=wanted.target_url or NotSet,
@@ -319,6 +360,19 @@ class GitHubReporter:
         outcome.writes += 1
 
     # -- deployment: two reads (the newest deployment, and its latest status) --
+
+    def _deployment_matches(
+        self, repo: Repository, observation: Observation, wanted: DeploymentReport
+    ) -> bool:
+        found = repo.get_deployments(environment=wanted.environment, task=DEPLOYMENT_TASK)
+        newest = next(iter(found), None)  # GitHub lists them newest first
+        if observation.health is Health.REMOVED:
+            return newest is None or self._latest_state(newest)[0] == "inactive"
+        return (
+            newest is not None
+            and newest.sha == observation.head_sha
+            and self._latest_state(newest) == (wanted.state, wanted.environment_url or "")
+        )
 
     def _ensure_deployment(
         self,
@@ -405,6 +459,12 @@ class GitHubReporter:
             if author == login and (comment.body or "").startswith(COMMENT_MARKER):
                 return comment
         return None
+
+    def _comment_matches(self, repo: Repository, observation: Observation, body: str) -> bool:
+        comment = self._find_comment(repo, observation.number)
+        if comment is None:
+            return False  # a removal makes none, and the round below costs only its reads
+        return comment.body == body
 
     def _ensure_comment(
         self, repo: Repository, observation: Observation, body: str, outcome: ReportOutcome
