@@ -554,3 +554,13 @@ def test_a_comment_by_someone_else_can_be_planted(fake: FakeGitHub) -> None:
     planted = fake.add_comment(REPO, number, "<!-- prgen:preview --> gotcha", user="mallory")
     [listed] = client(fake).get_repo(REPO).get_issue(number).get_comments()
     assert (listed.id, listed.user.login, listed.body) == (planted.id, "mallory", planted.body)
+
+
+def test_the_api_is_served_under_api_v3_only_as_on_github_enterprise(fake: FakeGitHub) -> None:
+    # A client that dropped the base URL's path would still pass every test otherwise.
+    root = fake.base_url.removesuffix("/api/v3")
+    answer = requests.get(f"{root}/repos/{REPO}/pulls", timeout=5)
+    assert answer.status_code == 404
+    with pytest.raises(UnknownObjectException):
+        Github(base_url=root, auth=Auth.Token("t"), retry=None).get_repo(REPO, lazy=False)
+    assert client(fake).get_repo(REPO).full_name == REPO

@@ -437,12 +437,18 @@ class _Handler(BaseHTTPRequestHandler):
                 bad_json = True
         request = RecordedRequest(
             method=self.command,
-            path=path.removeprefix(API_PREFIX) if path.startswith(API_PREFIX + "/") else path,
+            path=path.removeprefix(API_PREFIX),
             query=dict(parse_qsl(query, keep_blank_values=True)),
             body=body,
             headers={name.lower(): value for name, value in self.headers.items()},
         )
-        response = fake._handle(request, bad_json)
+        if path.startswith(API_PREFIX + "/"):
+            response = fake._handle(request, bad_json)
+        else:
+            # As GitHub Enterprise Server: the REST API lives under /api/v3 only, so a client
+            # that dropped the prefix of its base URL fails here as it would there.
+            fake._log.append(request)
+            response = Response(404, error_body("Not Found (the API is under /api/v3)"))
         if response is None:
             self.close_connection = True
             return
