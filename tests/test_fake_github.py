@@ -562,5 +562,5 @@ def test_the_api_is_served_under_api_v3_only_as_on_github_enterprise(fake: FakeG
     answer = requests.get(f"{root}/repos/{REPO}/pulls", timeout=5)
     assert answer.status_code == 404
     with pytest.raises(UnknownObjectException):
-        Github(base_url=root, auth=Auth.Token("t"), retry=None).get_repo(REPO, lazy=False)
+        Github(base_url=root, auth=Auth.Token("t"), retry=None, lazy=False).get_repo(REPO)
     assert client(fake).get_repo(REPO).full_name == REPO
