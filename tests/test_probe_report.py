@@ -330,3 +330,19 @@ def test_a_deployment_github_refuses_for_good_does_not_hold_the_comment_back(
     assert github.count_requests("POST", r"/repos/acme/shop/deployments") == 1
     assert len(github.comments(REPO, number)) == 1  # a missing permission: asking again won't help
     assert github.deployments(REPO) == []
+
+
+def test_the_first_report_reads_each_channel_once_and_writes_each_once(
+    github: FakeGitHub, config: Path
+) -> None:
+    github.open_pull(REPO, title="One", head_branch="one")
+    assert run("sync", "-c", str(config)).exit_code == 0
+    github.clear_requests()
+    assert run("probe", "-c", str(config)).exit_code == 0
+    # The marker (the comment) is read once: its write uses that read, it does not read again.
+    assert github.count_requests("GET", COMMENTS) == 1
+    assert github.count_requests("GET", r"/repos/acme/shop/commits/\w+/status") == 1
+    assert github.count_requests("GET", r"/repos/acme/shop/deployments") == 1
+    assert github.count_requests("POST", COMMENTS) == 1
+    assert github.count_requests("POST", r"/repos/acme/shop/statuses/\w+") == 1
+    assert github.count_requests("POST", r"/repos/acme/shop/deployments") == 1

@@ -101,6 +101,22 @@ def _url_for_git(url: str) -> str:
     return str(Path(url).expanduser().resolve())
 
 
+def _file_contains(repo: Repo, commit: str, path: str, text: str) -> bool:
+    """Whether `path` exists in `commit` and contains `text`.
+
+    Asked of GitPython's long-running `git cat-file --batch` by `<commit>:<path>`: no
+    process per file and no parsing of the managed folder's big tree, and a probe round
+    asks this for every environment.
+    """
+    try:
+        _, kind, _, data = repo.git.get_object_data(f"{commit}:{path}")
+    except ValueError:
+        return False  # no such file in that commit
+    if isinstance(kind, bytes):  # GitPython gives bytes, whatever its annotations say
+        kind = kind.decode()
+    return kind == "blob" and text.encode() in data
+
+
 class FleetRepo:
     def __init__(self, settings: FleetSettings, workdir: Path) -> None:
         self.settings = settings
@@ -290,25 +306,17 @@ class FleetRepo:
         try:
             repo = self._open()
             # Every commit that changed how often the SHA appears, newest first.
-            out = repo.git.log(f"-S{head_sha}", "--format=%H %ct", self._remote_ref, "--", path)
+            out = repo.git.log(f"-S{head_sha}", "--format=%H %ct %P", self._remote_ref, "--", path)
             for line in out.splitlines():
-                commit, _, when = line.partition(" ")
-                if not self._file_contains(repo, commit, path, head_sha):
+                sha, _, rest = line.partition(" ")
+                when, _, parents = rest.partition(" ")
+                if not _file_contains(repo, sha, path, head_sha):
                     return None  # the newest change took it away: not carried now
-                if not self._file_contains(repo, f"{commit}^", path, head_sha):
+                if not any(_file_contains(repo, p, path, head_sha) for p in parents.split()):
                     return datetime.fromtimestamp(int(when), UTC)
         except GitCommandError as exc:
             raise _git_error("reading the fleet history", exc) from exc
         return None
-
-    @staticmethod
-    def _file_contains(repo: Repo, revision: str, path: str, text: str) -> bool:
-        """Whether `path` at `revision` exists and contains `text` (no parent: it does not)."""
-        try:
-            content = repo.git.show(f"{revision}:{path}", stdout_as_string=False)
-        except GitCommandError:
-            return False  # no such file there, or a root commit has no parent
-        return isinstance(content, bytes) and text.encode() in content
 
     def recently_removed(self, lookback: int) -> list[RemovedEnvironment]:
         """Environments whose HelmRelease was deleted in the last `lookback` commits of the path."""

@@ -202,6 +202,25 @@ def rate_limited(exc: GithubException) -> bool:
     )
 
 
+class _Unread:
+    """Not read yet in this attempt."""
+
+
+_UNREAD = _Unread()
+
+
+@dataclass(frozen=True)
+class _Deployments:
+    found: Iterable[Deployment]  # prgen's deployments to the environment, newest first (lazy)
+    newest: Deployment | None
+    newest_state: tuple[str, str]  # (state, environment URL) of the newest
+
+
+def _comment_matches(comment: IssueComment | None, body: str) -> bool:
+    # None: a removal makes none, and the full round then costs only its reads.
+    return comment is not None and comment.body == body
+
+
 @dataclass(frozen=True)
 class _Channel:
     name: str
@@ -255,14 +274,21 @@ class GitHubReporter:
     def report(self, observation: Observation, wanted: DesiredReport) -> ReportOutcome:
         outcome = ReportOutcome()
         repo = self._client.get_repo(observation.repository)  # lazy: no request
+        # What the marker's first read found, for its first write attempt to use instead
+        # of reading again; a retry reads afresh.
+        seen: dict[str, Any] = {}
         channels: list[_Channel] = []
         if wanted.status is not None and observation.head_sha:
             status, sha = wanted.status, observation.head_sha
             channels.append(
                 _Channel(
                     "commit status",
-                    lambda: self._status_matches(repo, sha, status),
-                    lambda: self._ensure_status(repo, sha, status, outcome),
+                    lambda: _status_matches(
+                        seen.setdefault("status", self._read_status(repo, sha, status)), status
+                    ),
+                    lambda: self._ensure_status(
+                        repo, sha, status, outcome, seen.pop("status", _UNREAD)
+                    ),
                 )
             )
         if wanted.deployment is not None:
@@ -270,8 +296,14 @@ class GitHubReporter:
             channels.append(
                 _Channel(
                     "deployment",
-                    lambda: self._deployment_matches(repo, observation, deployment),
-                    lambda: self._ensure_deployment(repo, observation, deployment, outcome),
+                    lambda: self._deployment_matches(
+                        seen.setdefault("deployment", self._read_deployments(repo, deployment)),
+                        observation,
+                        deployment,
+                    ),
+                    lambda: self._ensure_deployment(
+                        repo, observation, deployment, outcome, seen.pop("deployment", _UNREAD)
+                    ),
                 )
             )
         if wanted.comment is not None:
@@ -279,25 +311,34 @@ class GitHubReporter:
             channels.append(
                 _Channel(
                     "comment",
-                    lambda: self._comment_matches(repo, observation, body),
-                    lambda: self._ensure_comment(repo, observation, body, outcome),
+                    lambda: _comment_matches(
+                        seen.setdefault("comment", self._find_comment(repo, observation.number)),
+                        body,
+                    ),
+                    lambda: self._ensure_comment(
+                        repo, observation, body, outcome, seen.pop("comment", _UNREAD)
+                    ),
                 )
             )
         if not channels or self._already_shown(channels[-1]):
             return outcome
         *others, marker = channels
-        for channel in [*others, marker]:
+        hold_marker = False
+        for channel in others:
             error, limited, transient = self._with_retries(
                 observation, channel.name, channel.ensure
             )
             if error is not None:
                 outcome.error = outcome.error or f"{channel.name}: {error}"
                 if limited:
-                    break  # the limit is the client's: the other channels would only wait for it
-                if transient and channel is not marker:
-                    # The marker must not say "all shown" while this one still needs writing:
-                    # the next round reads every channel again and finishes the job.
-                    break
+                    return outcome  # the client's limit: the others would only wait for it too
+                # The marker must not say "all shown" while this one still needs writing:
+                # the next round then reads every channel again and finishes the job.
+                hold_marker = hold_marker or transient
+        if not hold_marker:
+            error, _, _ = self._with_retries(observation, marker.name, marker.ensure)
+            if error is not None:
+                outcome.error = outcome.error or f"{marker.name}: {error}"
         return outcome
 
     def _already_shown(self, marker: _Channel) -> bool:
@@ -340,18 +381,23 @@ class GitHubReporter:
     # -- commit status: one read --
 
     @staticmethod
-    def _status_matches(repo: Repository, sha: str, wanted: CommitStatusReport) -> bool:
+    def _read_status(repo: Repository, sha: str, wanted: CommitStatusReport) -> Any:
         combined = repo.get_commit(sha).get_combined_status()
-        current = next((s for s in combined.statuses if s.context == wanted.context), None)
-        return _status_matches(current, wanted)
+        return next((s for s in combined.statuses if s.context == wanted.context), None)
 
     def _ensure_status(
-        self, repo: Repository, sha: str, wanted: CommitStatusReport, outcome: ReportOutcome
+        self,
+        repo: Repository,
+        sha: str,
+        wanted: CommitStatusReport,
+        outcome: ReportOutcome,
+        current: Any = _UNREAD,
     ) -> None:
-        if self._status_matches(repo, sha, wanted):
+        if current is _UNREAD:
+            current = self._read_status(repo, sha, wanted)
+        if _status_matches(current, wanted):
             return
-        commit = repo.get_commit(sha)
-        commit.create_status(
+        repo.get_commit(sha).create_status(
             wanted.state,
             target_url=wanted.target_url or NotSet,
             description=wanted.description,
@@ -361,17 +407,22 @@ class GitHubReporter:
 
     # -- deployment: two reads (the newest deployment, and its latest status) --
 
-    def _deployment_matches(
-        self, repo: Repository, observation: Observation, wanted: DeploymentReport
-    ) -> bool:
+    def _read_deployments(self, repo: Repository, wanted: DeploymentReport) -> _Deployments:
         found = repo.get_deployments(environment=wanted.environment, task=DEPLOYMENT_TASK)
-        newest = next(iter(found), None)  # GitHub lists them newest first
+        newest = next(iter(found), None)  # GitHub lists them newest first: one page read
+        return _Deployments(found, newest, self._latest_state(newest) if newest else ("", ""))
+
+    @staticmethod
+    def _deployment_matches(
+        current: _Deployments, observation: Observation, wanted: DeploymentReport
+    ) -> bool:
+        newest = current.newest
         if observation.health is Health.REMOVED:
-            return newest is None or self._latest_state(newest)[0] == "inactive"
+            return newest is None or current.newest_state[0] == "inactive"
         return (
             newest is not None
             and newest.sha == observation.head_sha
-            and self._latest_state(newest) == (wanted.state, wanted.environment_url or "")
+            and current.newest_state == (wanted.state, wanted.environment_url or "")
         )
 
     def _ensure_deployment(
@@ -380,21 +431,23 @@ class GitHubReporter:
         observation: Observation,
         wanted: DeploymentReport,
         outcome: ReportOutcome,
+        read: _Deployments | _Unread = _UNREAD,
     ) -> None:
         """The newest of prgen's deployments to the environment is at the head, in the wanted state.
 
         Every other one is inactive: prgen retires them before it makes a newer one,
         so once the newest is right, the rest are known to be.
         """
-        found = repo.get_deployments(environment=wanted.environment, task=DEPLOYMENT_TASK)
-        newest = next(iter(found), None)  # GitHub lists them newest first
+        if isinstance(read, _Unread):
+            read = self._read_deployments(repo, wanted)
+        found, newest = read.found, read.newest
         if observation.health is Health.REMOVED:
-            if newest is not None and self._latest_state(newest)[0] != "inactive":
+            if newest is not None and read.newest_state[0] != "inactive":
                 self._retire(found, outcome)
             return
         state = (wanted.state, wanted.environment_url or "")
         current = newest if newest is not None and newest.sha == observation.head_sha else None
-        if current is not None and self._latest_state(current) == state:
+        if current is not None and read.newest_state == state:
             return
         if current is None:
             # A new head, or back to an earlier one (force-push A, B, A): a new deployment,
@@ -460,16 +513,16 @@ class GitHubReporter:
                 return comment
         return None
 
-    def _comment_matches(self, repo: Repository, observation: Observation, body: str) -> bool:
-        comment = self._find_comment(repo, observation.number)
-        if comment is None:
-            return False  # a removal makes none, and the round below costs only its reads
-        return comment.body == body
-
     def _ensure_comment(
-        self, repo: Repository, observation: Observation, body: str, outcome: ReportOutcome
+        self,
+        repo: Repository,
+        observation: Observation,
+        body: str,
+        outcome: ReportOutcome,
+        comment: IssueComment | _Unread | None = _UNREAD,
     ) -> None:
-        comment = self._find_comment(repo, observation.number)
+        if isinstance(comment, _Unread):
+            comment = self._find_comment(repo, observation.number)
         if comment is None:
             # A removal edits the comment prgen made; it never starts a conversation to say so.
             if observation.health is not Health.REMOVED:
