@@ -196,3 +196,37 @@ def test_credentials_in_a_probe_or_environment_url_are_a_config_error(field: str
         parse_config(f"fleet: {{url: x, path: p}}\nrepositories: [{{name: a/b, {entry}, {CHART}}}]")
     assert caught.value.path == f"repositories[0].{field}"
     assert "credentials in the URL" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://<<PR_BRANCH_SLUG>>/healthz",  # a branch named 'localhost' would probe it
+        "https://<<PR_BRANCH_SLUG>>.com/healthz",
+        "https://shop.<<NAMESPACE>>/healthz",
+    ],
+)
+def test_a_host_a_placeholder_could_choose_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            f"fleet: {{url: x, path: p}}\nrepositories: [{{name: a/b, healthCheck: {{url: '{url}'}}, "
+            f"{CHART}}}]"
+        )
+    assert caught.value.path == "repositories[0].healthCheck.url"
+    assert "in front of a fixed domain" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://shop-pr-<<PR_NUMBER>>.preview.example.com/healthz",
+        "https://<<PR_BRANCH_SLUG>>.preview.example.com:8443/healthz",
+        "http://127.0.0.1:8080/pr-<<PR_NUMBER>>/healthz",
+    ],
+)
+def test_a_host_inside_a_fixed_domain_is_fine(url: str) -> None:
+    config = parse_config(
+        f"fleet: {{url: x, path: p}}\nrepositories: [{{name: a/b, healthCheck: {{url: '{url}'}}, "
+        f"{CHART}}}]"
+    )
+    assert config.repositories[0].health_check is not None

@@ -316,6 +316,13 @@ def _compile_repository(
                 f"{at}.{field}",
                 source,
             )
+    for field, url in (
+        ("healthCheck.url", (entry.get("healthCheck") or {}).get("url")),
+        ("environmentUrl", entry.get("environmentUrl")),
+    ):
+        problem = _host_problem(url) if url else None
+        if problem:
+            raise ConfigError(problem, f"{at}.{field}", source)
     for where, name in _unsafe_url_placeholders(entry, at):
         raise ConfigError(
             f"<<{name}>> is PR text and can't be used here; use a slug placeholder such as "
@@ -355,6 +362,27 @@ def _unsafe_url_placeholders(entry: Mapping[str, Any], at: str) -> Iterator[tupl
         for match in PLACEHOLDER.finditer(value or ""):
             if match.group(1) in UNTRUSTED:
                 yield f"{at}.{field}", match.group(1)
+
+
+def _host_problem(url: str) -> str | None:
+    """Placeholders may pick a host only inside a domain the config fixes.
+
+    'shop-pr-<<PR_NUMBER>>.preview.example.com' stays under preview.example.com whatever
+    the PR is; a host that is all placeholder ('<<PR_BRANCH_SLUG>>') or ends in one
+    ('x.<<NAMESPACE>>') would let a branch name choose it: 'localhost', say.
+    """
+    host = urlsplit(url).netloc.rpartition("@")[2]
+    host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if "<<" not in host:
+        return None
+    tail = host[host.rindex(">>") + 2 :] if ">>" in host else host
+    literal = [label for label in tail.split(".")[1:] if label]
+    if len(literal) >= 2 and ">>" in host:
+        return None
+    return (
+        "a placeholder may choose the host only in front of a fixed domain of at least two "
+        "labels, as in 'shop-pr-<<PR_NUMBER>>.preview.example.com'"
+    )
 
 
 # A deployment must be found again after its PR closed, from the fleet alone.
