@@ -346,3 +346,32 @@ def test_the_first_report_reads_each_channel_once_and_writes_each_once(
     assert github.count_requests("POST", COMMENTS) == 1
     assert github.count_requests("POST", r"/repos/acme/shop/statuses/\w+") == 1
     assert github.count_requests("POST", r"/repos/acme/shop/deployments") == 1
+
+
+def test_prgen_finds_its_status_among_more_contexts_than_one_page_holds(
+    github: FakeGitHub, write_config: Config, envs: Environments
+) -> None:
+    github.add_repo(REPO)
+    only_status = "    report: {deployment: false, comment: false}\n"
+    config = write_config(SHOP + HEALTH.format(url=envs.url) + only_status)
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    sha = github.pull(REPO, number).head_sha
+    assert run("sync", "--probe", "-c", str(config)).exit_code == 0
+    assert our_status(github, sha) == "success"
+    ci = Github(
+        base_url=github.base_url,
+        auth=Auth.Token(TOKEN),
+        retry=None,
+        lazy=True,
+        seconds_between_requests=0,
+        seconds_between_writes=0,
+    )
+    commit = ci.get_repo(REPO).get_commit(sha)
+    for n in range(40):  # other CI systems report after prgen did
+        commit.create_status("success", context=f"ci/check-{n:02d}")
+
+    github.clear_requests()
+    result = run("probe", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    assert writes(github) == 0  # not a second 'success' because prgen's was on page 2
+    assert len([s for s in github.statuses(REPO, sha) if s.context == "prgen/preview"]) == 1

@@ -382,8 +382,14 @@ class GitHubReporter:
 
     @staticmethod
     def _read_status(repo: Repository, sha: str, wanted: CommitStatusReport) -> Any:
-        combined = repo.get_commit(sha).get_combined_status()
-        return next((s for s in combined.statuses if s.context == wanted.context), None)
+        commit = repo.get_commit(sha)
+        combined = commit.get_combined_status()
+        found = next((s for s in combined.statuses if s.context == wanted.context), None)
+        if found is None and combined.total_count > len(combined.statuses):
+            # The combined status holds one page of contexts (30): on a commit that many CI
+            # systems report to, prgen's own may be further on. Every status, newest first.
+            found = next((s for s in commit.get_statuses() if s.context == wanted.context), None)
+        return found
 
     def _ensure_status(
         self,

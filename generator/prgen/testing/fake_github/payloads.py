@@ -351,12 +351,12 @@ class Renderer:
             "creator": creator,
         }
 
-    def combined(self, repo: Repo, sha: str) -> Json:
+    def combined(self, repo: Repo, sha: str, page: slice = slice(None)) -> Json:
         state, latest = self.state.combined(repo, sha)
         commit = f"{self.api}/repos/{repo.full_name}/commits/{sha}"
         return {
             "state": state,
-            "statuses": [self.status(repo, status) for status in latest],
+            "statuses": [self.status(repo, status) for status in latest[page]],
             "sha": sha,
             "total_count": len(latest),
             "repository": self.repo(repo.full_name),

@@ -285,8 +285,17 @@ class Routes:
         return self._page(call, statuses, lambda status: self.render.status(repo, status))
 
     def combined_status(self, call: Call) -> Response:
+        # As GitHub: the latest status of each context, one page of them (30 unless
+        # per_page says otherwise), with the number of contexts in total_count.
         repo = self._repo(call)
-        return Response(200, self.render.combined(repo, self._sha(repo, call.args[2])))
+        per_page = min(number(call.query.get("per_page"), 30), 100)
+        page = call.request.page
+        return Response(
+            200,
+            self.render.combined(
+                repo, self._sha(repo, call.args[2]), slice((page - 1) * per_page, page * per_page)
+            ),
+        )
 
     # -- deployments ---------------------------------------------------------
 
