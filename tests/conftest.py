@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from prgen.cli import main
+from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
 TOKEN = "ghp_testtoken0123456789abcdefABCDEF0123"
@@ -25,6 +28,33 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
     monkeypatch.delenv("PRGEN_CONFIG", raising=False)
     monkeypatch.delenv("PRGEN_WORKDIR", raising=False)
+
+
+@pytest.fixture
+def envs() -> Iterator[Environments]:
+    """Preview environments as real HTTP servers on 127.0.0.1, healthy unless told otherwise."""
+    with Environments().running() as environments:
+        yield environments
+
+
+# A health check and environment URL for every PR of SHOP, on `envs` (format url=envs.url).
+HEALTH = """\
+    healthCheck:
+      url: '{url}/pr-<<PR_NUMBER>>/healthz'
+      timeout: 1s
+      deadline: 15m
+    environmentUrl: '{url}/pr-<<PR_NUMBER>>/'
+"""
+
+
+def run(*args: str) -> Result:
+    """prgen's CLI, in this process."""
+    return CliRunner().invoke(main, list(args))
+
+
+def writes(github: FakeGitHub) -> int:
+    """Write calls the fake GitHub has answered since its requests were last cleared."""
+    return github.count_requests("POST", r".*") + github.count_requests("PATCH", r".*")
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from prgen.cli import main
 from prgen.config import load_config
 from prgen.feedback import Prober, probe_and_report
 from prgen.fleet import FleetRepo
@@ -20,38 +18,16 @@ from prgen.source import GitHubSource, make_client
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
-from conftest import SHOP
+from conftest import HEALTH, SHOP, run, writes
 
 Config = Callable[..., Path]
 REPO = "acme/shop"
-
-HEALTH = """\
-    healthCheck:
-      url: '{url}/pr-<<PR_NUMBER>>/healthz'
-      timeout: 1s
-      deadline: 15m
-    environmentUrl: '{url}/pr-<<PR_NUMBER>>/'
-"""
-
-
-@pytest.fixture
-def envs() -> Iterator[Environments]:
-    with Environments().running() as environments:
-        yield environments
 
 
 @pytest.fixture
 def config(github: FakeGitHub, write_config: Config, envs: Environments) -> Path:
     github.add_repo(REPO)
     return write_config(SHOP + HEALTH.format(url=envs.url))
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
-def writes(github: FakeGitHub) -> int:
-    return github.count_requests("POST", r".*") + github.count_requests("PATCH", r".*")
 
 
 def our_status(github: FakeGitHub, sha: str) -> tuple[str, str | None, str | None]:

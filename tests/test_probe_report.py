@@ -7,40 +7,25 @@ a bare fleet repository; every run is the CLI, as the CronJob runs it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github
 
-from prgen.cli import main
 from prgen.config import ReportSettings
 from prgen.report import COMMENT_MARKER, GitHubReporter, Health, Observation, desired_report
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
-from conftest import SHOP, TOKEN, config_text
+from conftest import HEALTH, SHOP, TOKEN, config_text, run, writes
 
 Config = Callable[..., Path]
 REPO = "acme/shop"
 COMMENTS = r"/repos/acme/shop/issues/\d+/comments"
-HEALTH = """\
-    healthCheck:
-      url: '{url}/pr-<<PR_NUMBER>>/healthz'
-      timeout: 1s
-      deadline: 15m
-    environmentUrl: '{url}/pr-<<PR_NUMBER>>/'
-"""
-
-
-@pytest.fixture
-def envs() -> Iterator[Environments]:
-    with Environments().running() as environments:
-        yield environments
 
 
 @pytest.fixture
@@ -49,19 +34,11 @@ def config(github: FakeGitHub, write_config: Config, envs: Environments) -> Path
     return write_config(SHOP + HEALTH.format(url=envs.url))
 
 
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
 def sync_probe(config: Path) -> dict[str, Any]:
     result = run("sync", "--probe", "-c", str(config), "--output", "json")
     assert result.exit_code in (0, 1), result.output
     report: dict[str, Any] = json.loads(result.stdout)["probe"]
     return report
-
-
-def writes(github: FakeGitHub) -> int:
-    return github.count_requests("POST", r".*") + github.count_requests("PATCH", r".*")
 
 
 def deployments(github: FakeGitHub) -> list[tuple[str, str]]:

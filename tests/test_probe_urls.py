@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,12 +20,6 @@ from conftest import SHOP
 
 REPO = "acme/shop"
 Config = Callable[..., Path]
-
-
-@pytest.fixture
-def envs() -> Iterator[Environments]:
-    with Environments().running() as environments:
-        yield environments
 
 
 def health(url: str, expect: str | None) -> str:

@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -31,12 +31,6 @@ from conftest import SHOP
 REPO = "acme/shop"
 TIMEOUT = 1.0
 LONG_BODY = "x" * 100  # dripped at 0.4 s a byte: 40 s, where a probe has 1 s
-
-
-@pytest.fixture
-def envs() -> Iterator[Environments]:
-    with Environments().running() as environments:
-        yield environments
 
 
 def target(envs: Environments, number: int, contains: str | None = None) -> ProbeTarget:
