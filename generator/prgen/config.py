@@ -309,18 +309,7 @@ def _compile_repository(
         ("healthCheck.url", (entry.get("healthCheck") or {}).get("url")),
         ("environmentUrl", entry.get("environmentUrl")),
     ):
-        if url and "@" in urlsplit(url).netloc:
-            # Both reach GitHub (status target, deployment URL, PR comment) for anyone to read.
-            raise ConfigError(
-                "credentials in the URL would be shown on GitHub; the probe sends no credentials",
-                f"{at}.{field}",
-                source,
-            )
-    for field, url in (
-        ("healthCheck.url", (entry.get("healthCheck") or {}).get("url")),
-        ("environmentUrl", entry.get("environmentUrl")),
-    ):
-        problem = _host_problem(url) if url else None
+        problem = _url_problem(url) if url else None
         if problem:
             raise ConfigError(problem, f"{at}.{field}", source)
     for where, name in _unsafe_url_placeholders(entry, at):
@@ -364,20 +353,24 @@ def _unsafe_url_placeholders(entry: Mapping[str, Any], at: str) -> Iterator[tupl
                 yield f"{at}.{field}", match.group(1)
 
 
-def _host_problem(url: str) -> str | None:
-    """Placeholders may pick a host only inside a domain the config fixes.
+def _url_problem(url: str) -> str | None:
+    """What makes a probe or environment URL unsafe; both are shown on GitHub for anyone to read.
 
-    'shop-pr-<<PR_NUMBER>>.preview.example.com' stays under preview.example.com whatever
-    the PR is; a host that is all placeholder ('<<PR_BRANCH_SLUG>>') or ends in one
-    ('x.<<NAMESPACE>>') would let a branch name choose it: 'localhost', say.
+    Credentials in it would be shown too (the probe sends none). And placeholders may
+    pick a host only inside a domain the config fixes: 'shop-pr-<<PR_NUMBER>>.preview.
+    example.com' stays under preview.example.com whatever the PR is, while a host that is
+    all placeholder ('<<PR_BRANCH_SLUG>>') or ends in one ('x.<<NAMESPACE>>') would let a
+    branch name choose it: 'localhost', say.
     """
-    host = urlsplit(url).netloc.rpartition("@")[2]
-    host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if "<<" not in host:
+    _, at, host = urlsplit(url).netloc.rpartition("@")
+    if at:
+        return "credentials in the URL would be shown on GitHub; the probe sends no credentials"
+    if not host.endswith("]"):
+        host = host.rsplit(":", 1)[0]  # the port
+    if ">>" not in host:
         return None
-    tail = host[host.rindex(">>") + 2 :] if ">>" in host else host
-    literal = [label for label in tail.split(".")[1:] if label]
-    if len(literal) >= 2 and ">>" in host:
+    fixed_domain = [label for label in host[host.rindex(">>") + 2 :].split(".")[1:] if label]
+    if len(fixed_domain) >= 2:
         return None
     return (
         "a placeholder may choose the host only in front of a fixed domain of at least two "
@@ -524,14 +517,15 @@ def _compile_github(entry: Mapping[str, Any], base: Path, source: str) -> GitHub
     )
 
 
-def _is_local_path(url: str) -> bool:
+def is_local_path(url: str) -> bool:
+    """A fleet URL that is a path on disk, not https://, ssh://, file:// or scp-like host:path."""
     return not ("://" in url or url.startswith("git@") or ":" in url.split("/", 1)[0])
 
 
 def _compile_fleet(entry: Mapping[str, Any], base: Path) -> FleetSettings:
     author = entry.get("author", {})
     url = entry["url"]
-    if _is_local_path(url) and not Path(url).expanduser().is_absolute():
+    if is_local_path(url) and not Path(url).expanduser().is_absolute():
         url = str(base / url)  # like templates: relative to prgen.yaml, wherever prgen runs
     return FleetSettings(
         url=url,

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 from git.objects import Blob, Tree
 
-from prgen.config import FleetSettings
+from prgen.config import FleetSettings, is_local_path
 from prgen.errors import ConfigError, FleetError
 from prgen.inventory import identity_of
 from prgen.redact import redact, redact_url, register_secret, url_credentials
@@ -96,9 +96,7 @@ def _git_error(action: str, exc: GitCommandError) -> FleetError:
 
 def _url_for_git(url: str) -> str:
     # A plain local path works for git, but only an absolute one after we chdir.
-    if "://" in url or url.startswith("git@") or ":" in url.split("/", 1)[0]:
-        return url
-    return str(Path(url).expanduser().resolve())
+    return str(Path(url).expanduser().resolve()) if is_local_path(url) else url
 
 
 def _file_contains(repo: Repo, commit: str, path: str, text: str) -> bool:
@@ -305,15 +303,22 @@ class FleetRepo:
         path = f"{self.settings.path}/{folder}/{HELMRELEASE_FILE}"
         try:
             repo = self._open()
-            # Every commit that changed how often the SHA appears, newest first.
-            out = repo.git.log(f"-S{head_sha}", "--format=%H %ct %P", self._remote_ref, "--", path)
-            for line in out.splitlines():
-                sha, _, rest = line.partition(" ")
-                when, _, parents = rest.partition(" ")
-                if not _file_contains(repo, sha, path, head_sha):
-                    return None  # the newest change took it away: not carried now
-                if not any(_file_contains(repo, p, path, head_sha) for p in parents.split()):
-                    return datetime.fromtimestamp(int(when), UTC)
+            # The commits that changed how often the SHA appears, newest first. Almost always
+            # the newest is the start, so ask for it alone, and walk the whole history only
+            # when it is not (a config change that used the SHA once more, say).
+            for limit in (["-1"], []):
+                out = repo.git.log(
+                    *limit, f"-S{head_sha}", "--format=%H %ct %P", self._remote_ref, "--", path
+                )
+                for line in out.splitlines():
+                    sha, _, rest = line.partition(" ")
+                    when, _, parents = rest.partition(" ")
+                    if not _file_contains(repo, sha, path, head_sha):
+                        return None  # the newest change took it away: not carried now
+                    if not any(_file_contains(repo, p, path, head_sha) for p in parents.split()):
+                        return datetime.fromtimestamp(int(when), UTC)
+                if not out.strip():
+                    return None  # never carried
         except GitCommandError as exc:
             raise _git_error("reading the fleet history", exc) from exc
         return None
