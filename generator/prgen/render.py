@@ -138,6 +138,7 @@ def _helm_release(repo: RepositorySettings, pr: PullRequest, namespace: str) -> 
     spec.pop("chartRef", None)
     spec["values"] = _deep_merge(spec.get("values") or {}, repo.values)
     spec.pop("releaseName", None)  # prgen's: a DNS-1123 name of at most 53 characters
+    # The type goes first where the template lacks it, and wins where the template has it.
     release: dict[str, Any] = subst.apply(
         {**HELM_RELEASE_TYPE, **template, **HELM_RELEASE_TYPE, "spec": spec}
     )

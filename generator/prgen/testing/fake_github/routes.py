@@ -147,12 +147,20 @@ class Routes:
             raise ApiError(422, f"No commit found for SHA: {ref}")
         return sha
 
+    @staticmethod
+    def _page_size(call: Call, default: int) -> int:
+        return min(number(call.query.get("per_page"), default), 100)
+
+    def _window(self, call: Call, per_page: int) -> slice:
+        """The items of ?page= at `per_page` a page."""
+        page = call.request.page
+        return slice((page - 1) * per_page, page * per_page)
+
     def _page(
         self, call: Call, items: Sequence[T], render: Callable[[T], Json], per_page: int = 30
     ) -> Response:
         """One page of `items` with a Link header like GitHub's (prev, next, last, first)."""
-        per_page = min(number(call.query.get("per_page"), per_page), 100)
-        page = call.request.page
+        per_page, page = self._page_size(call, per_page), call.request.page
         last = max(1, -(-len(items) // per_page))
 
         def link(to: int, rel: str) -> str:
@@ -166,7 +174,7 @@ class Routes:
             links += [link(page + 1, "next"), link(last, "last")]
         if page > 1:
             links.append(link(1, "first"))
-        chunk = items[(page - 1) * per_page : page * per_page]
+        chunk = items[self._window(call, per_page)]
         headers = {"Link": ", ".join(links)} if links else {}
         return Response(200, [render(item) for item in chunk], headers)
 
@@ -288,14 +296,8 @@ class Routes:
         # As GitHub: the latest status of each context, one page of them (30 unless
         # per_page says otherwise), with the number of contexts in total_count.
         repo = self._repo(call)
-        per_page = min(number(call.query.get("per_page"), 30), 100)
-        page = call.request.page
-        return Response(
-            200,
-            self.render.combined(
-                repo, self._sha(repo, call.args[2]), slice((page - 1) * per_page, page * per_page)
-            ),
-        )
+        window = self._window(call, self._page_size(call, 30))
+        return Response(200, self.render.combined(repo, self._sha(repo, call.args[2]), window))
 
     # -- deployments ---------------------------------------------------------
 
