@@ -74,7 +74,9 @@ from ruamel.yaml.error import YAMLError
 
 __all__ = [
     "KUBECTL",
+    "KUBERNETES_FLOOR",
     "KUBERNETES_VERSION",
+    "SUPPORTED_KUBERNETES",
     "CrdDirectoryError",
     "KustomizeBuildError",
     "cel_rules_without_checks",
@@ -85,8 +87,14 @@ __all__ = [
     "validate_object",
 ]
 
-#: Kubernetes version whose built-in schemas (shipped by kubernetes-validate) are used.
+#: Kubernetes version whose built-in schemas (shipped by kubernetes-validate) are used by default:
+#: the newest it ships.
 KUBERNETES_VERSION = "1.37.0"
+#: The oldest Kubernetes the fleet example supports (its README says so); the example must
+#: validate there too, as a field added later (or required earlier) would break it on that cluster.
+KUBERNETES_FLOOR = "1.30.0"
+#: Every version the fleet example is validated at: the floor and the newest.
+SUPPORTED_KUBERNETES = (KUBERNETES_FLOOR, KUBERNETES_VERSION)
 
 #: Full path of kubectl, or None when it is not installed.
 KUBECTL: str | None = shutil.which("kubectl")
@@ -332,10 +340,10 @@ def _is_builtin_group(group: str) -> bool:
     return group in _BUILTIN_GROUPS or group.endswith(".k8s.io")
 
 
-def _builtin_errors(obj: Mapping[str, Any]) -> list[str] | None:
+def _builtin_errors(obj: Mapping[str, Any], version: str) -> list[str] | None:
     """Schema errors from kubernetes-validate (strict); None when it has no schema for the kind."""
     try:
-        kubernetes_validate.validate(dict(obj), KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(dict(obj), version, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
         return None
     except kubernetes_validate.ValidationError as exc:
@@ -348,9 +356,9 @@ def _builtin_errors(obj: Mapping[str, Any]) -> list[str] | None:
 
 
 @functools.cache
-def _object_meta_validator() -> jsonschema.protocols.Validator:
+def _object_meta_validator(version: str = KUBERNETES_VERSION) -> jsonschema.protocols.Validator:
     """Strict ObjectMeta schema from kubernetes-validate's data, for CRD-backed objects."""
-    major_minor = ".".join(KUBERNETES_VERSION.split(".")[:2])
+    major_minor = ".".join(version.split(".")[:2])
     folder = f"v{major_minor}.0-local-strict"
     ref = resources.files("kubernetes_validate") / "kubernetes-json-schema" / folder
     definitions = json.loads((ref / "_definitions.json").read_text())
@@ -521,7 +529,9 @@ def _walk_extras(value: Any, schema: Mapping[str, Any], path: list[str | int]) -
             yield from _walk_extras(item, schema["items"], [*path, index])
 
 
-def _crd_errors(obj: Mapping[str, Any], crd: _Crd, api_version: str) -> list[str]:
+def _crd_errors(
+    obj: Mapping[str, Any], crd: _Crd, api_version: str, kubernetes_version: str
+) -> list[str]:
     _, version_name = _split_api_version(api_version)
     version = crd.versions.get(version_name)
     if version is None or not version.served:
@@ -548,7 +558,7 @@ def _crd_errors(obj: Mapping[str, Any], crd: _Crd, api_version: str) -> list[str
 
     metadata = defaulted.get("metadata")
     if isinstance(metadata, Mapping):
-        for error in _object_meta_validator().iter_errors(metadata):
+        for error in _object_meta_validator(kubernetes_version).iter_errors(metadata):
             errors.append(f"{_format_path(['metadata', *error.absolute_path])}: {error.message}")
     return errors
 
@@ -580,15 +590,18 @@ def cel_rules_without_checks() -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _no_schema(api_version: str, kind: str) -> str:
+def _no_schema(api_version: str, kind: str, version: str) -> str:
     return (
         f"no schema is known for kind {kind!r} in apiVersion {api_version!r} (neither a built-in "
-        f"Kubernetes {KUBERNETES_VERSION} kind nor defined by a CRD in {crd_directory()})"
+        f"Kubernetes {version} kind nor defined by a CRD in {crd_directory()})"
     )
 
 
-def validate_object(obj: Mapping[str, Any]) -> list[str]:
-    """Errors for one Kubernetes object as found in a manifest; ``[]`` when it is valid."""
+def validate_object(obj: Mapping[str, Any], version: str = KUBERNETES_VERSION) -> list[str]:
+    """Errors for one Kubernetes object as found in a manifest; ``[]`` when it is valid.
+
+    Built-in kinds are checked against the schemas of Kubernetes ``version``.
+    """
     if not isinstance(obj, Mapping):
         return [f"(root): expected a mapping, got {type(obj).__name__}"]
     obj = _jsonable(obj)
@@ -601,12 +614,12 @@ def validate_object(obj: Mapping[str, Any]) -> list[str]:
 
     schema_errors: list[str] | None
     if _is_builtin_group(group):
-        schema_errors = _builtin_errors(obj)
+        schema_errors = _builtin_errors(obj, version)
     else:
         crd = _crds().get((group, kind))
-        schema_errors = None if crd is None else _crd_errors(obj, crd, api_version)
+        schema_errors = None if crd is None else _crd_errors(obj, crd, api_version, version)
     if schema_errors is None:
-        return [_no_schema(api_version, kind)]
+        return [_no_schema(api_version, kind, version)]
     return [*schema_errors, *_metadata_errors(obj, group, kind)]
 
 

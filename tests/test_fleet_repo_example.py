@@ -37,7 +37,13 @@ from prgen.sync import Syncer
 from prgen.testing.fake_github import FakeGitHub
 
 from conftest import git
-from manifest_validation import kustomize_build, require_kubectl, validate_object
+from manifest_validation import (
+    KUBERNETES_FLOOR,
+    SUPPORTED_KUBERNETES,
+    kustomize_build,
+    require_kubectl,
+    validate_object,
+)
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 EXAMPLE = CHECKOUT / "fleet-repo-example"
@@ -245,8 +251,12 @@ def notification_errors(obj: Mapping[str, Any]) -> list[str]:
     return errors + validate_object(as_config_map)
 
 
-def errors_of(text: str) -> list[str]:
-    """Errors of every object in a YAML stream; notification kinds get the check above."""
+def errors_of(text: str, kubernetes_version: str | None = None) -> list[str]:
+    """Errors of every object in a YAML stream; notification kinds get the check above.
+
+    Built-in kinds are checked at every supported Kubernetes version, or at the one given.
+    """
+    versions = (kubernetes_version,) if kubernetes_version else SUPPORTED_KUBERNETES
     errors = []
     for doc in load_all(text):
         where = f"{doc.get('kind')} {doc.get('metadata', {}).get('name')}"
@@ -255,7 +265,10 @@ def errors_of(text: str) -> list[str]:
         if str(doc.get("apiVersion", "")).startswith("notification.toolkit.fluxcd.io/"):
             errors += [f"{where}: {e}" for e in notification_errors(doc)]
         else:
-            errors += [f"{where}: {e}" for e in validate_object(doc)]
+            for version in versions:
+                errors += [
+                    f"{where} (Kubernetes {version}): {e}" for e in validate_object(doc, version)
+                ]
     return errors
 
 
@@ -269,6 +282,23 @@ def test_every_object_in_the_example_validates(path: Path) -> None:
     text = path.read_text()
     assert load_all(text), f"{relative(path)} holds no YAML document"
     assert errors_of(text) == []
+
+
+@pytest.mark.reliability("10.20 The example validates at every supported Kubernetes version")
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
+def test_the_example_validates_strictly_at_the_floor_and_the_newest_kubernetes(
+    version: str, cases: Any
+) -> None:
+    # A field that one version requires and another lacks (podFailurePolicy's
+    # onPodConditions[].status is required at 1.30) breaks the CronJob on that cluster.
+    for path in manifest_files():
+        cases.add()
+        assert errors_of(path.read_text(), version) == [], relative(path)
+
+
+def test_the_readme_states_the_kubernetes_floor_the_tests_validate_at() -> None:
+    floor = ".".join(KUBERNETES_FLOOR.split(".")[:2])
+    assert f"Kubernetes ≥ {floor}" in (EXAMPLE / "README.md").read_text()
 
 
 @pytest.mark.parametrize("directory", kustomization_dirs(), ids=relative)
