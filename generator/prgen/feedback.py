@@ -22,7 +22,15 @@ from prgen.inventory import CurrentEnvironment, Inventory, read_inventory
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
 from prgen.probe import ProbeResult, ProbeTarget, probe, probe_all
-from prgen.report import GitHubReporter, Health, Observation, ReportOutcome, desired_report
+from prgen.redact import redact
+from prgen.report import (
+    DesiredReport,
+    GitHubReporter,
+    Health,
+    Observation,
+    ReportOutcome,
+    desired_report,
+)
 from prgen.source import GitHubSource
 
 log = logging.getLogger(__name__)
@@ -35,10 +43,29 @@ class EnvironmentFeedback:
     outcome: ReportOutcome
 
 
+@dataclass(frozen=True)
+class Unprobed:
+    """An environment the round could not probe or report, and why."""
+
+    repository: str
+    number: int
+    namespace: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "pullRequest": self.number,
+            "namespace": self.namespace,
+            "reason": self.reason,
+        }
+
+
 @dataclass
 class ProbeRunResult:
     environments: list[EnvironmentFeedback] = field(default_factory=list)
     failed_repositories: dict[str, str] = field(default_factory=dict)
+    failed_environments: list[Unprobed] = field(default_factory=list)
 
     @property
     def unreported(self) -> list[EnvironmentFeedback]:
@@ -46,12 +73,14 @@ class ProbeRunResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.PARTIAL if self.failed_repositories or self.unreported else ExitCode.OK
+        incomplete = self.failed_repositories or self.failed_environments or self.unreported
+        return ExitCode.PARTIAL if incomplete else ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
         return {
             "exitCode": int(self.exit_code),
             "failedRepositories": self.failed_repositories,
+            "failedEnvironments": [e.to_json() for e in self.failed_environments],
             "environments": [
                 {
                     "repository": e.observation.repository,
@@ -68,6 +97,10 @@ class ProbeRunResult:
                 for e in self.environments
             ],
         }
+
+
+def _unexpected(exc: Exception) -> str:
+    return redact(f"unexpected error: {type(exc).__name__}: {exc}")
 
 
 def origin(url: str) -> str:
@@ -125,16 +158,23 @@ class Prober:
             pr = next((p for p in listing.pull_requests if p.number == env.number), None)
             if pr is None or pr.head_sha != env.head_sha:
                 continue  # closed, or the fleet does not carry its head yet: the next sync will
-            subst = Substitution(pull_request_values(pr, env.folder))
-            check = repo.health_check
-            url = subst.text(check.url)
-            target = ProbeTarget(url, check, subst.text(check.contains) if check.contains else None)
-            environment_url = (
-                subst.text(repo.environment_url) if repo.environment_url else origin(url)
-            )
-            since = self.fleet.carried_since(env.folder, pr.head_sha)
-            live.append(_Live(env, repo, pr, target, environment_url, since))
+            try:
+                live.append(self._prepare(env, repo, pr))
+            except Exception as exc:  # this environment's failure; the others are still probed
+                result.failed_environments.append(
+                    Unprobed(repo.name, env.number, env.folder, _unexpected(exc))
+                )
         return live
+
+    def _prepare(self, env: CurrentEnvironment, repo: RepositorySettings, pr: PullRequest) -> _Live:
+        assert repo.health_check is not None
+        subst = Substitution(pull_request_values(pr, env.folder))
+        check = repo.health_check
+        url = subst.text(check.url)
+        target = ProbeTarget(url, check, subst.text(check.contains) if check.contains else None)
+        environment_url = subst.text(repo.environment_url) if repo.environment_url else origin(url)
+        since = self.fleet.carried_since(env.folder, pr.head_sha)
+        return _Live(env, repo, pr, target, environment_url, since)
 
     def _judge(self, item: _Live, probed: ProbeResult) -> Observation:
         assert item.repo.health_check is not None
@@ -172,12 +212,18 @@ class Prober:
             [item.target for item in live], self.config.probe.concurrency, self._run_probe
         )
         for item, answer in zip(live, probed, strict=True):
-            observation = self._judge(item, answer)
-            values = pull_request_values(item.pr, item.env.folder)
-            wanted = desired_report(
-                item.repo.report, observation, self._deployment_environment(item.repo, values)
-            )
-            outcome = self.reporter.report(observation, wanted)
+            try:
+                observation = self._judge(item, answer)
+                values = pull_request_values(item.pr, item.env.folder)
+                wanted = desired_report(
+                    item.repo.report, observation, self._deployment_environment(item.repo, values)
+                )
+            except Exception as exc:
+                result.failed_environments.append(
+                    Unprobed(item.repo.name, item.pr.number, item.env.folder, _unexpected(exc))
+                )
+                continue
+            outcome = self._report(observation, wanted)
             result.environments.append(EnvironmentFeedback(observation, item.target.url, outcome))
         present = {env.key for env in inventory.environments}
         for gone in self._unique(removed):
@@ -208,9 +254,15 @@ class Prober:
             wanted = desired_report(
                 repo.report, observation, self._deployment_environment(repo, values)
             )
-            outcome = self.reporter.report(observation, wanted)
+            outcome = self._report(observation, wanted)
             result.environments.append(EnvironmentFeedback(observation, None, outcome))
         return result
+
+    def _report(self, observation: Observation, wanted: DesiredReport) -> ReportOutcome:
+        try:
+            return self.reporter.report(observation, wanted)
+        except Exception as exc:  # this environment's report failed; the others' go on
+            return ReportOutcome(error=_unexpected(exc))
 
     @staticmethod
     def _unique(removed: Iterable[RemovedEnvironment]) -> list[RemovedEnvironment]:

@@ -158,6 +158,11 @@ def timed_out(check: HealthCheck) -> ProbeResult:
     return ProbeResult(False, f"timed out after {_seconds(check.timeout)}")
 
 
+def probe_failed(exc: Exception) -> ProbeResult:
+    # The type only: the message may quote what the environment sent.
+    return ProbeResult(False, f"probe failed: {type(exc).__name__}")
+
+
 def _check(session: requests.Session, target: ProbeTarget, deadline: float) -> ProbeResult:
     url = target.url
     for _ in range(MAX_REDIRECTS + 1):
@@ -223,6 +228,10 @@ def probe(target: ProbeTarget) -> ProbeResult:
         if time.monotonic() > deadline:
             return timed_out(target.check)
         return ProbeResult(False, f"request failed: {type(exc).__name__}")
+    except Exception as exc:
+        # Whatever an environment answers (a redirect to 'http://[x]/' makes requests raise
+        # ValueError), its probe ends in a result of its own.
+        return probe_failed(exc)
     finally:
         session.close()
 
@@ -290,7 +299,9 @@ def probe_all(
         for index, outcome, late in answers:
             if running.pop(index, None) is None:
                 continue  # left behind already: its answer came too late
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, Exception):
+                outcome = probe_failed(outcome)  # that environment's failure, not the round's
+            elif isinstance(outcome, BaseException):
                 raise outcome
             results[index] = timed_out(targets[index].check) if late else outcome
         now = time.monotonic()
