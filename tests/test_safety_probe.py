@@ -7,12 +7,14 @@ a bare fleet repository; most runs are the CLI, as the CronJob runs it.
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from prgen.config import load_config
 from prgen.feedback import Prober
@@ -24,7 +26,7 @@ from prgen.source import GitHubSource, make_client
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
-from conftest import HEALTH, SHOP, run
+from conftest import HEALTH, SHOP, Cases, run
 
 Config = Callable[..., Path]
 REPO = "acme/shop"
@@ -126,3 +128,28 @@ def test_sync_probe_prints_the_syncs_result_when_the_probe_half_fails(
     assert document["exitCode"] == 3 and document["commit"]
     assert document["probe"]["exitCode"] == 3
     assert "fetching" in document["probe"]["error"]
+
+
+# -- 10.11 the probe sends no ambient credentials -------------------------------------------
+
+
+@pytest.mark.reliability("10.11 a ~/.netrc on the host never reaches a PR's application")
+def test_a_netrc_on_the_host_is_not_sent_to_the_environments(
+    github: FakeGitHub, config: Path, envs: Environments, cases: Cases
+) -> None:
+    # HOME is the test's own (conftest); requests reads $HOME/.netrc and $NETRC.
+    home = Path(os.environ["HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    netrc = home / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cret-from-netrc\n")
+    netrc.chmod(0o600)
+    assert requests.utils.get_netrc_auth(envs.url) == ("alice", "s3cret-from-netrc")
+    plain = github.open_pull(REPO, title="Plain", head_branch="plain")
+    redirected = github.open_pull(REPO, title="Redirected", head_branch="redirected")
+    envs.behaviour[redirected] = "redirect-same"  # the second request, too
+    code, document = sync_probe(config)
+    assert code == 0, document
+    assert [e["reason"] for e in document["probe"]["environments"]] == ["HTTP 200"] * 2
+    for number in (plain, redirected):
+        assert "authorization" not in envs.headers[number], envs.headers[number]
+        cases.add()

@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
 from urllib3 import poolmanager as urllib3_poolmanager
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -133,6 +134,18 @@ class _Adapter(HTTPAdapter):
         return manager
 
 
+class _NoCredentials(AuthBase):
+    """An explicit "no credentials" for every probe request.
+
+    Given none, requests looks the host up in ~/.netrc (or $NETRC) and sends what it finds:
+    the credentials of whoever runs prgen would go to a PR's application. The rest of what
+    requests takes from the environment stays: HTTP(S)_PROXY, NO_PROXY and CA bundles.
+    """
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
 # -- one probe --------------------------------------------------------------------------------
 
 
@@ -209,6 +222,7 @@ def probe(target: ProbeTarget) -> ProbeResult:
     """GET the health URL. Run by `probe_all`, its timeout is a wall-clock bound."""
     deadline = time.monotonic() + target.check.timeout
     session = requests.Session()
+    session.auth = _NoCredentials()
     session.mount("http://", _Adapter())
     session.mount("https://", _Adapter())
     try:
