@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,12 @@ from prgen.feedback import Prober
 from prgen.fleet import FleetRepo
 from prgen.inventory import read_inventory
 from prgen.probe import ProbeResult, ProbeTarget, probe
-from prgen.report import GitHubReporter
+from prgen.report import COMMENT_MARKER, GitHubReporter
 from prgen.source import GitHubSource, make_client
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
-from conftest import HEALTH, SHOP, Cases, run
+from conftest import HEALTH, SHOP, Cases, run, writes
 
 Config = Callable[..., Path]
 REPO = "acme/shop"
@@ -153,3 +154,86 @@ def test_a_netrc_on_the_host_is_not_sent_to_the_environments(
     for number in (plain, redirected):
         assert "authorization" not in envs.headers[number], envs.headers[number]
         cases.add()
+
+
+# -- 10.13 no duplicate comment after a slow write --------------------------------------------
+
+
+def with_github_timeout(config: Path, seconds: int) -> Path:
+    text = config.read_text()
+    assert "  timeout: 5\n" in text, "conftest.config_text changed its github block"
+    config.write_text(text.replace("  timeout: 5\n", f"  timeout: {seconds}\n", 1))
+    return config
+
+
+@pytest.mark.reliability("10.13 a comment post answered after the client's timeout")
+@pytest.mark.parametrize(
+    "applied", [False, True], ids=["completed-after-the-timeout", "answered-after-the-timeout"]
+)
+def test_a_comment_post_that_times_out_never_leads_to_a_second_comment(
+    github: FakeGitHub, config: Path, applied: bool
+) -> None:
+    with_github_timeout(config, 1)
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    # GitHub holds the post 2.5 s, well past the client's 1 s, and completes it then (or
+    # completed it at once and answers then).
+    github.inject("POST", COMMENTS, status=0, delay=2.5, applied=applied)
+    start = time.monotonic()
+    code, document = sync_probe(config)
+    time.sleep(max(0.0, start + 2.5 + 0.3 - time.monotonic()))  # until the slow post is done
+    assert len(github.comments(REPO, number)) == 1
+    assert github.count_requests("POST", COMMENTS) == 1  # re-read, not re-posted
+    [env] = document["probe"]["environments"]
+    if env["reportError"] is not None:  # the re-reads came before the comment did
+        assert "not posted again" in env["reportError"] and code == 1
+    # The next round reads it and leaves it be: one comment, up to date.
+    assert run("probe", "-c", str(config)).exit_code == 0
+    assert len(github.comments(REPO, number)) == 1
+
+
+def test_a_comment_post_answered_with_a_502_is_left_to_the_next_round(
+    github: FakeGitHub, config: Path
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    github.inject("POST", COMMENTS, status=502, times=1)  # a 502: it may have been made
+    code, document = sync_probe(config)
+    assert code == 1
+    [env] = document["probe"]["environments"]
+    assert "not posted again" in env["reportError"]
+    assert github.count_requests("POST", COMMENTS) == 1
+    assert github.comments(REPO, number) == []
+    assert run("probe", "-c", str(config)).exit_code == 0
+    assert len(github.comments(REPO, number)) == 1
+
+
+@pytest.mark.reliability("10.13 two of prgen's own comments: one kept up to date, the rest go")
+def test_prgen_keeps_one_of_its_own_comments_and_deletes_the_others(
+    github: FakeGitHub, config: Path
+) -> None:
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    alice = github.add_comment(REPO, number, f"{COMMENT_MARKER}\nplanted", user="alice")
+    first = github.add_comment(REPO, number, f"{COMMENT_MARKER}\nold", user="prgen-bot")
+    github.add_comment(REPO, number, "a review remark", user="bob")
+    github.add_comment(REPO, number, f"{COMMENT_MARKER}\nold", user="prgen-bot")
+    code, _ = sync_probe(config)
+    assert code == 0
+    comments = github.comments(REPO, number)
+    assert [(c.id, c.user) for c in comments] == [
+        (alice.id, "alice"),
+        (first.id, "prgen-bot"),
+        (comments[2].id, "bob"),
+    ]
+    assert "✅ ready" in comments[1].body
+
+    # Up to date, and a second one appears (an older prgen's late write): the round that
+    # reads the comment anyway removes it, and the next costs one read again.
+    github.add_comment(REPO, number, comments[1].body, user="prgen-bot")
+    github.clear_requests()
+    assert run("probe", "-c", str(config)).exit_code == 0
+    assert [c.id for c in github.comments(REPO, number)] == [c.id for c in comments]
+    assert writes(github) == 0
+    assert github.count_requests("DELETE", r"/repos/acme/shop/issues/comments/\d+") == 1
+    github.clear_requests()
+    assert run("probe", "-c", str(config)).exit_code == 0
+    assert writes(github) == 0 and github.count_requests("DELETE", ".*") == 0
+    assert github.count_requests("GET", COMMENTS) == 1

@@ -216,9 +216,10 @@ class _Deployments:
     newest_state: tuple[str, str]  # (state, environment URL) of the newest
 
 
-def _comment_matches(comment: IssueComment | None, body: str) -> bool:
-    # None: a removal makes none, and the full round then costs only its reads.
-    return comment is not None and comment.body == body
+def _comment_matches(comments: list[IssueComment], body: str) -> bool:
+    # None found: a removal makes none, and the full round then costs only its reads.
+    # Two or more: not shown as it should be until the extra ones are gone.
+    return len(comments) == 1 and comments[0].body == body
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,16 @@ class _Channel:
 
 class UnknownLogin(Exception):
     """prgen cannot tell who it writes as, so it cannot tell its own comment from a planted one."""
+
+
+class UnsettledPost(Exception):
+    """A comment post got no clear answer and its comment is not there (yet): not posted again."""
+
+
+def _outcome_unknown(exc: Exception) -> bool:
+    """Might the write have happened? A timeout, a dropped connection or a 5xx: GitHub may
+    complete a write after the client gave up on it. A 4xx is a refusal."""
+    return not isinstance(exc, GithubException) or exc.status >= 500
 
 
 def _retryable(exc: Exception) -> bool:
@@ -270,6 +281,9 @@ class GitHubReporter:
         self._sleep = sleep
         self._login = login
         self._unknown_login: UnknownLogin | None = None
+        # PRs whose comment post this run may have made: posting again before a read shows
+        # the comment could make a second one, so they wait for a later read (next round's).
+        self._unsettled_posts: set[tuple[str, int]] = set()
 
     def report(self, observation: Observation, wanted: DesiredReport) -> ReportOutcome:
         outcome = ReportOutcome()
@@ -312,7 +326,7 @@ class GitHubReporter:
                 _Channel(
                     "comment",
                     lambda: _comment_matches(
-                        seen.setdefault("comment", self._find_comment(repo, observation.number)),
+                        seen.setdefault("comment", self._find_comments(repo, observation.number)),
                         body,
                     ),
                     lambda: self._ensure_comment(
@@ -357,7 +371,8 @@ class GitHubReporter:
                 ensure()  # reads again before it writes: a write that timed out may have happened
                 return None, False, False
             except Exception as exc:
-                error = redact(str(exc) if isinstance(exc, UnknownLogin) else describe_error(exc))
+                own = isinstance(exc, UnknownLogin | UnsettledPost)
+                error = redact(str(exc) if own else describe_error(exc))
                 limited = isinstance(exc, GithubException) and rate_limited(exc)
                 if not _retryable(exc) or attempt == self._attempts:
                     log.warning(
@@ -510,14 +525,23 @@ class GitHubReporter:
                 raise self._unknown_login from exc
         return self._login
 
-    def _find_comment(self, repo: Repository, number: int) -> IssueComment | None:
-        """prgen's own comment: the marker alone would let anyone plant one for prgen to edit."""
+    def _find_comments(self, repo: Repository, number: int) -> list[IssueComment]:
+        """prgen's own comments, oldest first: the marker alone would let anyone plant one.
+
+        Reading stops at the end of the page that holds the first: the up-to-date case costs
+        the pages before it, as one comment would, and a second one made by a write that
+        answered late (which follows soon after the first) is found there too.
+        """
         login = self.login().lower()
-        for comment in repo.get_issue(number).get_comments():
+        per_page = self._client.per_page
+        own: list[IssueComment] = []
+        for index, comment in enumerate(repo.get_issue(number).get_comments()):
             author = comment.user.login.lower() if comment.user is not None else None
             if author == login and (comment.body or "").startswith(COMMENT_MARKER):
-                return comment
-        return None
+                own.append(comment)
+            if own and (index + 1) % per_page == 0:
+                break  # the next comment would cost the next page's read
+        return own
 
     def _ensure_comment(
         self,
@@ -525,15 +549,37 @@ class GitHubReporter:
         observation: Observation,
         body: str,
         outcome: ReportOutcome,
-        comment: IssueComment | _Unread | None = _UNREAD,
+        comments: list[IssueComment] | _Unread = _UNREAD,
     ) -> None:
-        if isinstance(comment, _Unread):
-            comment = self._find_comment(repo, observation.number)
-        if comment is None:
+        if isinstance(comments, _Unread):
+            comments = self._find_comments(repo, observation.number)
+        if not comments:
             # A removal edits the comment prgen made; it never starts a conversation to say so.
             if observation.health is not Health.REMOVED:
-                repo.get_issue(observation.number).create_comment(body)
-                outcome.writes += 1
-        elif comment.body != body:
-            comment.edit(body)
+                self._post_comment(repo, observation, body, outcome)
+            return
+        keep, *extra = comments
+        if keep.body != body:
+            keep.edit(body)
             outcome.writes += 1
+        for duplicate in extra:  # one comment, kept up to date; any second one goes
+            duplicate.delete()
+            outcome.writes += 1
+
+    def _post_comment(
+        self, repo: Repository, observation: Observation, body: str, outcome: ReportOutcome
+    ) -> None:
+        key = (observation.repository.lower(), observation.number)
+        if key in self._unsettled_posts:
+            # Retried: the back-off gave a late write time to show; a later read decides.
+            raise UnsettledPost(
+                "posting the comment got no clear answer and it is not on the pull request yet; "
+                "not posted again until a later read finds none"
+            )
+        try:
+            repo.get_issue(observation.number).create_comment(body)
+        except Exception as exc:
+            if _outcome_unknown(exc):
+                self._unsettled_posts.add(key)
+            raise
+        outcome.writes += 1
