@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -16,13 +17,23 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
-from prgen.config import load_config
+from prgen.config import ReportSettings, load_config
 from prgen.feedback import Prober
 from prgen.fleet import FleetRepo
 from prgen.inventory import read_inventory
 from prgen.probe import ProbeResult, ProbeTarget, probe
-from prgen.report import COMMENT_MARKER, GitHubReporter
+from prgen.report import (
+    COMMENT_MARKER,
+    GitHubReporter,
+    Health,
+    Observation,
+    comment_body,
+    desired_report,
+)
 from prgen.source import GitHubSource, make_client
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
@@ -54,7 +65,8 @@ def test_a_malformed_redirect_is_that_environments_failure_and_the_others_are_re
     github: FakeGitHub, config: Path, envs: Environments
 ) -> None:
     numbers = [github.open_pull(REPO, title=f"PR {n}", head_branch=f"b{n}") for n in range(4)]
-    envs.behaviour[numbers[1]] = "redirect-malformed"  # Location: http://[x]/
+    envs.behaviour[numbers[1]] = "redirect-to"
+    envs.location[numbers[1]] = "http://[x]/"
     code, document = sync_probe(config)
     assert code == 0, document
     by_number = {e["pullRequest"]: e for e in document["probe"]["environments"]}
@@ -237,3 +249,106 @@ def test_prgen_keeps_one_of_its_own_comments_and_deletes_the_others(
     assert run("probe", "-c", str(config)).exit_code == 0
     assert writes(github) == 0 and github.count_requests("DELETE", ".*") == 0
     assert github.count_requests("GET", COMMENTS) == 1
+
+
+# -- 10.18 PR text in Markdown is inert --------------------------------------------------------
+
+HOSTILE = [
+    "@maintainers please look",
+    "@acme/security-team",
+    "x | y | z",
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script><b>bold</b>",
+    "[click](https://evil.example)",
+    "![pixel](https://evil.example/p.png)",
+    "`code` ``two`` ```",
+    "a\\|b\\\\|c\\",
+    "line1\nline2\n| injected | row |\n\n# Heading",
+    "*bold* _it_ ~~gone~~ **x**",
+    "closes #1 and GH-2 and acme/shop#3",
+    "<!-- hidden -->",
+    "\u202eevil\u2066 \x1b[31mred",
+    "https://evil.example/autolink www.evil.example",
+    "<https://evil.example>",
+    "`",
+    "|",
+    "\\",
+    "x" * 500,
+]
+_MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+_ALLOWED_TAGS = {"table", "thead", "tbody", "tr", "th", "td", "h3", "p", "sub"}
+
+
+def assert_inert(body: str, rows: int, link: str | None) -> None:
+    """What GitHub would make of the comment: the table as prgen drew it, nothing else active.
+
+    GitHub makes no mention or reference inside code or a link, so outside them there must
+    be no '@' and no '#'; and no tag but the layout's, and one link at most: the URL's.
+    """
+    html = _MD.render(body)
+    outside = re.sub(r"<code>.*?</code>", "", html, flags=re.S)
+    links = re.findall(r'<a href="([^"]*)">.*?</a>', outside, flags=re.S)
+    outside = re.sub(r"<a href=\"[^\"]*\">.*?</a>", "", outside, flags=re.S)
+    assert set(re.findall(r"</?([a-zA-Z][a-zA-Z0-9]*)", outside)) <= _ALLOWED_TAGS, html
+    assert "@" not in outside and "#" not in re.sub(r"&#\d+;", "", outside), html
+    assert links == ([link] if link else []), html
+    table_rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)
+    assert len(table_rows) == (rows + 1 if rows else 0), html
+    assert all(len(re.findall(r"<t[hd]>", row)) == 2 for row in table_rows), html
+
+
+def hostile_observation(health: Health, text: str, url: str | None) -> Observation:
+    return Observation(REPO, 1, "0123456789abcdef", text, url, health, text)
+
+
+@pytest.mark.reliability("10.18 PR and environment text in a comment or status is inert")
+def test_outside_text_in_the_comment_and_status_is_inert(cases: Cases) -> None:
+    url = "https://shop-pr-1.preview.example.com/"
+    for text in HOSTILE:
+        for health, rows in ((Health.FAILED, 4), (Health.READY, 3), (Health.REMOVED, 0)):
+            observation = hostile_observation(health, text, url)
+            wanted = desired_report(ReportSettings(), observation, "pr-1")
+            assert wanted.comment is not None
+            assert_inert(wanted.comment, rows, url if rows else None)
+            for description in filter(None, (wanted.status, wanted.deployment)):
+                assert len(description.description) <= 140
+                assert description.description.isprintable()
+            cases.add()
+    # The environment URL itself, from a template that may hold a branch's slug.
+    for text in HOSTILE:
+        hostile_url = f"https://x.example/{text}"
+        body = comment_body(hostile_observation(Health.READY, "ns", hostile_url))
+        href = _MD.render(body).split('<a href="')[1].split('"')[0]
+        assert href.startswith("https://x.example/")
+        assert_inert(body, 3, href)
+        cases.add()
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_any_reason_leaves_the_comment_inert(reason: str) -> None:
+    observation = Observation(
+        REPO, 1, "abc", "shop-pr-1", "https://x.example/", Health.FAILED, reason
+    )
+    assert_inert(comment_body(observation), 4, "https://x.example/")
+    assert len(desired_report(ReportSettings(), observation, None).status.description) <= 140  # type: ignore[union-attr]
+
+
+def test_a_hostile_redirect_host_reaches_the_pr_inert(
+    github: FakeGitHub, write_config: Config, envs: Environments
+) -> None:
+    github.add_repo(REPO)
+    failing_now = HEALTH.format(url=envs.url).replace("deadline: 15m", "deadline: 0s")
+    config = write_config(SHOP + failing_now)
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    envs.behaviour[number] = "redirect-to"
+    envs.location[number] = "http://@maintainers|<img src=x onerror=alert(1)>*x*/"
+    code, document = sync_probe(config)
+    assert code == 0, document
+    [env] = document["probe"]["environments"]
+    assert env["state"] == "failure" and "@maintainers|<img" in env["reason"]
+    [comment] = github.comments(REPO, number)
+    assert_inert(comment.body, 4, f"{envs.url}/pr-{number}/")
+    [status] = [s for s in github.statuses(REPO, github.pull(REPO, number).head_sha)]
+    assert status.description.startswith("environment is not healthy: HTTP 302 redirect to @")
+    assert len(status.description) <= 140

@@ -154,6 +154,12 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
+def _quoted_host(netloc: str) -> str:
+    """A host as an environment named it, for the output and GitHub: printable ASCII, bounded."""
+    shown = "".join(c if c.isascii() and c.isprintable() else "?" for c in netloc)
+    return shown if len(shown) <= 100 else shown[:99] + "…"
+
+
 def _read_body(response: requests.Response, deadline: float) -> bytes:
     body = b""
     for chunk in response.iter_content(chunk_size=16384):
@@ -196,7 +202,7 @@ def _check(session: requests.Session, target: ProbeTarget, deadline: float) -> P
                 if _origin(next_url) != _origin(url):
                     return ProbeResult(
                         False,
-                        f"HTTP {status} redirect to {urlsplit(next_url).netloc} "
+                        f"HTTP {status} redirect to {_quoted_host(urlsplit(next_url).netloc)} "
                         "not followed (another host)",
                         status,
                     )

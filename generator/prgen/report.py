@@ -25,11 +25,13 @@ and reopen at the same head, it can match while the rest shows the other state.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from github import (
     Auth,
@@ -112,14 +114,61 @@ class DesiredReport:
     comment: str | None
 
 
+# -- text from outside in what GitHub shows ---------------------------------------------------
+# A probe's reason quotes what an environment answered (a redirect's host), and a URL may
+# carry a branch's slug: none of it may mention anyone, link, embed or break the layout.
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+VALUE_LIMIT = 200  # characters of one outside value in a comment
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%-._~"  # kept as they are; anything else is percent-encoded
+
+
+def plain_text(text: str, limit: int) -> str:
+    """One line of at most `limit` characters: control and bidi characters become spaces."""
+    line = " ".join(_CONTROL.sub(" ", text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def markdown_code(text: str, *, cell: bool = False) -> str:
+    """Any text as an inert Markdown code span.
+
+    GitHub makes no mention, reference, link, image or HTML of what is in a code span. A
+    longer backtick fence than any run inside keeps the text from closing it; in a table
+    cell (`cell`) a `|` is escaped, and a backslash before it set apart, or it would end
+    the cell (GFM splits a row before it reads code spans).
+    """
+    text = plain_text(text, VALUE_LIMIT)
+    if not text:
+        return ""
+    if cell:
+        text = re.sub(r"\\(?=\|)", "\\ ", text).replace("|", "\\|")
+    fence = "`" * (max(map(len, re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def markdown_link(url: str | None) -> str:
+    """An http(s) URL as an autolink, percent-encoded so that it cannot end early; else code."""
+    if not url:
+        return "(none configured)"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return markdown_code(url, cell=True)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return markdown_code(url, cell=True)
+    return f"<{quote(plain_text(url, 2000), safe=_URL_SAFE)}>"
+
+
 def _describe(observation: Observation) -> str:
+    """A status or deployment description: plain text, within GitHub's 140 characters."""
     text = {
         Health.PENDING: "environment is being deployed",
         Health.READY: "environment is ready",
         Health.FAILED: f"environment is not healthy: {observation.reason}",
         Health.REMOVED: "environment was removed",
     }[observation.health]
-    return text if len(text) <= DESCRIPTION_LIMIT else text[: DESCRIPTION_LIMIT - 1] + "…"
+    return plain_text(text, DESCRIPTION_LIMIT)
 
 
 def comment_body(observation: Observation) -> str:
@@ -127,18 +176,19 @@ def comment_body(observation: Observation) -> str:
     lines = [COMMENT_MARKER, f"### Preview environment: {_HEADLINE[observation.health]}", ""]
     if observation.health is Health.REMOVED:
         lines.append(
-            f"The environment `{observation.namespace}` was removed ({observation.reason})."
+            f"The environment {markdown_code(observation.namespace)} was removed: "
+            f"{markdown_code(observation.reason)}."
         )
     else:
         lines += [
             "| | |",
             "|---|---|",
-            f"| URL | {observation.environment_url or '(none configured)'} |",
-            f"| Commit | `{(observation.head_sha or '')[:7]}` |",
-            f"| Namespace | `{observation.namespace}` |",
+            f"| URL | {markdown_link(observation.environment_url)} |",
+            f"| Commit | {markdown_code((observation.head_sha or '')[:7], cell=True)} |",
+            f"| Namespace | {markdown_code(observation.namespace, cell=True)} |",
         ]
         if observation.health is Health.FAILED:
-            lines.append(f"| Last check | {observation.reason} |")
+            lines.append(f"| Last check | {markdown_code(observation.reason, cell=True)} |")
     lines += ["", "<sub>Maintained by prgen; this comment is edited in place.</sub>"]
     return "\n".join(lines) + "\n"
 

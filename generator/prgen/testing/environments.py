@@ -4,8 +4,8 @@ Behaviours: healthy (200), unhealthy (503), no-content (204), hanging, slow
 (0.3 s), drip (the whole answer, status line and headers too, one byte every
 0.4 s), drip-body (headers at once, then the body one byte every 0.4 s),
 redirect-same (302 to /pr-<N>/ok), redirect-other (302 to another host) and
-redirect-malformed (302 to 'http://[x]/', a URL no parser accepts). Each
-environment's last request headers are kept, to see what a probe sends.
+redirect-to (302 to `location[N]`, whatever it holds). Each environment's last
+request headers are kept, to see what a probe sends.
 
 Used by the tests and by `prgen demo`.
 """
@@ -35,6 +35,7 @@ class Environments:
     def __init__(self) -> None:
         self.behaviour: dict[int, str] = {}
         self.body: dict[int, str] = {}
+        self.location: dict[int, str] = {}  # for redirect-to
         self.in_flight = 0
         self.max_in_flight = 0
         self.hits: dict[int, int] = {}
@@ -73,9 +74,9 @@ class Environments:
             handler.send_header("Location", "http://127.0.0.2:9/steal")
             handler.end_headers()
             return
-        if behaviour == "redirect-malformed":
+        if behaviour == "redirect-to":
             handler.send_response(302)
-            handler.send_header("Location", "http://[x]/")
+            handler.send_header("Location", self.location[number])
             handler.end_headers()
             return
         status = {"unhealthy": 503, "no-content": 204}.get(behaviour, 200)

@@ -57,7 +57,6 @@ class Fault:
     page: int | None
     applied: bool = False  # carry the request out first: a write that happened, answered late
 
-
     def matches(self, request: RecordedRequest) -> bool:
         return (
             self.method in ("*", request.method)
