@@ -17,17 +17,20 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
+from github import Auth, Github
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from prgen.config import ReportSettings, load_config
-from prgen.feedback import Prober
+from prgen.config import ProbeSettings, ReportSettings, load_config
+from prgen.feedback import REPORT_GRACE, Prober
 from prgen.fleet import FleetRepo
 from prgen.inventory import read_inventory
-from prgen.probe import ProbeResult, ProbeTarget, probe
+from prgen.probe import GRACE, ProbeResult, ProbeTarget, probe, probe_all
 from prgen.report import (
     COMMENT_MARKER,
+    NOT_IN_TIME,
     GitHubReporter,
     Health,
     Observation,
@@ -37,8 +40,10 @@ from prgen.report import (
 from prgen.source import GitHubSource, make_client
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
+from processes import PrgenProcess
+from stress import scale
 
-from conftest import HEALTH, SHOP, Cases, run, writes
+from conftest import HEALTH, SHOP, TOKEN, Cases, run, writes
 
 Config = Callable[..., Path]
 REPO = "acme/shop"
@@ -352,3 +357,119 @@ def test_a_hostile_redirect_host_reaches_the_pr_inert(
     [status] = [s for s in github.statuses(REPO, github.pull(REPO, number).head_sha)]
     assert status.description.startswith("environment is not healthy: HTTP 302 redirect to @")
     assert len(status.description) <= 140
+
+
+# -- 10.15 a bounded probe round --------------------------------------------------------------
+
+
+def with_round_timeout(config: Path, seconds: float) -> Path:
+    config.write_text(
+        config.read_text().replace(
+            "fleet:\n", f"probe: {{roundTimeout: {seconds:g}s}}\nfleet:\n", 1
+        )
+    )
+    return config
+
+
+@pytest.mark.reliability(
+    "10.15 every GitHub write failing slowly: the round ends within its budget"
+)
+def test_a_round_with_every_github_write_failing_slowly_ends_within_its_budget(
+    github: FakeGitHub, config: Path, tmp_path: Path, cases: Cases
+) -> None:
+    budget = 4.0
+    with_round_timeout(with_github_timeout(config, 1), budget)
+    numbers = [
+        github.open_pull(REPO, title=f"PR {n}", head_branch=f"b{n}") for n in range(scale(12, 100))
+    ]
+    assert run("sync", "-c", str(config)).exit_code == 0
+    for method in ("POST", "PATCH", "DELETE"):  # each one answered after the client's 1 s
+        github.inject(method, r".*", status=502, delay=2.0, times=1_000_000)
+
+    process = PrgenProcess(["probe", "-c", str(config), "--output", "json"], tmp_path / "slow")
+    try:
+        finished = process.wait(timeout=budget + 30)
+    finally:
+        process.reap()
+    # The budget counts from the probe's start; the process also starts Python and prgen.
+    assert finished.seconds < budget + REPORT_GRACE + 3, finished.describe()
+    assert finished.returncode == 1, finished.describe()
+    document = finished.json()
+    late = document["notReportedInTime"]
+    assert late, finished.describe()  # 1 s a write: the budget cannot cover them all
+    assert all("in time" in e["reason"] for e in late)
+    assert {e["pullRequest"] for e in late} | {
+        e["pullRequest"] for e in document["environments"]
+    } == set(numbers)
+    assert all(e["reportError"] for e in document["environments"])  # every write failed
+    cases.add(len(numbers))
+
+    # GitHub answers again: the next rounds pick up what was left, and nothing is doubled.
+    github.clear_faults()
+    for _ in range(5):
+        result = run("probe", "-c", str(config), "--output", "json")
+        if result.exit_code == 0:
+            break
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["notReportedInTime"] == []
+    assert all(len(github.comments(REPO, n)) == 1 for n in numbers)
+
+
+def test_no_probe_starts_after_the_rounds_end_and_one_under_way_is_shut(
+    envs: Environments,
+) -> None:
+    from prgen.config import HealthCheck
+
+    for number in range(1, 4):
+        envs.behaviour[number] = "hanging"
+    check = HealthCheck(f"{envs.url}/healthz", timeout=3)
+    targets = [ProbeTarget(f"{envs.url}/pr-{n}/healthz", check) for n in range(1, 4)]
+    start = time.monotonic()
+    results = probe_all(targets, concurrency=1, until=start + 0.5)
+    elapsed = time.monotonic() - start
+    # Neither the probe the round's end cut short nor those never started says anything
+    # about its environment: no result, not a timeout.
+    assert results == [None, None, None]
+    assert elapsed < 0.5 + GRACE + 0.5
+    assert envs.hits == {1: 1}
+
+
+def test_a_back_off_never_outlasts_the_round(github: FakeGitHub) -> None:
+    github.add_repo(REPO)
+    number = github.open_pull(REPO, title="One", head_branch="one")
+    sha = github.pull(REPO, number).head_sha
+    github.inject("POST", r".*", status=502, times=100)
+    client = Github(base_url=github.base_url, auth=Auth.Token(TOKEN), retry=None, lazy=True)
+    sleeps: list[float] = []
+    observation = Observation(REPO, number, sha, "shop-pr-1", "http://x/", Health.READY, "HTTP 200")
+    wanted = desired_report(ReportSettings(), observation, f"pr-{number}")
+    reporter = GitHubReporter(client, sleep=sleeps.append)
+    outcome = reporter.report(observation, wanted, until=time.monotonic() + 0.5)
+    assert sleeps == []  # the first back-off (1 s) would end after the round
+    assert outcome.late and outcome.error == f"commit status: {NOT_IN_TIME}"
+    assert github.count_requests("POST", r".*") == 1  # nothing after the round's end
+    assert github.count_requests("POST", COMMENTS) == 0  # the marker is not written
+
+    outcome = reporter.report(observation, wanted, until=time.monotonic())
+    assert outcome.late and outcome.writes == 0
+    assert github.count_requests("POST", r".*") == 1
+
+
+def test_the_default_round_fits_the_example_cronjobs_deadline_with_the_sync() -> None:
+    cronjob = Path(__file__).parents[1] / "fleet-repo-example/infrastructure/prgen/cronjob.yaml"
+    document = yaml.safe_load(cronjob.read_text())
+    deadline = document["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert ProbeSettings().round_timeout <= deadline / 2  # the other half for the sync
+
+
+def test_a_round_timeout_of_nothing_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "prgen.yaml"
+    base = (
+        "fleet: {url: x, path: p}\nrepositories:\n  - name: a/b\n"
+        "    chartRef: {kind: OCIRepository, name: c}\n"
+    )
+    for value, reason in (("0s", "must be more than zero"), ("soon", "does not match")):
+        config.write_text(base + f"probe: {{roundTimeout: {value}}}\n")
+        result = run("validate", "-c", str(config))
+        assert result.exit_code == 2
+        assert "probe.roundTimeout: " in result.stderr and reason in result.stderr

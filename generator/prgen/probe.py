@@ -263,6 +263,7 @@ def probe(target: ProbeTarget) -> ProbeResult:
 class _Running:
     deadline: float
     watch: _Watch
+    cut: bool  # its deadline is the round's end, before its own timeout
 
 
 _Finished = tuple[int, ProbeResult | BaseException, bool]  # index, answer, after the deadline
@@ -287,28 +288,39 @@ def probe_all(
     targets: Sequence[ProbeTarget],
     concurrency: int,
     run: Callable[[ProbeTarget], ProbeResult] = probe,
-) -> list[ProbeResult]:
+    *,
+    until: float | None = None,
+) -> list[ProbeResult | None]:
     """Results in the order of `targets`; at most `concurrency` probes in flight.
 
     Each probe gets its timeout by the wall clock: at its deadline its sockets are
     shut and it counts as timed out; if it has not ended `GRACE` seconds later it
     is left to end on its own thread (its answer is ignored) and frees its slot.
+    With `until` (the round's end, by time.monotonic) no probe starts after it and a
+    probe still running then is shut like one timed out: neither has a result (None),
+    for they say nothing about the environment.
     """
     results: list[ProbeResult | None] = [None] * len(targets)
     waiting = deque(range(len(targets)))
     running: dict[int, _Running] = {}
     finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
     while waiting or running:
+        if until is not None and time.monotonic() >= until:
+            waiting.clear()  # not probed in time
         while waiting and len(running) < max(1, concurrency):
             index = waiting.popleft()
             watch = _Watch()
-            running[index] = _Running(time.monotonic() + targets[index].check.timeout, watch)
+            own = time.monotonic() + targets[index].check.timeout
+            deadline = own if until is None else min(own, until)
+            running[index] = _Running(deadline, watch, cut=deadline < own)
             threading.Thread(
                 target=_work,
                 args=(run, targets[index], index, watch, finished),
                 name=f"prgen-probe-{index}",
                 daemon=True,
             ).start()
+        if not running:
+            break
         next_due = min(r.deadline + (GRACE if r.watch.fired else 0.0) for r in running.values())
         try:
             answers = [finished.get(timeout=max(0.0, next_due - time.monotonic()))]
@@ -317,18 +329,23 @@ def probe_all(
         while not finished.empty():
             answers.append(finished.get_nowait())
         for index, outcome, late in answers:
-            if running.pop(index, None) is None:
+            item = running.pop(index, None)
+            if item is None:
                 continue  # left behind already: its answer came too late
             if isinstance(outcome, Exception):
                 outcome = probe_failed(outcome)  # that environment's failure, not the round's
             elif isinstance(outcome, BaseException):
                 raise outcome
-            results[index] = timed_out(targets[index].check) if late else outcome
+            results[index] = _shut_at_deadline(targets[index], item) if late else outcome
         now = time.monotonic()
         for index, item in list(running.items()):
             if not item.watch.fired and now >= item.deadline:
                 item.watch.fire()
             elif item.watch.fired and now >= item.deadline + GRACE:
                 del running[index]
-                results[index] = timed_out(targets[index].check)
-    return [result for result in results if result is not None]
+                results[index] = _shut_at_deadline(targets[index], item)
+    return results
+
+
+def _shut_at_deadline(target: ProbeTarget, item: _Running) -> ProbeResult | None:
+    return None if item.cut else timed_out(target.check)

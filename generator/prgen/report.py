@@ -233,6 +233,10 @@ def _status_matches(current: Any, wanted: CommitStatusReport) -> bool:
 class ReportOutcome:
     writes: int = 0
     error: str | None = None  # the first channel that could not be reported, and why
+    late: bool = False  # the round's time ran out before every channel was reported
+
+
+NOT_IN_TIME = "not reported in time: the probe round's time ran out; the next round picks it up"
 
 
 def _header(exc: GithubException, name: str) -> str | None:
@@ -312,6 +316,24 @@ def own_login(client: Github) -> str:
     return client.get_user().login
 
 
+@dataclass(frozen=True)
+class _Tried:
+    error: str | None = None  # what stopped the channel
+    limited: bool = False  # a rate limit
+    transient: bool = False  # a later try might get past it
+    late: bool = False  # the round's time ran out first
+
+
+def _past(until: float | None, later: float = 0.0) -> bool:
+    return until is not None and time.monotonic() + later >= until
+
+
+def _late(outcome: ReportOutcome, channel: str) -> ReportOutcome:
+    outcome.late = True
+    outcome.error = outcome.error or f"{channel}: {NOT_IN_TIME}"
+    return outcome
+
+
 class GitHubReporter:
     """Reads, compares and writes one environment's report; retries transient GitHub errors.
 
@@ -335,7 +357,10 @@ class GitHubReporter:
         # the comment could make a second one, so they wait for a later read (next round's).
         self._unsettled_posts: set[tuple[str, int]] = set()
 
-    def report(self, observation: Observation, wanted: DesiredReport) -> ReportOutcome:
+    def report(
+        self, observation: Observation, wanted: DesiredReport, until: float | None = None
+    ) -> ReportOutcome:
+        """Read and write what differs; no GitHub call starts at or after `until` (monotonic)."""
         outcome = ReportOutcome()
         repo = self._client.get_repo(observation.repository)  # lazy: no request
         # What the marker's first read found, for its first write attempt to use instead
@@ -384,25 +409,31 @@ class GitHubReporter:
                     ),
                 )
             )
-        if not channels or self._already_shown(channels[-1]):
+        if not channels:
+            return outcome
+        if _past(until):
+            return _late(outcome, channels[-1].name)
+        if self._already_shown(channels[-1]):
             return outcome
         *others, marker = channels
         hold_marker = False
         for channel in others:
-            error, limited, transient = self._with_retries(
-                observation, channel.name, channel.ensure
-            )
-            if error is not None:
-                outcome.error = outcome.error or f"{channel.name}: {error}"
-                if limited:
+            tried = self._with_retries(observation, channel.name, channel.ensure, until)
+            if tried.late:
+                return _late(outcome, channel.name)  # the marker too: next round reads all
+            if tried.error is not None:
+                outcome.error = outcome.error or f"{channel.name}: {tried.error}"
+                if tried.limited:
                     return outcome  # the client's limit: the others would only wait for it too
                 # The marker must not say "all shown" while this one still needs writing:
                 # the next round then reads every channel again and finishes the job.
-                hold_marker = hold_marker or transient
+                hold_marker = hold_marker or tried.transient
         if not hold_marker:
-            error, _, _ = self._with_retries(observation, marker.name, marker.ensure)
-            if error is not None:
-                outcome.error = outcome.error or f"{marker.name}: {error}"
+            tried = self._with_retries(observation, marker.name, marker.ensure, until)
+            if tried.late:
+                return _late(outcome, marker.name)
+            if tried.error is not None:
+                outcome.error = outcome.error or f"{marker.name}: {tried.error}"
         return outcome
 
     def _already_shown(self, marker: _Channel) -> bool:
@@ -413,13 +444,23 @@ class GitHubReporter:
             return False
 
     def _with_retries(
-        self, observation: Observation, channel: str, ensure: Callable[[], None]
-    ) -> tuple[str | None, bool, bool]:
-        """(None or the error that stopped this channel, was it a rate limit, might a retry help)."""
+        self,
+        observation: Observation,
+        channel: str,
+        ensure: Callable[[], None],
+        until: float | None = None,
+    ) -> _Tried:
+        """How one channel went, its attempts retried with a back-off.
+
+        No attempt starts once the round's time ran out, and no back-off outlasts it: the
+        channel is then late.
+        """
         for attempt in range(1, self._attempts + 1):
+            if _past(until):
+                return _Tried(late=True)
             try:
                 ensure()  # reads again before it writes: a write that timed out may have happened
-                return None, False, False
+                return _Tried()
             except Exception as exc:
                 own = isinstance(exc, UnknownLogin | UnsettledPost)
                 error = redact(str(exc) if own else describe_error(exc))
@@ -432,7 +473,17 @@ class GitHubReporter:
                         observation.number,
                         error,
                     )
-                    return error, limited, _retryable(exc)
+                    return _Tried(error, limited, _retryable(exc))
+            back_off = 2.0 ** (attempt - 1)
+            if _past(until, back_off):
+                log.warning(
+                    "could not report the %s of %s#%d in time: %s",
+                    channel,
+                    observation.repository,
+                    observation.number,
+                    error,
+                )
+                return _Tried(late=True)
             log.info(
                 "reporting the %s of %s#%d failed (%s); retrying",
                 channel,
@@ -440,7 +491,7 @@ class GitHubReporter:
                 observation.number,
                 error,
             )
-            self._sleep(2.0 ** (attempt - 1))
+            self._sleep(back_off)
         raise AssertionError("unreachable: the last attempt returns")
 
     # -- commit status: one read --

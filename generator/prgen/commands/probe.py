@@ -38,7 +38,16 @@ def print_probe(result: ProbeRunResult) -> None:
         click.echo(
             f"  {_MARK[o.health]} {o.repository}#{o.number} {o.health}: {o.reason}  {where}  [{writes}]"
         )
-    if not (result.environments or result.failed_repositories or result.failed_environments):
+    for late in result.late:
+        click.echo(
+            f"  ⌛ {late.repository}#{late.number} {late.namespace}: NOT REPORTED ({late.reason})"
+        )
+    if not (
+        result.environments
+        or result.failed_repositories
+        or result.failed_environments
+        or result.late
+    ):
         click.echo("  no environment with a health check")
 
 
