@@ -90,6 +90,9 @@ class ReportSettings:
 class ProbeSettings:
     concurrency: int = 16
     closed_lookback: int = 20
+    # A whole round's time, probes and GitHub writes with their retries: well inside the
+    # example CronJob's activeDeadlineSeconds (240), which the sync before it shares.
+    round_timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -186,10 +189,18 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         repositories=repositories,
         source=source,
         max_deletions=document.get("safety", {}).get("maxDeletions"),
-        probe=ProbeSettings(
-            concurrency=document.get("probe", {}).get("concurrency", 16),
-            closed_lookback=document.get("probe", {}).get("closedLookback", 20),
-        ),
+        probe=_compile_probe(document.get("probe", {}), source),
+    )
+
+
+def _compile_probe(entry: Mapping[str, Any], source: str) -> ProbeSettings:
+    round_timeout = parse_duration(entry.get("roundTimeout", "120s"))
+    if round_timeout <= 0:
+        raise ConfigError("must be more than zero", "probe.roundTimeout", source)
+    return ProbeSettings(
+        concurrency=entry.get("concurrency", 16),
+        closed_lookback=entry.get("closedLookback", 20),
+        round_timeout=round_timeout,
     )
 
 

@@ -2,11 +2,20 @@
 
 Inputs are what sync already has (the fleet and the listings), so
 `prgen sync --probe` costs no second listing.
+
+A round has a time budget (probe.roundTimeout): no probe and no GitHub call starts
+after it, a back-off never outlasts it, and the reports run on a worker thread that the
+round leaves behind a moment after its end if a call hangs. What was not reported by
+then is said so and is picked up next round; the round starts at a different
+environment each time, so a budget too small for all never leaves the same ones out.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +31,16 @@ from prgen.inventory import CurrentEnvironment, Inventory, read_inventory
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
 from prgen.probe import ProbeResult, ProbeTarget, probe, probe_all
-from prgen.report import GitHubReporter, Health, Observation, ReportOutcome, desired_report
+from prgen.redact import redact
+from prgen.report import (
+    NOT_IN_TIME,
+    DesiredReport,
+    GitHubReporter,
+    Health,
+    Observation,
+    ReportOutcome,
+    desired_report,
+)
 from prgen.source import GitHubSource
 
 log = logging.getLogger(__name__)
@@ -35,10 +53,36 @@ class EnvironmentFeedback:
     outcome: ReportOutcome
 
 
+@dataclass(frozen=True)
+class Unfinished:
+    """An environment the round could not probe or report (in time), and why."""
+
+    repository: str
+    number: int
+    namespace: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "pullRequest": self.number,
+            "namespace": self.namespace,
+            "reason": self.reason,
+        }
+
+
+REPORT_GRACE = 1.0  # after the round's end, how long a GitHub call under way may take to end
+NOT_PROBED_IN_TIME = (
+    "not probed in time: the probe round's time ran out; the next round picks it up"
+)
+
+
 @dataclass
 class ProbeRunResult:
     environments: list[EnvironmentFeedback] = field(default_factory=list)
     failed_repositories: dict[str, str] = field(default_factory=dict)
+    failed_environments: list[Unfinished] = field(default_factory=list)
+    late: list[Unfinished] = field(default_factory=list)  # neither probed nor reported in time
 
     @property
     def unreported(self) -> list[EnvironmentFeedback]:
@@ -46,12 +90,20 @@ class ProbeRunResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.PARTIAL if self.failed_repositories or self.unreported else ExitCode.OK
+        incomplete = (
+            self.failed_repositories or self.failed_environments or self.late or self.unreported
+        )
+        return ExitCode.PARTIAL if incomplete else ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
         return {
             "exitCode": int(self.exit_code),
             "failedRepositories": self.failed_repositories,
+            "failedEnvironments": [e.to_json() for e in self.failed_environments],
+            "notReportedInTime": [
+                *(e.to_json() for e in self.late),
+                *(_late_json(e) for e in self.environments if e.outcome.late),
+            ],
             "environments": [
                 {
                     "repository": e.observation.repository,
@@ -64,10 +116,20 @@ class ProbeRunResult:
                     "environmentUrl": e.observation.environment_url,
                     "writes": e.outcome.writes,
                     "reportError": e.outcome.error,
+                    "reportedInTime": not e.outcome.late,
                 }
                 for e in self.environments
             ],
         }
+
+
+def _late_json(feedback: EnvironmentFeedback) -> dict[str, Any]:
+    o = feedback.observation
+    return Unfinished(o.repository, o.number, o.namespace, feedback.outcome.error or "").to_json()
+
+
+def _unexpected(exc: Exception) -> str:
+    return redact(f"unexpected error: {type(exc).__name__}: {exc}")
 
 
 def origin(url: str) -> str:
@@ -75,6 +137,13 @@ def origin(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]  # the userinfo must never reach GitHub
     return f"{parts.scheme}://{host}"
+
+
+@dataclass(frozen=True)
+class _Job:
+    observation: Observation
+    url: str | None  # the health URL probed
+    wanted: DesiredReport
 
 
 @dataclass(frozen=True)
@@ -97,6 +166,7 @@ class Prober:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         run_probe: Callable[[ProbeTarget], ProbeResult] = probe,
         reporter: GitHubReporter | None = None,
+        start_at: Callable[[int], int] = random.randrange,
     ) -> None:
         self.config = config
         self.client = client
@@ -104,6 +174,7 @@ class Prober:
         self._now = now
         self._run_probe = run_probe
         self.reporter = reporter or GitHubReporter(client)
+        self._start_at = start_at  # where in the list of n environments a round begins
 
     def _configured(self, name: str) -> RepositorySettings | None:
         return next((r for r in self.config.repositories if r.name.lower() == name.lower()), None)
@@ -125,16 +196,23 @@ class Prober:
             pr = next((p for p in listing.pull_requests if p.number == env.number), None)
             if pr is None or pr.head_sha != env.head_sha:
                 continue  # closed, or the fleet does not carry its head yet: the next sync will
-            subst = Substitution(pull_request_values(pr, env.folder))
-            check = repo.health_check
-            url = subst.text(check.url)
-            target = ProbeTarget(url, check, subst.text(check.contains) if check.contains else None)
-            environment_url = (
-                subst.text(repo.environment_url) if repo.environment_url else origin(url)
-            )
-            since = self.fleet.carried_since(env.folder, pr.head_sha)
-            live.append(_Live(env, repo, pr, target, environment_url, since))
+            try:
+                live.append(self._prepare(env, repo, pr))
+            except Exception as exc:  # this environment's failure; the others are still probed
+                result.failed_environments.append(
+                    Unfinished(repo.name, env.number, env.folder, _unexpected(exc))
+                )
         return live
+
+    def _prepare(self, env: CurrentEnvironment, repo: RepositorySettings, pr: PullRequest) -> _Live:
+        assert repo.health_check is not None
+        subst = Substitution(pull_request_values(pr, env.folder))
+        check = repo.health_check
+        url = subst.text(check.url)
+        target = ProbeTarget(url, check, subst.text(check.contains) if check.contains else None)
+        environment_url = subst.text(repo.environment_url) if repo.environment_url else origin(url)
+        since = self.fleet.carried_since(env.folder, pr.head_sha)
+        return _Live(env, repo, pr, target, environment_url, since)
 
     def _judge(self, item: _Live, probed: ProbeResult) -> Observation:
         assert item.repo.health_check is not None
@@ -164,21 +242,60 @@ class Prober:
         inventory: Inventory,
         listings: Iterable[Listing],
         removed: Iterable[RemovedEnvironment] = (),
+        *,
+        until: float | None = None,
     ) -> ProbeRunResult:
+        """One round; `until` (time.monotonic) is its end, by default probe.roundTimeout from now."""
+        if until is None:
+            until = time.monotonic() + self.config.probe.round_timeout
         result = ProbeRunResult()
         by_name = {listing.repository.lower(): listing for listing in listings}
         live = self._live_environments(inventory, by_name, result)
+        order = self._rotation(len(live))
         probed = probe_all(
-            [item.target for item in live], self.config.probe.concurrency, self._run_probe
+            [live[i].target for i in order],
+            self.config.probe.concurrency,
+            self._run_probe,
+            until=until,
         )
-        for item, answer in zip(live, probed, strict=True):
-            observation = self._judge(item, answer)
-            values = pull_request_values(item.pr, item.env.folder)
-            wanted = desired_report(
-                item.repo.report, observation, self._deployment_environment(item.repo, values)
-            )
-            outcome = self.reporter.report(observation, wanted)
-            result.environments.append(EnvironmentFeedback(observation, item.target.url, outcome))
+        answers = dict(zip(order, probed, strict=True))
+        jobs: list[_Job] = []
+        for index, item in enumerate(live):
+            answer = answers[index]
+            if answer is None:
+                result.late.append(
+                    Unfinished(item.repo.name, item.pr.number, item.env.folder, NOT_PROBED_IN_TIME)
+                )
+                continue
+            try:
+                observation = self._judge(item, answer)
+                values = pull_request_values(item.pr, item.env.folder)
+                wanted = desired_report(
+                    item.repo.report, observation, self._deployment_environment(item.repo, values)
+                )
+            except Exception as exc:
+                result.failed_environments.append(
+                    Unfinished(item.repo.name, item.pr.number, item.env.folder, _unexpected(exc))
+                )
+                continue
+            jobs.append(_Job(observation, item.target.url, wanted))
+        jobs += self._removals(inventory, removed)
+        outcomes = self._report_all(jobs, self._rotation(len(jobs)), until)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if outcome is None:
+                o = job.observation
+                result.late.append(Unfinished(o.repository, o.number, o.namespace, NOT_IN_TIME))
+            else:
+                result.environments.append(EnvironmentFeedback(job.observation, job.url, outcome))
+        return result
+
+    def _rotation(self, count: int) -> list[int]:
+        """0..count-1, from where this round begins: a round cut short leaves others out next."""
+        start = self._start_at(count) if count else 0
+        return [(start + offset) % count for offset in range(count)]
+
+    def _removals(self, inventory: Inventory, removed: Iterable[RemovedEnvironment]) -> list[_Job]:
+        jobs = []
         present = {env.key for env in inventory.environments}
         for gone in self._unique(removed):
             repo = self._configured(gone.repository)
@@ -208,9 +325,42 @@ class Prober:
             wanted = desired_report(
                 repo.report, observation, self._deployment_environment(repo, values)
             )
-            outcome = self.reporter.report(observation, wanted)
-            result.environments.append(EnvironmentFeedback(observation, None, outcome))
-        return result
+            jobs.append(_Job(observation, None, wanted))
+        return jobs
+
+    def _report_all(
+        self, jobs: Sequence[_Job], order: Sequence[int], until: float
+    ) -> list[ReportOutcome | None]:
+        """Each job's outcome, None for those not reported by `until` (and `REPORT_GRACE`).
+
+        On a worker thread, so that a GitHub call that hangs past the round's end (a slow
+        read with the client's own retries, say) cannot hold the round: it is left behind,
+        its environment counts as not reported, and the next round reads it afresh.
+        """
+        outcomes: list[ReportOutcome | None] = [None] * len(jobs)
+        lock = threading.Lock()
+
+        def work() -> None:
+            for index in order:
+                if time.monotonic() >= until:
+                    return
+                outcome = self._report(jobs[index].observation, jobs[index].wanted, until)
+                with lock:
+                    outcomes[index] = outcome
+
+        worker = threading.Thread(target=work, name="prgen-report", daemon=True)
+        worker.start()
+        worker.join(max(0.0, until - time.monotonic()) + REPORT_GRACE)
+        with lock:
+            return list(outcomes)
+
+    def _report(
+        self, observation: Observation, wanted: DesiredReport, until: float
+    ) -> ReportOutcome:
+        try:
+            return self.reporter.report(observation, wanted, until)
+        except Exception as exc:  # this environment's report failed; the others' go on
+            return ReportOutcome(error=_unexpected(exc))
 
     @staticmethod
     def _unique(removed: Iterable[RemovedEnvironment]) -> list[RemovedEnvironment]:
@@ -228,6 +378,7 @@ def probe_and_report(
     config: Config, client: Github, fleet: FleetRepo, listings: Sequence[Listing] | None = None
 ) -> ProbeRunResult:
     """Probe what the fleet holds now; list PRs first unless a sync just did."""
+    until = time.monotonic() + config.probe.round_timeout  # the fetch and listing count too
     with fleet.locked():
         snapshot = fleet.refresh()
         removed = fleet.recently_removed(config.probe.closed_lookback)
@@ -245,4 +396,4 @@ def probe_and_report(
                 )
                 for repo in config.repositories
             ]
-        return Prober(config, client, fleet).run(inventory, listings, removed)
+        return Prober(config, client, fleet).run(inventory, listings, removed, until=until)

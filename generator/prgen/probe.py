@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
 from urllib3 import poolmanager as urllib3_poolmanager
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -133,12 +134,30 @@ class _Adapter(HTTPAdapter):
         return manager
 
 
+class _NoCredentials(AuthBase):
+    """An explicit "no credentials" for every probe request.
+
+    Given none, requests looks the host up in ~/.netrc (or $NETRC) and sends what it finds:
+    the credentials of whoever runs prgen would go to a PR's application. The rest of what
+    requests takes from the environment stays: HTTP(S)_PROXY, NO_PROXY and CA bundles.
+    """
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
 # -- one probe --------------------------------------------------------------------------------
 
 
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
+
+
+def _quoted_host(netloc: str) -> str:
+    """A host as an environment named it, for the output and GitHub: printable ASCII, bounded."""
+    shown = "".join(c if c.isascii() and c.isprintable() else "?" for c in netloc)
+    return shown if len(shown) <= 100 else shown[:99] + "…"
 
 
 def _read_body(response: requests.Response, deadline: float) -> bytes:
@@ -156,6 +175,11 @@ def _seconds(value: float) -> str:
 
 def timed_out(check: HealthCheck) -> ProbeResult:
     return ProbeResult(False, f"timed out after {_seconds(check.timeout)}")
+
+
+def probe_failed(exc: Exception) -> ProbeResult:
+    # The type only: the message may quote what the environment sent.
+    return ProbeResult(False, f"probe failed: {type(exc).__name__}")
 
 
 def _check(session: requests.Session, target: ProbeTarget, deadline: float) -> ProbeResult:
@@ -178,7 +202,7 @@ def _check(session: requests.Session, target: ProbeTarget, deadline: float) -> P
                 if _origin(next_url) != _origin(url):
                     return ProbeResult(
                         False,
-                        f"HTTP {status} redirect to {urlsplit(next_url).netloc} "
+                        f"HTTP {status} redirect to {_quoted_host(urlsplit(next_url).netloc)} "
                         "not followed (another host)",
                         status,
                     )
@@ -204,6 +228,7 @@ def probe(target: ProbeTarget) -> ProbeResult:
     """GET the health URL. Run by `probe_all`, its timeout is a wall-clock bound."""
     deadline = time.monotonic() + target.check.timeout
     session = requests.Session()
+    session.auth = _NoCredentials()
     session.mount("http://", _Adapter())
     session.mount("https://", _Adapter())
     try:
@@ -223,6 +248,10 @@ def probe(target: ProbeTarget) -> ProbeResult:
         if time.monotonic() > deadline:
             return timed_out(target.check)
         return ProbeResult(False, f"request failed: {type(exc).__name__}")
+    except Exception as exc:
+        # Whatever an environment answers (a redirect to 'http://[x]/' makes requests raise
+        # ValueError), its probe ends in a result of its own.
+        return probe_failed(exc)
     finally:
         session.close()
 
@@ -234,6 +263,7 @@ def probe(target: ProbeTarget) -> ProbeResult:
 class _Running:
     deadline: float
     watch: _Watch
+    cut: bool  # its deadline is the round's end, before its own timeout
 
 
 _Finished = tuple[int, ProbeResult | BaseException, bool]  # index, answer, after the deadline
@@ -258,28 +288,39 @@ def probe_all(
     targets: Sequence[ProbeTarget],
     concurrency: int,
     run: Callable[[ProbeTarget], ProbeResult] = probe,
-) -> list[ProbeResult]:
+    *,
+    until: float | None = None,
+) -> list[ProbeResult | None]:
     """Results in the order of `targets`; at most `concurrency` probes in flight.
 
     Each probe gets its timeout by the wall clock: at its deadline its sockets are
     shut and it counts as timed out; if it has not ended `GRACE` seconds later it
     is left to end on its own thread (its answer is ignored) and frees its slot.
+    With `until` (the round's end, by time.monotonic) no probe starts after it and a
+    probe still running then is shut like one timed out: neither has a result (None),
+    for they say nothing about the environment.
     """
     results: list[ProbeResult | None] = [None] * len(targets)
     waiting = deque(range(len(targets)))
     running: dict[int, _Running] = {}
     finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
     while waiting or running:
+        if until is not None and time.monotonic() >= until:
+            waiting.clear()  # not probed in time
         while waiting and len(running) < max(1, concurrency):
             index = waiting.popleft()
             watch = _Watch()
-            running[index] = _Running(time.monotonic() + targets[index].check.timeout, watch)
+            own = time.monotonic() + targets[index].check.timeout
+            deadline = own if until is None else min(own, until)
+            running[index] = _Running(deadline, watch, cut=deadline < own)
             threading.Thread(
                 target=_work,
                 args=(run, targets[index], index, watch, finished),
                 name=f"prgen-probe-{index}",
                 daemon=True,
             ).start()
+        if not running:
+            break
         next_due = min(r.deadline + (GRACE if r.watch.fired else 0.0) for r in running.values())
         try:
             answers = [finished.get(timeout=max(0.0, next_due - time.monotonic()))]
@@ -288,16 +329,23 @@ def probe_all(
         while not finished.empty():
             answers.append(finished.get_nowait())
         for index, outcome, late in answers:
-            if running.pop(index, None) is None:
+            item = running.pop(index, None)
+            if item is None:
                 continue  # left behind already: its answer came too late
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, Exception):
+                outcome = probe_failed(outcome)  # that environment's failure, not the round's
+            elif isinstance(outcome, BaseException):
                 raise outcome
-            results[index] = timed_out(targets[index].check) if late else outcome
+            results[index] = _shut_at_deadline(targets[index], item) if late else outcome
         now = time.monotonic()
         for index, item in list(running.items()):
             if not item.watch.fired and now >= item.deadline:
                 item.watch.fire()
             elif item.watch.fired and now >= item.deadline + GRACE:
                 del running[index]
-                results[index] = timed_out(targets[index].check)
-    return [result for result in results if result is not None]
+                results[index] = _shut_at_deadline(targets[index], item)
+    return results
+
+
+def _shut_at_deadline(target: ProbeTarget, item: _Running) -> ProbeResult | None:
+    return None if item.cut else timed_out(target.check)

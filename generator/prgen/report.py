@@ -25,11 +25,13 @@ and reopen at the same head, it can match while the rest shows the other state.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from github import (
     Auth,
@@ -112,14 +114,61 @@ class DesiredReport:
     comment: str | None
 
 
+# -- text from outside in what GitHub shows ---------------------------------------------------
+# A probe's reason quotes what an environment answered (a redirect's host), and a URL may
+# carry a branch's slug: none of it may mention anyone, link, embed or break the layout.
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+VALUE_LIMIT = 200  # characters of one outside value in a comment
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%-._~"  # kept as they are; anything else is percent-encoded
+
+
+def plain_text(text: str, limit: int) -> str:
+    """One line of at most `limit` characters: control and bidi characters become spaces."""
+    line = " ".join(_CONTROL.sub(" ", text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def markdown_code(text: str, *, cell: bool = False) -> str:
+    """Any text as an inert Markdown code span.
+
+    GitHub makes no mention, reference, link, image or HTML of what is in a code span. A
+    longer backtick fence than any run inside keeps the text from closing it; in a table
+    cell (`cell`) a `|` is escaped, and a backslash before it set apart, or it would end
+    the cell (GFM splits a row before it reads code spans).
+    """
+    text = plain_text(text, VALUE_LIMIT)
+    if not text:
+        return ""
+    if cell:
+        text = re.sub(r"\\(?=\|)", "\\ ", text).replace("|", "\\|")
+    fence = "`" * (max(map(len, re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def markdown_link(url: str | None) -> str:
+    """An http(s) URL as an autolink, percent-encoded so that it cannot end early; else code."""
+    if not url:
+        return "(none configured)"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return markdown_code(url, cell=True)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return markdown_code(url, cell=True)
+    return f"<{quote(plain_text(url, 2000), safe=_URL_SAFE)}>"
+
+
 def _describe(observation: Observation) -> str:
+    """A status or deployment description: plain text, within GitHub's 140 characters."""
     text = {
         Health.PENDING: "environment is being deployed",
         Health.READY: "environment is ready",
         Health.FAILED: f"environment is not healthy: {observation.reason}",
         Health.REMOVED: "environment was removed",
     }[observation.health]
-    return text if len(text) <= DESCRIPTION_LIMIT else text[: DESCRIPTION_LIMIT - 1] + "…"
+    return plain_text(text, DESCRIPTION_LIMIT)
 
 
 def comment_body(observation: Observation) -> str:
@@ -127,18 +176,19 @@ def comment_body(observation: Observation) -> str:
     lines = [COMMENT_MARKER, f"### Preview environment: {_HEADLINE[observation.health]}", ""]
     if observation.health is Health.REMOVED:
         lines.append(
-            f"The environment `{observation.namespace}` was removed ({observation.reason})."
+            f"The environment {markdown_code(observation.namespace)} was removed: "
+            f"{markdown_code(observation.reason)}."
         )
     else:
         lines += [
             "| | |",
             "|---|---|",
-            f"| URL | {observation.environment_url or '(none configured)'} |",
-            f"| Commit | `{(observation.head_sha or '')[:7]}` |",
-            f"| Namespace | `{observation.namespace}` |",
+            f"| URL | {markdown_link(observation.environment_url)} |",
+            f"| Commit | {markdown_code((observation.head_sha or '')[:7], cell=True)} |",
+            f"| Namespace | {markdown_code(observation.namespace, cell=True)} |",
         ]
         if observation.health is Health.FAILED:
-            lines.append(f"| Last check | {observation.reason} |")
+            lines.append(f"| Last check | {markdown_code(observation.reason, cell=True)} |")
     lines += ["", "<sub>Maintained by prgen; this comment is edited in place.</sub>"]
     return "\n".join(lines) + "\n"
 
@@ -183,6 +233,10 @@ def _status_matches(current: Any, wanted: CommitStatusReport) -> bool:
 class ReportOutcome:
     writes: int = 0
     error: str | None = None  # the first channel that could not be reported, and why
+    late: bool = False  # the round's time ran out before every channel was reported
+
+
+NOT_IN_TIME = "not reported in time: the probe round's time ran out; the next round picks it up"
 
 
 def _header(exc: GithubException, name: str) -> str | None:
@@ -216,9 +270,10 @@ class _Deployments:
     newest_state: tuple[str, str]  # (state, environment URL) of the newest
 
 
-def _comment_matches(comment: IssueComment | None, body: str) -> bool:
-    # None: a removal makes none, and the full round then costs only its reads.
-    return comment is not None and comment.body == body
+def _comment_matches(comments: list[IssueComment], body: str) -> bool:
+    # None found: a removal makes none, and the full round then costs only its reads.
+    # Two or more: not shown as it should be until the extra ones are gone.
+    return len(comments) == 1 and comments[0].body == body
 
 
 @dataclass(frozen=True)
@@ -230,6 +285,16 @@ class _Channel:
 
 class UnknownLogin(Exception):
     """prgen cannot tell who it writes as, so it cannot tell its own comment from a planted one."""
+
+
+class UnsettledPost(Exception):
+    """A comment post got no clear answer and its comment is not there (yet): not posted again."""
+
+
+def _outcome_unknown(exc: Exception) -> bool:
+    """Might the write have happened? A timeout, a dropped connection or a 5xx: GitHub may
+    complete a write after the client gave up on it. A 4xx is a refusal."""
+    return not isinstance(exc, GithubException) or exc.status >= 500
 
 
 def _retryable(exc: Exception) -> bool:
@@ -251,6 +316,24 @@ def own_login(client: Github) -> str:
     return client.get_user().login
 
 
+@dataclass(frozen=True)
+class _Tried:
+    error: str | None = None  # what stopped the channel
+    limited: bool = False  # a rate limit
+    transient: bool = False  # a later try might get past it
+    late: bool = False  # the round's time ran out first
+
+
+def _past(until: float | None, later: float = 0.0) -> bool:
+    return until is not None and time.monotonic() + later >= until
+
+
+def _late(outcome: ReportOutcome, channel: str) -> ReportOutcome:
+    outcome.late = True
+    outcome.error = outcome.error or f"{channel}: {NOT_IN_TIME}"
+    return outcome
+
+
 class GitHubReporter:
     """Reads, compares and writes one environment's report; retries transient GitHub errors.
 
@@ -270,8 +353,14 @@ class GitHubReporter:
         self._sleep = sleep
         self._login = login
         self._unknown_login: UnknownLogin | None = None
+        # PRs whose comment post this run may have made: posting again before a read shows
+        # the comment could make a second one, so they wait for a later read (next round's).
+        self._unsettled_posts: set[tuple[str, int]] = set()
 
-    def report(self, observation: Observation, wanted: DesiredReport) -> ReportOutcome:
+    def report(
+        self, observation: Observation, wanted: DesiredReport, until: float | None = None
+    ) -> ReportOutcome:
+        """Read and write what differs; no GitHub call starts at or after `until` (monotonic)."""
         outcome = ReportOutcome()
         repo = self._client.get_repo(observation.repository)  # lazy: no request
         # What the marker's first read found, for its first write attempt to use instead
@@ -312,7 +401,7 @@ class GitHubReporter:
                 _Channel(
                     "comment",
                     lambda: _comment_matches(
-                        seen.setdefault("comment", self._find_comment(repo, observation.number)),
+                        seen.setdefault("comment", self._find_comments(repo, observation.number)),
                         body,
                     ),
                     lambda: self._ensure_comment(
@@ -320,25 +409,31 @@ class GitHubReporter:
                     ),
                 )
             )
-        if not channels or self._already_shown(channels[-1]):
+        if not channels:
+            return outcome
+        if _past(until):
+            return _late(outcome, channels[-1].name)
+        if self._already_shown(channels[-1]):
             return outcome
         *others, marker = channels
         hold_marker = False
         for channel in others:
-            error, limited, transient = self._with_retries(
-                observation, channel.name, channel.ensure
-            )
-            if error is not None:
-                outcome.error = outcome.error or f"{channel.name}: {error}"
-                if limited:
+            tried = self._with_retries(observation, channel.name, channel.ensure, until)
+            if tried.late:
+                return _late(outcome, channel.name)  # the marker too: next round reads all
+            if tried.error is not None:
+                outcome.error = outcome.error or f"{channel.name}: {tried.error}"
+                if tried.limited:
                     return outcome  # the client's limit: the others would only wait for it too
                 # The marker must not say "all shown" while this one still needs writing:
                 # the next round then reads every channel again and finishes the job.
-                hold_marker = hold_marker or transient
+                hold_marker = hold_marker or tried.transient
         if not hold_marker:
-            error, _, _ = self._with_retries(observation, marker.name, marker.ensure)
-            if error is not None:
-                outcome.error = outcome.error or f"{marker.name}: {error}"
+            tried = self._with_retries(observation, marker.name, marker.ensure, until)
+            if tried.late:
+                return _late(outcome, marker.name)
+            if tried.error is not None:
+                outcome.error = outcome.error or f"{marker.name}: {tried.error}"
         return outcome
 
     def _already_shown(self, marker: _Channel) -> bool:
@@ -349,15 +444,26 @@ class GitHubReporter:
             return False
 
     def _with_retries(
-        self, observation: Observation, channel: str, ensure: Callable[[], None]
-    ) -> tuple[str | None, bool, bool]:
-        """(None or the error that stopped this channel, was it a rate limit, might a retry help)."""
+        self,
+        observation: Observation,
+        channel: str,
+        ensure: Callable[[], None],
+        until: float | None = None,
+    ) -> _Tried:
+        """How one channel went, its attempts retried with a back-off.
+
+        No attempt starts once the round's time ran out, and no back-off outlasts it: the
+        channel is then late.
+        """
         for attempt in range(1, self._attempts + 1):
+            if _past(until):
+                return _Tried(late=True)
             try:
                 ensure()  # reads again before it writes: a write that timed out may have happened
-                return None, False, False
+                return _Tried()
             except Exception as exc:
-                error = redact(str(exc) if isinstance(exc, UnknownLogin) else describe_error(exc))
+                own = isinstance(exc, UnknownLogin | UnsettledPost)
+                error = redact(str(exc) if own else describe_error(exc))
                 limited = isinstance(exc, GithubException) and rate_limited(exc)
                 if not _retryable(exc) or attempt == self._attempts:
                     log.warning(
@@ -367,7 +473,17 @@ class GitHubReporter:
                         observation.number,
                         error,
                     )
-                    return error, limited, _retryable(exc)
+                    return _Tried(error, limited, _retryable(exc))
+            back_off = 2.0 ** (attempt - 1)
+            if _past(until, back_off):
+                log.warning(
+                    "could not report the %s of %s#%d in time: %s",
+                    channel,
+                    observation.repository,
+                    observation.number,
+                    error,
+                )
+                return _Tried(late=True)
             log.info(
                 "reporting the %s of %s#%d failed (%s); retrying",
                 channel,
@@ -375,7 +491,7 @@ class GitHubReporter:
                 observation.number,
                 error,
             )
-            self._sleep(2.0 ** (attempt - 1))
+            self._sleep(back_off)
         raise AssertionError("unreachable: the last attempt returns")
 
     # -- commit status: one read --
@@ -510,14 +626,23 @@ class GitHubReporter:
                 raise self._unknown_login from exc
         return self._login
 
-    def _find_comment(self, repo: Repository, number: int) -> IssueComment | None:
-        """prgen's own comment: the marker alone would let anyone plant one for prgen to edit."""
+    def _find_comments(self, repo: Repository, number: int) -> list[IssueComment]:
+        """prgen's own comments, oldest first: the marker alone would let anyone plant one.
+
+        Reading stops at the end of the page that holds the first: the up-to-date case costs
+        the pages before it, as one comment would, and a second one made by a write that
+        answered late (which follows soon after the first) is found there too.
+        """
         login = self.login().lower()
-        for comment in repo.get_issue(number).get_comments():
+        per_page = self._client.per_page
+        own: list[IssueComment] = []
+        for index, comment in enumerate(repo.get_issue(number).get_comments()):
             author = comment.user.login.lower() if comment.user is not None else None
             if author == login and (comment.body or "").startswith(COMMENT_MARKER):
-                return comment
-        return None
+                own.append(comment)
+            if own and (index + 1) % per_page == 0:
+                break  # the next comment would cost the next page's read
+        return own
 
     def _ensure_comment(
         self,
@@ -525,15 +650,37 @@ class GitHubReporter:
         observation: Observation,
         body: str,
         outcome: ReportOutcome,
-        comment: IssueComment | _Unread | None = _UNREAD,
+        comments: list[IssueComment] | _Unread = _UNREAD,
     ) -> None:
-        if isinstance(comment, _Unread):
-            comment = self._find_comment(repo, observation.number)
-        if comment is None:
+        if isinstance(comments, _Unread):
+            comments = self._find_comments(repo, observation.number)
+        if not comments:
             # A removal edits the comment prgen made; it never starts a conversation to say so.
             if observation.health is not Health.REMOVED:
-                repo.get_issue(observation.number).create_comment(body)
-                outcome.writes += 1
-        elif comment.body != body:
-            comment.edit(body)
+                self._post_comment(repo, observation, body, outcome)
+            return
+        keep, *extra = comments
+        if keep.body != body:
+            keep.edit(body)
             outcome.writes += 1
+        for duplicate in extra:  # one comment, kept up to date; any second one goes
+            duplicate.delete()
+            outcome.writes += 1
+
+    def _post_comment(
+        self, repo: Repository, observation: Observation, body: str, outcome: ReportOutcome
+    ) -> None:
+        key = (observation.repository.lower(), observation.number)
+        if key in self._unsettled_posts:
+            # Retried: the back-off gave a late write time to show; a later read decides.
+            raise UnsettledPost(
+                "posting the comment got no clear answer and it is not on the pull request yet; "
+                "not posted again until a later read finds none"
+            )
+        try:
+            repo.get_issue(observation.number).create_comment(body)
+        except Exception as exc:
+            if _outcome_unknown(exc):
+                self._unsettled_posts.add(key)
+            raise
+        outcome.writes += 1

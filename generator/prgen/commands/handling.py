@@ -26,8 +26,9 @@ def handles_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except PrgenError as exc:
-            click.echo(redact(f"prgen: error: {exc}"), err=True)
-            sys.exit(exc.exit_code)
+            line, code = explain(exc)
+            click.echo(line, err=True)
+            sys.exit(code)
         except BrokenPipeError:
             # The reader of stdout went away (`prgen render ... | head`): not an error of
             # prgen's; whatever was done stands. Exit as a shell tool killed by SIGPIPE
@@ -39,7 +40,15 @@ def handles_errors(command: F) -> F:
         except Exception as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 click.echo(redact(traceback.format_exc()), err=True)
-            click.echo(redact(f"prgen: unexpected error: {type(exc).__name__}: {exc}"), err=True)
-            sys.exit(ExitCode.PARTIAL)
+            line, code = explain(exc)
+            click.echo(line, err=True)
+            sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def explain(exc: Exception) -> tuple[str, int]:
+    """The one line and the exit code for an error: decided here only, for every command."""
+    if isinstance(exc, PrgenError):
+        return redact(f"prgen: error: {exc}"), exc.exit_code
+    return redact(f"prgen: unexpected error: {type(exc).__name__}: {exc}"), ExitCode.PARTIAL

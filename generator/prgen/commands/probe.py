@@ -21,6 +21,11 @@ _MARK = {Health.READY: "✓", Health.PENDING: "…", Health.FAILED: "✗", Healt
 def print_probe(result: ProbeRunResult) -> None:
     for name, error in sorted(result.failed_repositories.items()):
         click.echo(f"  {name}: NOT PROBED ({error})")
+    for failed in result.failed_environments:
+        click.echo(
+            f"  ! {failed.repository}#{failed.number} {failed.namespace}: "
+            f"NOT PROBED ({failed.reason})"
+        )
     for item in result.environments:
         o = item.observation
         where = o.environment_url or o.namespace
@@ -33,7 +38,16 @@ def print_probe(result: ProbeRunResult) -> None:
         click.echo(
             f"  {_MARK[o.health]} {o.repository}#{o.number} {o.health}: {o.reason}  {where}  [{writes}]"
         )
-    if not result.environments and not result.failed_repositories:
+    for late in result.late:
+        click.echo(
+            f"  ⌛ {late.repository}#{late.number} {late.namespace}: NOT REPORTED ({late.reason})"
+        )
+    if not (
+        result.environments
+        or result.failed_repositories
+        or result.failed_environments
+        or result.late
+    ):
         click.echo("  no environment with a health check")
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from prgen.commands.handling import handles_errors
+from prgen.commands.handling import explain, handles_errors
 from prgen.commands.options import config_option, load, output_option, workdir_option
 from prgen.commands.probe import print_probe
-from prgen.feedback import probe_and_report
+from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import default_workdir
 from prgen.plan import Action
 from prgen.source import GitHubSource, make_client
@@ -95,17 +95,29 @@ def command(
         allow_mass_delete=allow_mass_delete,
     )
     result = syncer.run(dry_run=dry_run)
-    probed = probe_and_report(config, client, syncer.fleet, result.listings) if then_probe else None
+    probed: ProbeRunResult | None = None
+    probe_failure: Exception | None = None
+    if then_probe:
+        try:
+            probed = probe_and_report(config, client, syncer.fleet, result.listings)
+        except Exception as exc:  # the sync is done and pushed: its result is printed all the same
+            probe_failure = exc
     exit_code = max(result.exit_code, probed.exit_code if probed else 0)
+    failure = explain(probe_failure) if probe_failure else None
     if output == "json":
         document = result.to_json()
         if probed:
             document["probe"] = probed.to_json()
             document["exitCode"] = int(exit_code)
+        if failure:
+            document["probe"] = {"exitCode": failure[1], "error": failure[0]}
+            document["exitCode"] = failure[1]
         click.echo(json.dumps(document, indent=2))
     else:
         print_result(result, verbose_keep=verbose_keep)
         if probed:
             click.echo("probe:")
             print_probe(probed)
+    if probe_failure is not None:
+        raise probe_failure  # the single handler says it and exits with its code
     sys.exit(exit_code)

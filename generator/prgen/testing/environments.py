@@ -3,7 +3,9 @@
 Behaviours: healthy (200), unhealthy (503), no-content (204), hanging, slow
 (0.3 s), drip (the whole answer, status line and headers too, one byte every
 0.4 s), drip-body (headers at once, then the body one byte every 0.4 s),
-redirect-same (302 to /pr-<N>/ok) and redirect-other (302 to another host).
+redirect-same (302 to /pr-<N>/ok), redirect-other (302 to another host) and
+redirect-to (302 to `location[N]`, whatever it holds). Each environment's last
+request headers are kept, to see what a probe sends.
 
 Used by the tests and by `prgen demo`.
 """
@@ -33,9 +35,11 @@ class Environments:
     def __init__(self) -> None:
         self.behaviour: dict[int, str] = {}
         self.body: dict[int, str] = {}
+        self.location: dict[int, str] = {}  # for redirect-to
         self.in_flight = 0
         self.max_in_flight = 0
         self.hits: dict[int, int] = {}
+        self.headers: dict[int, dict[str, str]] = {}  # of the last request, names in lower case
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.server = _Server(("127.0.0.1", 0), self._handler())
@@ -50,6 +54,7 @@ class Environments:
         number = int(parts[0].removeprefix("pr-")) if parts[0].startswith("pr-") else 0
         with self._lock:
             self.hits[number] = self.hits.get(number, 0) + 1
+            self.headers[number] = {k.lower(): v for k, v in handler.headers.items()}
         behaviour = self.behaviour.get(number, "healthy")
         if behaviour == "hanging":
             self._stop.wait(30)  # far beyond any probe timeout; released at shutdown
@@ -67,6 +72,11 @@ class Environments:
         if behaviour == "redirect-other":
             handler.send_response(302)
             handler.send_header("Location", "http://127.0.0.2:9/steal")
+            handler.end_headers()
+            return
+        if behaviour == "redirect-to":
+            handler.send_response(302)
+            handler.send_header("Location", self.location[number])
             handler.end_headers()
             return
         status = {"unhealthy": 503, "no-content": 204}.get(behaviour, 200)

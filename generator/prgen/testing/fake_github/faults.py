@@ -55,6 +55,7 @@ class Fault:
     delay: float
     drop: bool
     page: int | None
+    applied: bool = False  # carry the request out first: a write that happened, answered late
 
     def matches(self, request: RecordedRequest) -> bool:
         return (

@@ -283,6 +283,7 @@ class FakeGitHub:
         delay: float = 0.0,
         drop: bool = False,
         page: int | None = None,
+        applied: bool = False,
     ) -> None:
         """Answer chosen requests with a fault instead of the real answer.
 
@@ -291,7 +292,9 @@ class FakeGitHub:
         and whose ?page= is `page` (if given; no page means 1): wait `delay` seconds,
         then close the connection without an answer (`drop`), answer `status`
         with `body` (default {"message": <reason phrase>}) and `headers`, or with
-        status=0 give the real answer.
+        status=0 give the real answer. The request is carried out after the delay
+        (a write GitHub completes late), or with `applied` before it (a write that
+        happened at once, whose answer comes late, never or as an error).
         """
         self._faults.add(
             Fault(
@@ -305,6 +308,7 @@ class FakeGitHub:
                 delay=delay,
                 drop=drop,
                 page=page,
+                applied=applied,
             )
         )
 
@@ -323,6 +327,7 @@ class FakeGitHub:
             traceback.print_exc()
             return Response(500, error_body(f"fake GitHub: on_request hook failed: {exc!r}"))
         fault = self._faults.take(request)
+        done = self._carry_out(request, bad_json) if fault is not None and fault.applied else None
         if fault is not None:
             if fault.delay:
                 self._stopping.wait(fault.delay)
@@ -330,6 +335,9 @@ class FakeGitHub:
                 return None
             if fault.status:
                 return Response(fault.status, fault.response_body(), dict(fault.headers))
+        return self._carry_out(request, bad_json) if done is None else done
+
+    def _carry_out(self, request: RecordedRequest, bad_json: bool) -> Response:
         if bad_json:
             return Response(400, error_body("Problems parsing JSON"))
         try:
