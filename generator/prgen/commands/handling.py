@@ -40,6 +40,8 @@ def handles_errors(command: F) -> F:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 click.echo(redact(traceback.format_exc()), err=True)
             click.echo(redact(f"prgen: unexpected error: {type(exc).__name__}: {exc}"), err=True)
-            sys.exit(ExitCode.PARTIAL)
+            # Never the code of a partial success: a caller must not take a crash for
+            # "some repositories failed, the others were synced".
+            sys.exit(ExitCode.UNEXPECTED)
 
     return wrapper  # type: ignore[return-value]

@@ -1,0 +1,233 @@
+"""Issue 10, items 3, 4, 10, 14, 16 and 17: prgen's places are its own, and it says what it did.
+
+3. The work directory is prgen's own or nothing: a checkout prgen did not make is refused
+   before anything in it is reset, cleaned or re-pointed.
+4. No writes through symlinks: a committed link on the way to or inside the managed folder is
+   never written, read as prgen's or deleted through.
+10. The fleet token goes to the fleet host only, and credentials in fleet.url appear on no
+    command line and in no .git/config (a real git smart-HTTP server on 127.0.0.1).
+14. A push that landed although its answer failed is reported as the commit it is.
+16. Large hand-written files under the managed folder are never read whole.
+17. A read-only or full work directory exits 3 naming it; an unexpected error exits 70.
+
+Every run is the real CLI (in this process, or as a `prgen` process where its memory, its
+command lines or a mount namespace matter) against the fake GitHub and real git.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from prgen.commands.handling import handles_errors
+from prgen.errors import ExitCode
+from prgen.fleet import WORKDIR_MARK
+from prgen.testing.fake_github import FakeGitHub
+
+from conftest import SHOP, git, run
+
+MANAGED = "previews/dev"
+Config = Callable[..., Path]
+
+
+@pytest.fixture
+def shop(github: FakeGitHub) -> FakeGitHub:
+    github.add_repo("acme/shop")
+    return github
+
+
+def sync(config: Path, workdir: Path, *args: str) -> Result:
+    return run(
+        "sync", "--config", str(config), "--workdir", str(workdir), "--output", "json", *args
+    )
+
+
+def tree(remote: Path, path: str = MANAGED) -> dict[str, str]:
+    """path -> `mode type` of every entry under `path` on main (links are not followed)."""
+    out = git("ls-tree", "-r", "main", "--", path, cwd=remote)
+    entries = {}
+    for line in out.splitlines():
+        meta, _, name = line.partition("\t")
+        mode, kind, _ = meta.split()
+        entries[name.removeprefix(path + "/")] = f"{mode} {kind}"
+    return entries
+
+
+def commit_to(remote: Path, work: Path, change: Callable[[Path], None], message: str) -> str:
+    """A hand-made commit on the remote's main: clone, change, commit, push."""
+    if not work.exists():
+        git("clone", "--quiet", str(remote), str(work))
+    else:
+        git("pull", "--quiet", "origin", "main", cwd=work)
+    change(work)
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", message, cwd=work)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+# -- 3. the work directory is prgen's own or nothing -------------------------------------------
+
+
+def _operators_clone(remote: Path, workdir: Path) -> None:
+    git("clone", "--quiet", str(remote), str(workdir))
+    (workdir / "README.md").write_text("an edit the operator has not committed yet\n")
+    (workdir / "notes.txt").write_text("untracked, precious\n")
+    git("checkout", "--quiet", "-b", "operator-branch", cwd=workdir)
+
+
+def _unrelated_repository(remote: Path, workdir: Path) -> None:
+    workdir.mkdir()
+    git("init", "--quiet", "--initial-branch=trunk", cwd=workdir)
+    (workdir / "main.c").write_text("int main(void) { return 0; }\n")
+    git("add", "-A", cwd=workdir)
+    git("commit", "--quiet", "-m", "mine", cwd=workdir)
+    git("remote", "add", "origin", "https://example.com/someone/else.git", cwd=workdir)
+
+
+def _bare_git_dir_with_objects(remote: Path, workdir: Path) -> None:
+    # A .git without HEAD is no valid checkout, but it is not prgen's: its objects stay.
+    (workdir / ".git" / "objects" / "ab").mkdir(parents=True)
+    (workdir / ".git" / "objects" / "ab" / "cdef").write_bytes(b"someone's object")
+
+
+FOREIGN = {
+    "an operator's clone of the fleet": _operators_clone,
+    "an unrelated repository": _unrelated_repository,
+    "a git directory prgen did not make": _bare_git_dir_with_objects,
+}
+
+
+def _state(workdir: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(workdir)): p.read_bytes()
+        for p in sorted(workdir.rglob("*"))
+        if p.is_file() and "index" not in p.name
+    }
+
+
+@pytest.mark.reliability("10.3 A work directory prgen did not make is refused, untouched")
+def test_a_checkout_prgen_did_not_make_is_refused_untouched(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path, cases: object
+) -> None:
+    config = write_config(SHOP)
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    before_remote = git("rev-parse", "main", cwd=fleet_remote)
+    for index, (name, make) in enumerate(FOREIGN.items()):
+        workdir = tmp_path / f"foreign-{index}"
+        make(fleet_remote, workdir)
+        before = _state(workdir)
+        result = sync(config, workdir)
+        assert result.exit_code == ExitCode.FLEET, (name, result.output)
+        assert str(workdir) in result.stderr and "not a git checkout prgen made" in result.stderr
+        assert "choose another" in result.stderr, result.stderr
+        assert _state(workdir) == before, name
+        assert git("rev-parse", "main", cwd=fleet_remote) == before_remote
+        cases.add()  # type: ignore[attr-defined]
+
+    # What prgen made it uses again; an empty directory is prgen's to use.
+    for workdir in (tmp_path / "new" / "work", tmp_path / "empty"):
+        if workdir.name == "empty":
+            workdir.mkdir()
+        assert sync(config, workdir).exit_code == 0
+        assert (workdir / ".git" / WORKDIR_MARK).is_file()
+        shop.open_pull("acme/shop", title="Next", head_branch=f"next-{workdir.name}")
+        again = sync(config, workdir)
+        assert again.exit_code == 0 and json.loads(again.stdout)["commit"], again.output
+        cases.add()  # type: ignore[attr-defined]
+
+
+# -- 4. no writes through symlinks -----------------------------------------------------------
+
+
+@pytest.mark.reliability("10.4 A committed link on the way to the managed folder stops the run")
+@pytest.mark.parametrize("link", ["previews", "previews/dev"])
+def test_a_managed_folder_behind_a_link_is_refused(
+    link: str, shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "dev").mkdir(parents=True)
+    (elsewhere / "victim.yaml").write_text("kind: Secret\n")
+    target = elsewhere if link == "previews" else elsewhere / "dev"
+
+    def plant(work: Path) -> None:
+        (work / link).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, work / link)
+
+    commit_to(fleet_remote, tmp_path / "seed", plant, "a link where the previews go")
+    before = git("rev-parse", "main", cwd=fleet_remote)
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+
+    result = sync(write_config(SHOP), tmp_path / "work")
+    assert sorted(p.name for p in elsewhere.rglob("*")) == ["dev", "victim.yaml"]
+    assert result.exit_code == ExitCode.FLEET, result.output
+    assert f"{link} in the fleet repository is a symbolic link" in result.stderr
+    assert git("rev-parse", "main", cwd=fleet_remote) == before
+
+
+def _links_inside(tmp_path: Path) -> Callable[[Path], None]:
+    def plant(work: Path) -> None:
+        managed = work / MANAGED
+        (managed / "shop-pr-2").mkdir(parents=True)
+        (managed / "shop-pr-2" / "notes.txt").write_text("hand-written\n")
+        os.symlink("shop-pr-2", managed / "shop-pr-1")  # a folder that is a link
+        (managed / "shop-pr-3").mkdir()
+        # A file that is a link, whose text even starts with prgen's marker.
+        os.symlink("# prgen:managed/../../../README.md", managed / "shop-pr-3" / "helmrelease.yaml")
+        os.symlink(tmp_path / "outside.yaml", managed / "shop-pr-3" / "namespace.yaml")
+
+    return plant
+
+
+@pytest.mark.reliability("10.4 Links inside the managed folder: a conflict, never written through")
+def test_links_inside_the_managed_folder_are_conflicts_never_written_through(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "outside.yaml").write_text("outside\n")
+    commit_to(fleet_remote, tmp_path / "seed", _links_inside(tmp_path), "links")
+    links = {name: kind for name, kind in tree(fleet_remote).items() if kind.startswith("120000")}
+    for title in ("One", "Two", "Three", "Four"):
+        shop.open_pull("acme/shop", title=title, head_branch=title.lower())
+
+    result = sync(write_config(SHOP), tmp_path / "work")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    conflicts = {c["pullRequest"]: c["reason"] for c in document["conflicts"]}
+    assert set(conflicts) == {1, 3}, document
+    after = tree(fleet_remote)
+    assert {name: kind for name, kind in after.items() if name in links} == links
+    environment = {"helmrelease.yaml", "kustomization.yaml", "namespace.yaml"}
+    assert {n for n in after if n.startswith("shop-pr-4/")} == {
+        f"shop-pr-4/{f}" for f in environment
+    }
+    # PR 2 has its own folder, beside the hand-written file; nothing came in through the link.
+    assert {n for n in after if n.startswith("shop-pr-2/")} == {
+        f"shop-pr-2/{f}" for f in {*environment, "notes.txt"}
+    }
+    release = git("show", f"main:{MANAGED}/shop-pr-2/helmrelease.yaml", cwd=fleet_remote)
+    assert "prgen.io/pull-request: '2'" in release or 'prgen.io/pull-request: "2"' in release
+    assert (tmp_path / "outside.yaml").read_text() == "outside\n"
+    assert git("show", "main:README.md", cwd=fleet_remote) == "fleet\n"
+
+
+# -- 17. exit codes tell the truth ---------------------------------------------------------------
+
+
+def test_an_unexpected_error_has_an_exit_code_of_its_own(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    @handles_errors
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(SystemExit) as exited:
+        broken()
+    assert exited.value.code == ExitCode.UNEXPECTED == 70
+    assert ExitCode.UNEXPECTED not in (ExitCode.PARTIAL, ExitCode.FLEET)
+    assert "prgen: unexpected error: RuntimeError: a bug" in capsys.readouterr().err
+    assert "70  unexpected error" in run("--help").output
