@@ -16,9 +16,15 @@ command lines or a mount namespace matter) against the fake GitHub and real git.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +34,8 @@ from prgen.commands.handling import handles_errors
 from prgen.errors import ExitCode
 from prgen.fleet import WORKDIR_MARK
 from prgen.testing.fake_github import FakeGitHub
+from processes import prgen_command
+from test_safety_secrets import basic, git_server
 
 from conftest import SHOP, git, run
 
@@ -231,3 +239,173 @@ def test_an_unexpected_error_has_an_exit_code_of_its_own(
     assert ExitCode.UNEXPECTED not in (ExitCode.PARTIAL, ExitCode.FLEET)
     assert "prgen: unexpected error: RuntimeError: a bug" in capsys.readouterr().err
     assert "70  unexpected error" in run("--help").output
+
+
+# -- 10. the fleet's credentials go to the fleet's host only ------------------------------------
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    server: _Redirector
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.authorizations.append(self.headers.get("Authorization"))
+        self.send_response(self.server.status)
+        self.send_header("Location", self.server.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Redirector(ThreadingHTTPServer):
+    """The fleet host, answering every request with a redirect to another host."""
+
+    daemon_threads = True
+
+    def __init__(self, target: str, status: int) -> None:
+        super().__init__(("127.0.0.1", 0), _Redirect)
+        self.target = target
+        self.status = status
+        self.authorizations: list[str | None] = []
+        self.lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def redirector(target: str, status: int) -> Iterator[_Redirector]:
+    server = _Redirector(target, status)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+FLEET_TOKEN = "flt_" + "5f0e1d2c3b4a" * 3
+TOKEN_HEADER = f"Basic {basic('x-access-token', FLEET_TOKEN)}"
+
+
+def _http_config(write_config: Config, url: str, token: bool) -> Path:
+    config = write_config(SHOP)
+    text = config.read_text().replace(
+        f"  url: {config.parent / 'fleet.git'}\n", f"  url: '{url}'\n"
+    )
+    if token:
+        text = text.replace("  branch: main\n", "  branch: main\n  tokenEnv: FLEET_TOKEN\n")
+    assert url in text
+    config.write_text(text)
+    return config
+
+
+@pytest.mark.reliability(
+    "10.10 A fleet remote that redirects to another host gets no token sent on"
+)
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_the_fleet_token_is_not_sent_on_to_another_host(
+    status: int,
+    shop: FakeGitHub,
+    write_config: Config,
+    fleet_remote: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLEET_TOKEN", FLEET_TOKEN)
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    before = git("rev-parse", "main", cwd=fleet_remote)
+    # The other host serves the same repository to anyone (and would take the token too): once
+    # git has followed a redirect there, it talks to that host directly. It must never see it.
+    with git_server(tmp_path, {TOKEN_HEADER, None}) as other:  # type: ignore[arg-type]
+        with redirector(f"http://127.0.0.1:{other.port}", status) as fleet_host:
+            config = _http_config(
+                write_config, f"http://127.0.0.1:{fleet_host.server_port}/fleet.git", token=True
+            )
+            result = sync(config, tmp_path / "work")
+        assert TOKEN_HEADER in fleet_host.authorizations  # the fleet host did get it
+        assert not [a for a in other.authorizations if a], other.authorizations
+        assert result.exit_code == ExitCode.FLEET, result.output
+        assert "prgen: error: fetching" in result.stderr and FLEET_TOKEN not in result.output
+        assert git("rev-parse", "main", cwd=fleet_remote) == before
+
+        # The same host, asked directly, gets the token and takes prgen's commit.
+        direct = _http_config(write_config, f"http://127.0.0.1:{other.port}/fleet.git", token=True)
+        again = sync(direct, tmp_path / "work-direct")
+        assert again.exit_code == 0, again.output
+        assert TOKEN_HEADER in other.authorizations
+    assert git("rev-parse", "main", cwd=fleet_remote) != before
+
+
+class ProcessWatch:
+    """Every command line on this machine, sampled while a process runs (what `ps` shows)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                with contextlib.suppress(OSError):
+                    self.seen.add(
+                        cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    )
+            time.sleep(0.002)
+
+    def __enter__(self) -> ProcessWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.reliability("10.10 Credentials in fleet.url: on no command line, not in .git/config")
+def test_url_credentials_are_on_no_command_line_and_not_in_the_git_config(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path
+) -> None:
+    password = "pw-" + "9a8b7c6d5e4f" * 2
+    # Every git process prgen starts logs its arguments, then runs the real git.
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    log = tmp_path / "git-argv.log"
+    real_git = shutil.which("git")
+    wrapper.write_text(
+        f'#!/bin/sh\nprintf "%s " "$@" >> "{log}"\necho >> "{log}"\nexec {real_git} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    environment = {**os.environ, "PATH": f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}"}
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    workdir = tmp_path / "work"
+    with git_server(tmp_path, {f"Basic {basic('deploy', password)}"}) as server:
+        url = f"http://deploy:{password}@127.0.0.1:{server.port}/fleet.git"
+        config = _http_config(write_config, url, token=False)
+        with ProcessWatch() as watch:
+            for title in ("first", "second"):
+                done = subprocess.run(
+                    [*prgen_command(), "sync", "--config", str(config), "--workdir", str(workdir)],
+                    env=environment,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
+                assert done.returncode == 0, done.stdout + done.stderr
+                shop.open_pull("acme/shop", title=title, head_branch=title)
+    assert "committed" in done.stdout and password not in done.stdout + done.stderr
+    commands = log.read_text().splitlines()
+    assert {"fetch", "push", "remote"} <= {w for line in commands for w in line.split()[:1]}
+    assert not [line for line in commands if password in line]
+    assert any(" fetch " in line for line in watch.seen), "the watch saw no git process"
+    assert not [line for line in watch.seen if password in line]
+    config_text = (workdir / ".git" / "config").read_text()
+    assert f"url = http://127.0.0.1:{server.port}/fleet.git" in config_text
+    for path in (workdir / ".git").rglob("*"):
+        if path.is_file() and "objects" not in path.parts:
+            assert password.encode() not in path.read_bytes(), path
