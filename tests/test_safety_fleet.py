@@ -409,3 +409,46 @@ def test_url_credentials_are_on_no_command_line_and_not_in_the_git_config(
     for path in (workdir / ".git").rglob("*"):
         if path.is_file() and "objects" not in path.parts:
             assert password.encode() not in path.read_bytes(), path
+
+
+# -- 14. the truth about a push ------------------------------------------------------------------
+
+# The remote updates the branch, then dies before it answers: the client's push fails
+# although it landed (a connection lost at the worst moment does the same).
+DIE_AFTER_UPDATE = """#!/bin/sh
+[ "$1" = committed ] || exit 0
+grep -q ' refs/heads/main$' || exit 0
+[ -e "{armed}" ] || exit 0
+rm -f "{armed}"
+kill -9 "$PPID"
+"""
+
+
+@pytest.mark.reliability(
+    "10.14 A push that landed although its answer failed is reported as landed"
+)
+def test_a_push_that_landed_without_an_answer_is_reported_as_its_commit(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path
+) -> None:
+    config = write_config(SHOP)
+    workdir = tmp_path / "work"
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    assert sync(config, workdir).exit_code == 0
+    armed = tmp_path / "armed"
+    hook = fleet_remote / "hooks" / "reference-transaction"
+    hook.write_text(DIE_AFTER_UPDATE.format(armed=armed))
+    hook.chmod(0o755)
+    armed.touch()
+    shop.open_pull("acme/shop", title="Two", head_branch="two")
+
+    result = sync(config, workdir)
+    assert not armed.exists(), "the remote's hook did not run"
+    tip = git("rev-parse", "main", cwd=fleet_remote).strip()
+    assert "shop-pr-2/helmrelease.yaml" in git(
+        "ls-tree", "-r", "--name-only", tip, cwd=fleet_remote
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["commit"] == tip, document
+    assert [c["action"] for c in document["changes"] if c["pullRequest"] == 2] == ["create"]
+    assert "it landed" in result.stderr
