@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,10 +35,11 @@ from prgen.commands.handling import handles_errors
 from prgen.errors import ExitCode
 from prgen.fleet import WORKDIR_MARK
 from prgen.testing.fake_github import FakeGitHub
-from processes import prgen_command
+from processes import GitDaemon, prgen_command
+from stress import scale
 from test_safety_secrets import basic, git_server
 
-from conftest import SHOP, git, run
+from conftest import SHOP, Cases, git, run
 
 MANAGED = "previews/dev"
 Config = Callable[..., Path]
@@ -121,7 +123,7 @@ def _state(workdir: Path) -> dict[str, bytes]:
 
 @pytest.mark.reliability("10.3 A work directory prgen did not make is refused, untouched")
 def test_a_checkout_prgen_did_not_make_is_refused_untouched(
-    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path, cases: object
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path, cases: Cases
 ) -> None:
     config = write_config(SHOP)
     shop.open_pull("acme/shop", title="One", head_branch="one")
@@ -136,7 +138,7 @@ def test_a_checkout_prgen_did_not_make_is_refused_untouched(
         assert "choose another" in result.stderr, result.stderr
         assert _state(workdir) == before, name
         assert git("rev-parse", "main", cwd=fleet_remote) == before_remote
-        cases.add()  # type: ignore[attr-defined]
+        cases.add()
 
     # What prgen made it uses again; an empty directory is prgen's to use.
     for workdir in (tmp_path / "new" / "work", tmp_path / "empty"):
@@ -147,7 +149,7 @@ def test_a_checkout_prgen_did_not_make_is_refused_untouched(
         shop.open_pull("acme/shop", title="Next", head_branch=f"next-{workdir.name}")
         again = sync(config, workdir)
         assert again.exit_code == 0 and json.loads(again.stdout)["commit"], again.output
-        cases.add()  # type: ignore[attr-defined]
+        cases.add()
 
 
 # -- 4. no writes through symlinks -----------------------------------------------------------
@@ -452,3 +454,114 @@ def test_a_push_that_landed_without_an_answer_is_reported_as_its_commit(
     assert document["commit"] == tip, document
     assert [c["action"] for c in document["changes"] if c["pullRequest"] == 2] == ["create"]
     assert "it landed" in result.stderr
+
+
+# -- 16. memory bounded by what prgen owns -------------------------------------------------------
+
+BIG_FILE_MB = 90
+MEMORY_LIMIT_MB = 256  # the example CronJob's limit is 512 Mi
+
+
+def _add_big_files(bare: Path, count: int) -> None:
+    """`count` distinct hand-written files of BIG_FILE_MB each under the managed folder, committed
+    on main straight into the bare repository (no clone of them made)."""
+    line = b"a hand-written line of a very large file, to be kept and never read by prgen\n"
+    chunk = line * (1024 * 1024 // len(line))
+    index = bare / "big.index"
+    environment = {
+        **os.environ,
+        "GIT_INDEX_FILE": str(index),
+        **{
+            f"GIT_{who}_{part}": value
+            for who in ("AUTHOR", "COMMITTER")
+            for part, value in (("NAME", "operator"), ("EMAIL", "op@example.com"))
+        },
+    }
+
+    def plumbing(*args: str, data: bytes | None = None) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=bare, env=environment, input=data, capture_output=True, check=True
+        ).stdout.decode()
+
+    # As a big remote would: no delta search among the large files when it serves them.
+    plumbing("config", "core.bigFileThreshold", "8m")
+    plumbing("read-tree", "main")
+    for number in range(count):
+        writer = subprocess.Popen(
+            ["git", "hash-object", "-w", "--stdin"],
+            cwd=bare,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert writer.stdin is not None and writer.stdout is not None
+        writer.stdin.write(f"file {number}\n".encode())
+        for _ in range(BIG_FILE_MB):
+            writer.stdin.write(chunk)
+        writer.stdin.close()
+        sha = writer.stdout.read().decode().strip()
+        assert writer.wait() == 0
+        plumbing(
+            "update-index", "--add", "--cacheinfo", f"100644,{sha},{MANAGED}/data/big-{number}.bin"
+        )
+    tree_sha = plumbing("write-tree").strip()
+    commit = plumbing("commit-tree", tree_sha, "-p", "main", "-m", "big hand-written files").strip()
+    plumbing("update-ref", "refs/heads/main", commit)
+    index.unlink()
+
+
+MEASURE = """\
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:])
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+print(done.returncode, peak)
+"""
+
+
+@pytest.mark.reliability("10.16 90 MB hand-written files (2; 5 in stress): peak memory bounded")
+def test_large_hand_written_files_are_never_read_whole(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path, cases: Cases
+) -> None:
+    count = scale(2, 5)  # the issue's case is 5; 2 already cost over 256 MB on 6c05c69
+    cases.add(count)
+    _add_big_files(fleet_remote, count)
+    # Served by git daemon, so the server's side of the fetch is not counted as prgen's.
+    daemon = GitDaemon(fleet_remote.parent, tmp_path / "daemon.log")
+    url = daemon.start() + "/" + fleet_remote.name
+    try:
+        config = _http_config(write_config, url, token=False)
+        shop.open_pull("acme/shop", title="One", head_branch="one")
+        workdir = tmp_path / "work"
+        peaks = []
+        for _ in range(2):  # the clone, then a run over the checkout that has them
+            measured = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    MEASURE,
+                    *prgen_command(),
+                    "sync",
+                    "--config",
+                    str(config),
+                    "--workdir",
+                    str(workdir),
+                    "--output",
+                    "json",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            returncode, peak = measured.stdout.splitlines()[-1].split()
+            assert returncode == "0", measured.stdout + measured.stderr
+            peaks.append(int(peak))
+            shop.open_pull("acme/shop", title="Two", head_branch="two")
+    finally:
+        daemon.stop()
+    assert max(peaks) <= MEMORY_LIMIT_MB, peaks
+    # And the mechanism: no process of the run (prgen, nor any git it started) ever held one
+    # of the files whole, so the peak does not grow with their size or number.
+    assert max(peaks) < BIG_FILE_MB, peaks
+    listing = git("ls-tree", "-r", "--name-only", "main", "--", MANAGED, cwd=fleet_remote)
+    assert sum(name.startswith(f"{MANAGED}/data/big-") for name in listing.split()) == count
+    assert "shop-pr-2/helmrelease.yaml" in listing

@@ -111,6 +111,9 @@ def _git_environment(settings: FleetSettings, url: str, credentials: str | None)
         # git sends an extraHeader along to wherever a redirect leads (and then talks to that
         # host alone): a fleet remote that redirects is refused, never followed.
         "http.followRedirects": "false",
+        # Blobs above this are streamed, never held whole, by git's fetch and checkout: a
+        # large hand-written file in the fleet does not cost its size in memory.
+        "core.bigFileThreshold": "8m",
     }
     if settings.token_env:
         token = os.environ.get(settings.token_env)
