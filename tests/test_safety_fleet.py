@@ -565,3 +565,68 @@ def test_large_hand_written_files_are_never_read_whole(
     listing = git("ls-tree", "-r", "--name-only", "main", "--", MANAGED, cwd=fleet_remote)
     assert sum(name.startswith(f"{MANAGED}/data/big-") for name in listing.split()) == count
     assert "shop-pr-2/helmrelease.yaml" in listing
+
+
+# -- 17. a work directory that cannot be written ----------------------------------------------
+
+
+def _mount_namespace_works(tmp_path: Path) -> bool:
+    probe = tmp_path / "mount-probe"
+    probe.mkdir()
+    if shutil.which("unshare") is None:
+        return False
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {probe}"],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+# Each is run in a mount namespace of its own (as root may: root ignores file modes, so only a
+# real read-only or full file system is a real test), with $D the directory it is about.
+UNWRITABLE = {
+    "read-only parent": ('mount --bind "$D" "$D" && mount -o remount,bind,ro "$D" "$D"', "work"),
+    "read-only work directory": (
+        'mount --bind "$D/work" "$D/work" && mount -o remount,bind,ro "$D/work" "$D/work"',
+        "work",
+    ),
+    "full (no inodes left)": ('mount -t tmpfs -o size=1m,nr_inodes=1 tmpfs "$D"', "work"),
+    "full (no blocks left)": (
+        'mount -t tmpfs -o size=64k tmpfs "$D" && mkdir "$D/work" '
+        '&& (dd if=/dev/zero of="$D/filler" bs=4k 2>/dev/null || true)',
+        "work",
+    ),
+}
+PROBLEMS = ("Read-only file system", "No space left on device")
+
+
+@pytest.mark.reliability("10.17 A read-only or full work directory exits 3 and names it")
+def test_a_read_only_or_full_work_directory_exits_3_naming_it(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path, cases: Cases
+) -> None:
+    if not _mount_namespace_works(tmp_path):
+        pytest.skip("needs `unshare -m` and mount (root, or a user namespace)")
+    config = write_config(SHOP)
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    for index, (name, (setup, workdir_name)) in enumerate(UNWRITABLE.items()):
+        directory = tmp_path / f"d{index}"
+        directory.mkdir()
+        workdir = directory / workdir_name
+        if "work directory" in name:  # one prgen made, in a run before it became read-only
+            assert sync(config, workdir).exit_code == 0
+            shop.open_pull("acme/shop", title=name, head_branch=f"b{index}")
+        argv = [*prgen_command(), "sync", "--config", str(config), "--workdir", str(workdir)]
+        done = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f'set -e; {setup}; exec "$@"', "sh", *argv],
+            env={**os.environ, "D": str(directory)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == ExitCode.FLEET, (name, done.stdout, done.stderr)
+        assert f"work directory {workdir}" in done.stderr, (name, done.stderr)
+        assert any(problem in done.stderr for problem in PROBLEMS), (name, done.stderr)
+        assert "unexpected" not in done.stderr
+        cases.add()
