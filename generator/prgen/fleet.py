@@ -164,13 +164,25 @@ def _file_contains(repo: Repo, commit: str, path: str, text: str) -> bool:
     process per file and no parsing of the managed folder's big tree, and a probe round
     asks this for every environment.
     """
+    data = _small_blob(repo, f"{commit}:{path}")
+    return data is not None and text.encode() in data
+
+
+def _small_blob(repo: Repo, ref: str) -> bytes | None:
+    """The blob at `ref` if it is one and small enough to be prgen's; None otherwise.
+
+    The size is asked first, so a large file is never read (see OWNED_FILE_LIMIT).
+    """
     try:
-        _, kind, _, data = repo.git.get_object_data(f"{commit}:{path}")
+        _, kind, size = repo.git.get_object_header(ref)
     except ValueError:
-        return False  # no such file in that commit
+        return None  # no such object
     if isinstance(kind, bytes):  # GitPython gives bytes, whatever its annotations say
         kind = kind.decode()
-    return kind == "blob" and text.encode() in data
+    if kind != "blob" or size > OWNED_FILE_LIMIT:
+        return None
+    data: bytes = repo.git.get_object_data(ref)[3]
+    return data
 
 
 class FleetRepo:
@@ -526,8 +538,8 @@ class FleetRepo:
             status, _, path = line.partition("\t")
             if status != "D" or not path.endswith("/" + HELMRELEASE_FILE):
                 continue
-            content = repo.git.show(f"{commit}^:{path}", stdout_as_string=False)
-            identity = identity_of(content) if isinstance(content, bytes) else None
+            content = _small_blob(repo, f"{commit}^:{path}")
+            identity = identity_of(content) if content is not None else None
             if identity:
                 folder = PurePosixPath(path).parent.name
                 removed.append(RemovedEnvironment(identity[0], identity[1], identity[2], folder))
