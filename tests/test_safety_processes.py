@@ -38,6 +38,7 @@ import pytest
 from click.testing import CliRunner
 
 from prgen.cli import main
+from prgen.fleet import WORKDIR_MARK
 from prgen.testing.fake_github import FakeGitHub, RecordedRequest
 from processes import (
     MANAGED,
@@ -853,8 +854,10 @@ def _unpushed_partial_commit(workdir: Path, remote: Path) -> str | None:
 
 
 def _fresh(workdir: Path) -> None:
+    """What a clone killed at its start leaves: prgen's mark, written before anything else."""
     shutil.rmtree(workdir)
-    workdir.mkdir()
+    (workdir / ".git").mkdir(parents=True)
+    (workdir / ".git" / WORKDIR_MARK).write_text("made by prgen\n")
 
 
 def _init_only(workdir: Path, remote: Path) -> str | None:
@@ -871,7 +874,7 @@ def _remote_but_no_fetch(workdir: Path, remote: Path) -> str | None:
 
 def _git_dir_without_head(workdir: Path, remote: Path) -> str | None:
     _fresh(workdir)
-    (workdir / ".git" / "objects").mkdir(parents=True)
+    (workdir / ".git" / "objects").mkdir()
     return None
 
 

@@ -43,6 +43,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from prgen.errors import ExitCode
 from prgen.testing.fake_github import FakeGitHub
 
 from conftest import git
@@ -384,9 +385,9 @@ def test_a_token_and_url_credentials_leak_nowhere_on_the_chatty_success_path(
     synced = world.run("-vv", "sync", "--config", str(config), "--output", "json")
     assert synced.exit_code == 0, synced.output
     assert '"url": "http://***@127.0.0.1:' in synced.stdout
-    # Debug logging was on, and its lines that name the remote had the password to hide.
+    # Debug logging was on, and git was given the remote without its credentials at all.
     assert "prgen: DEBUG:" in synced.stderr
-    assert f"'origin', 'http://***@127.0.0.1:{world.fleet.port}/fleet.git'" in synced.stderr
+    assert f"'origin', 'http://127.0.0.1:{world.fleet.port}/fleet.git'" in synced.stderr
     assert environments(world) == {"shop-pr-1", "shop-pr-2"}
     world.github.push("acme/shop", 1)
     dry = world.run("-vv", "sync", "--config", str(config), "--dry-run")
@@ -404,7 +405,7 @@ def test_a_token_and_url_credentials_leak_nowhere_on_the_chatty_success_path(
 
     # The URL's credentials were really used (the server demands them).
     assert f"Basic {basic(URL_USER, world.url_password)}" in world.fleet.authorizations
-    world.assert_nothing_leaked(allow_on_disk=("URL",))
+    world.assert_nothing_leaked()  # nor on disk: .git/config holds the URL without them
     world.assert_fleet_urls_redacted()
     cases.add(len(world.runs))
 
@@ -529,7 +530,7 @@ def test_an_unexpected_exceptions_traceback_leaks_nothing(world: World, cases: A
     world.github.inject("GET", r"/repos/acme/shop/pulls", status=200, body=[pull])  # type: ignore[arg-type]
     synced = world.run("-vv", "sync", "--config", str(config), "--output", "json")
     for run in (rendered, synced):
-        assert run.exit_code == 1, run.output
+        assert run.exit_code == ExitCode.UNEXPECTED, run.output
         assert "Traceback (most recent call last)" in run.stderr
         assert "prgen: unexpected error: TypeError" in run.stderr
     world.assert_nothing_leaked(allow_on_disk=("URL",))

@@ -40,7 +40,9 @@ def main(verbose: int) -> None:
       0  done
       1  some repositories (or reports) failed; the others were synced
       2  bad configuration, templates or usage
-      3  the fleet repository could not be read or updated
+      3  the fleet repository could not be read or updated, or the work
+         directory could not be used (not prgen's, read-only, full)
+     70  unexpected error (a bug): nothing can be said about what was done
     """
     configure_logging(verbose)
 

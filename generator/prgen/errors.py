@@ -10,6 +10,7 @@ class ExitCode(IntEnum):
     PARTIAL = 1  # some repositories (or reports) failed; the others were synced
     USAGE = 2  # bad configuration, templates or command-line usage
     FLEET = 3  # the fleet repository could not be read or updated: nothing changed
+    UNEXPECTED = 70  # a bug or an error prgen does not know (EX_SOFTWARE, as sysexits.h)
     BROKEN_PIPE = 141  # stdout was closed by its reader (128 + SIGPIPE, as shells report it)
 
 
@@ -50,6 +51,7 @@ class ConfigError(PrgenError):
 
 
 class FleetError(PrgenError):
-    """The fleet repository could not be cloned, fetched, or pushed to."""
+    """The fleet repository could not be cloned, fetched, or pushed to, or the work
+    directory could not be used (not prgen's, read-only, full)."""
 
     exit_code = ExitCode.FLEET

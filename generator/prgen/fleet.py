@@ -2,7 +2,10 @@
 
 The work directory is a cache: every run first makes it match the remote
 exactly (whatever a killed run left behind), so a commit either reaches the
-remote whole or not at all, and the next run starts clean.
+remote whole or not at all, and the next run starts clean. Because every run
+resets and cleans it, prgen only uses a work directory that is empty or that it
+made itself (marked inside its git directory), writes nothing through a
+symbolic link, and sends the fleet's credentials to the fleet's host only.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 from git.objects import Blob, Tree
@@ -26,7 +30,7 @@ from prgen.config import FleetSettings, is_local_path
 from prgen.errors import ConfigError, FleetError
 from prgen.inventory import identity_of
 from prgen.redact import redact, redact_url, register_secret, url_credentials
-from prgen.render import HELMRELEASE_FILE
+from prgen.render import HELMRELEASE_FILE, MARKER
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +59,61 @@ def default_workdir(settings: FleetSettings) -> Path:
     return cache / "prgen" / f"fleet-{key}"
 
 
-def _git_environment(settings: FleetSettings) -> dict[str, str]:
+# A checkout prgen made holds this file in its git directory, written before anything
+# else of the checkout: prgen resets, cleans and re-points only a work directory with it.
+WORKDIR_MARK = "prgen-workdir"
+
+# prgen's own files are small (the index lists one short line per environment): a file
+# under the managed folder larger than this is hand-written, and is never read whole.
+OWNED_FILE_LIMIT = 1024 * 1024
+
+# What the snapshot holds for an entry that is not prgen's: never its content (a
+# hand-written file may be huge), never anything that starts with the marker.
+NOT_OWNED = b""
+
+_WORKDIR_GIT_ERRORS = (
+    "Read-only file system",
+    "No space left on device",
+    "Disk quota exceeded",
+    "File too large",
+    "Permission denied",
+)
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """An http(s) URL without its `user:password@`, and that `user:password` (decoded).
+
+    Credentials in a URL would end up on git's command lines and in the checkout's
+    .git/config; prgen keeps the URL bare and sends them as a header instead.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), f"{unquote(user)}:{unquote(password)}"
+
+
+def _fleet_host(url: str) -> str | None:
+    """`scheme://host[:port]/` of an http(s) URL: the scope of the fleet's credentials."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return None
+    return f"{parts.scheme.lower()}://{parts.netloc}/"
+
+
+def _git_environment(settings: FleetSettings, url: str, credentials: str | None) -> dict[str, str]:
+    """`url`: the fleet URL without credentials; `credentials`: its `user:password`, if any."""
     config = {
         "core.hooksPath": os.devnull,  # never run hooks from a fleet checkout
         "commit.gpgSign": "false",
         "gc.auto": "0",
+        # git sends an extraHeader along to wherever a redirect leads (and then talks to that
+        # host alone): a fleet remote that redirects is refused, never followed.
+        "http.followRedirects": "false",
+        # Blobs above this are streamed, never held whole, by git's fetch and checkout: a
+        # large hand-written file in the fleet does not cost its size in memory.
+        "core.bigFileThreshold": "8m",
     }
     if settings.token_env:
         token = os.environ.get(settings.token_env)
@@ -68,9 +122,13 @@ def _git_environment(settings: FleetSettings) -> dict[str, str]:
                 f"environment variable {settings.token_env} is not set", "fleet.tokenEnv"
             )
         register_secret(token)
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        credentials = f"x-access-token:{token}"
+    host = _fleet_host(url)
+    if credentials and host:
+        basic = base64.b64encode(credentials.encode()).decode()
         register_secret(basic)
-        config["http.extraHeader"] = f"Authorization: Basic {basic}"
+        # Scoped to the fleet's host: no other URL a git process may meet gets it.
+        config[f"http.{host}.extraHeader"] = f"Authorization: Basic {basic}"
     env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_AUTHOR_NAME": settings.author_name,
@@ -106,37 +164,66 @@ def _file_contains(repo: Repo, commit: str, path: str, text: str) -> bool:
     process per file and no parsing of the managed folder's big tree, and a probe round
     asks this for every environment.
     """
+    data = _small_blob(repo, f"{commit}:{path}")
+    return data is not None and text.encode() in data
+
+
+def _small_blob(repo: Repo, ref: str) -> bytes | None:
+    """The blob at `ref` if it is one and small enough to be prgen's; None otherwise.
+
+    The size is asked first, so a large file is never read (see OWNED_FILE_LIMIT).
+    """
     try:
-        _, kind, _, data = repo.git.get_object_data(f"{commit}:{path}")
+        _, kind, size = repo.git.get_object_header(ref)
     except ValueError:
-        return False  # no such file in that commit
+        return None  # no such object
     if isinstance(kind, bytes):  # GitPython gives bytes, whatever its annotations say
         kind = kind.decode()
-    return kind == "blob" and text.encode() in data
+    if kind != "blob" or size > OWNED_FILE_LIMIT:
+        return None
+    data: bytes = repo.git.get_object_data(ref)[3]
+    return data
 
 
 class FleetRepo:
     def __init__(self, settings: FleetSettings, workdir: Path) -> None:
         self.settings = settings
         self.workdir = workdir
-        self.url = _url_for_git(settings.url)
-        credentials = url_credentials(settings.url)
-        if credentials:
-            register_secret(credentials)
-            register_secret(credentials.partition(":")[2])
-        self._env = _git_environment(settings)
+        url, credentials = split_credentials(_url_for_git(settings.url))
+        self.url = url  # what git is given: never with credentials
+        for secret in (credentials, url_credentials(settings.url)):
+            if secret:
+                register_secret(secret)
+                register_secret(secret.partition(":")[2])
+        self._env = _git_environment(settings, url, credentials)
         self._repo: Repo | None = None
 
     @property
     def display_url(self) -> str:
         return redact_url(self.settings.url)
 
+    def _workdir_error(self, doing: str, exc: OSError) -> FleetError:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return FleetError(
+            f"work directory {self.workdir}: {doing} failed: {exc.strerror or exc}{where}"
+        )
+
+    def _git_error(self, action: str, exc: GitCommandError) -> FleetError:
+        error = _git_error(action, exc)
+        if any(problem in str(error) for problem in _WORKDIR_GIT_ERRORS):
+            return FleetError(f"work directory {self.workdir}: {error}")
+        return error
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """One prgen at a time per work directory; other writers are handled by push retries."""
-        self.workdir.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.workdir.with_name(self.workdir.name + ".lock")
-        with lock_path.open("a") as handle:
+        try:
+            self.workdir.parent.mkdir(parents=True, exist_ok=True)
+            handle = lock_path.open("a")
+        except OSError as exc:
+            raise self._workdir_error("creating its lock file", exc) from exc
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -146,28 +233,69 @@ class FleetRepo:
     def _open(self) -> Repo:
         if self._repo is not None:
             return self._repo
+        repo = None
+        if self._is_ours():
+            try:
+                repo = Repo(self.workdir)
+                repo.git.update_environment(**self._env)
+                repo.git.rev_parse("--git-dir")
+            except (InvalidGitRepositoryError, NoSuchPathError, GitCommandError):
+                repo = None  # a clone of ours that a killed run left half-made
+        self._repo = repo or self._clone()
+        return self._repo
+
+    def _is_ours(self) -> bool:
+        """True for a checkout prgen made, False for a missing or empty directory.
+
+        Anything else (an operator's clone of the fleet, another repository, other files)
+        is refused before anything in it is reset, cleaned or re-pointed.
+        """
+        git_dir = self.workdir / ".git"
         try:
-            repo = Repo(self.workdir)
-            repo.git.update_environment(**self._env)
-            repo.git.rev_parse("--git-dir")
-        except (InvalidGitRepositoryError, NoSuchPathError, GitCommandError):
-            repo = self._clone()
-        self._repo = repo
-        return repo
+            if not self.workdir.exists():
+                return False
+            entries = list(self.workdir.iterdir())
+            if not git_dir.is_symlink() and (git_dir / WORKDIR_MARK).is_file():
+                return True
+            if not entries or (
+                entries == [git_dir]
+                and git_dir.is_dir()
+                and not git_dir.is_symlink()
+                and not any(git_dir.iterdir())
+            ):
+                return False
+        except OSError as exc:
+            raise self._workdir_error("reading it", exc) from exc
+        holds = "a git checkout" if os.path.lexists(git_dir) else "files"
+        raise FleetError(
+            f"work directory {self.workdir} exists and is not a git checkout prgen made (it holds "
+            f"{holds}): prgen resets and cleans its work directory, so it uses only an empty or "
+            "new directory, or one it created; choose another with --workdir or PRGEN_WORKDIR"
+        )
 
     def _clone(self) -> Repo:
-        if self.workdir.exists():
-            if any(self.workdir.iterdir()) and not (self.workdir / ".git").exists():
-                raise FleetError(f"work directory {self.workdir} exists and is not a git checkout")
-            shutil.rmtree(self.workdir)  # a half-made clone of ours, from a killed run
         log.info("cloning %s into %s", self.display_url, self.workdir)
-        self.workdir.mkdir(parents=True)
+        git_dir = self.workdir / ".git"
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            for entry in self.workdir.iterdir():  # ours or empty (see _is_ours)
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            # The mark comes first: whatever a run killed from here on leaves is marked ours.
+            git_dir.mkdir()
+            (git_dir / WORKDIR_MARK).write_text(
+                f"made by prgen for {self.display_url} {self.settings.branch}\n"
+            )
+        except OSError as exc:
+            raise self._workdir_error("creating it", exc) from exc
         try:
             repo = Repo.init(self.workdir)
             repo.git.update_environment(**self._env)
             repo.git.remote("add", "origin", self.url)
         except GitCommandError as exc:
-            raise _git_error("creating the work directory", exc) from exc
+            raise self._git_error("creating the work directory", exc) from exc
         return repo
 
     @property
@@ -181,23 +309,26 @@ class FleetRepo:
         try:
             self._recover(repo)
         except GitCommandError as exc:
-            raise _git_error("preparing the work directory", exc) from exc
+            raise self._git_error("preparing the work directory", exc) from exc
+        except OSError as exc:
+            raise self._workdir_error("removing stale lock files", exc) from exc
         try:
             repo.git.fetch(
                 "--prune", "--no-tags", "origin", f"+refs/heads/{branch}:{self._remote_ref}"
             )
         except GitCommandError as exc:
             if "couldn't find remote ref" not in str(exc.stderr):
-                raise _git_error(f"fetching {self.display_url}", exc) from exc
+                raise self._git_error(f"fetching {self.display_url}", exc) from exc
             return self._start_empty_branch(repo)
+        commit = repo.commit(self._remote_ref)
+        self._check_managed_path(commit.tree)
         try:
             repo.git.checkout("--force", "-B", branch, self._remote_ref)
             repo.git.reset("--hard", self._remote_ref)
             repo.git.clean("-ffdx")
         except GitCommandError as exc:
-            raise _git_error("resetting the work directory", exc) from exc
-        commit = repo.commit(self._remote_ref)
-        return Snapshot(commit.hexsha, self._read_managed(commit.tree))
+            raise self._git_error("resetting the work directory", exc) from exc
+        return Snapshot(commit.hexsha, self._read_managed(repo, commit.hexsha))
 
     def _recover(self, repo: Repo) -> None:
         """Undo whatever a killed run left: git's lock files, a clone stopped before its remote."""
@@ -217,58 +348,106 @@ class FleetRepo:
             repo.git.clean("-ffdx")
             repo.git.update_ref("-d", self._remote_ref)
         except GitCommandError as exc:
-            raise _git_error("preparing an empty branch", exc) from exc
+            raise self._git_error("preparing an empty branch", exc) from exc
         return Snapshot(None, {})
 
-    def _read_managed(self, tree: Tree) -> dict[str, bytes]:
+    def _check_managed_path(self, tree: Tree) -> None:
+        """Each folder on the way to the managed folder, and the folder itself, is a folder.
+
+        A committed link there (`previews -> /elsewhere`) would have prgen write, read or
+        delete outside the work tree: the run stops instead.
+        """
+        node = tree
+        parts = PurePosixPath(self.settings.path).parts
+        for depth, part in enumerate(parts, start=1):
+            where = "/".join(parts[:depth])
+            try:
+                child = node / part
+            except KeyError:
+                return  # nothing managed yet: prgen makes the folders
+            if getattr(child, "mode", 0) == Blob.link_mode:
+                raise FleetError(
+                    f"{where} in the fleet repository is a symbolic link: prgen never writes or "
+                    f"reads through a link; make {where} a plain folder"
+                )
+            if not isinstance(child, Tree):
+                raise FleetError(f"{where} in the fleet repository is a file, not a folder")
+            node = child
+
+    def _read_managed(self, repo: Repo, commit: str) -> dict[str, bytes]:
+        """Every entry under the managed folder; the content of prgen's own files only.
+
+        Sizes come first (`ls-tree -l`): a file too big to be prgen's is never read, a
+        small one is read to look for the marker and kept only if it is prgen's. A link
+        or a submodule is recorded as a hand-written entry, so prgen leaves it (and the
+        environment whose place it takes) alone.
+        """
         try:
-            managed = tree / self.settings.path
-        except KeyError:
-            return {}
-        if not isinstance(managed, Tree):
-            raise FleetError(
-                f"{self.settings.path} in the fleet repository is a file, not a folder"
+            listing = repo.git.ls_tree(
+                "-r", "-l", "-z", "--full-tree", commit, "--", self.settings.path
             )
+        except GitCommandError as exc:
+            raise self._git_error("reading the fleet tree", exc) from exc
         files: dict[str, bytes] = {}
-        for item in managed.traverse():
-            if isinstance(item, Blob) and item.mode != Blob.link_mode:
-                relative = PurePosixPath(item.path).relative_to(self.settings.path)
-                files[str(relative)] = item.data_stream.read()
+        for entry in filter(None, listing.split("\0")):
+            meta, _, path = entry.partition("\t")
+            mode, kind, sha, size = meta.split()
+            relative = str(PurePosixPath(path).relative_to(self.settings.path))
+            files[relative] = NOT_OWNED
+            if kind != "blob" or int(mode, 8) == Blob.link_mode:
+                continue
+            if int(size) > OWNED_FILE_LIMIT:
+                continue
+            _, _, _, data = repo.git.get_object_data(sha)
+            if data.startswith(MARKER.encode()):
+                files[relative] = data
         return files
 
     def _managed_file(self, relative: str) -> Path:
-        root = (self.workdir / self.settings.path).resolve()
-        target = (root / relative).resolve()
-        if root not in target.parents:
+        """The path to write `relative` (under the managed folder) at, never through a link."""
+        parts = PurePosixPath(self.settings.path, relative).parts
+        if PurePosixPath(relative).is_absolute() or ".." in parts:
             raise FleetError(f"refusing to write {relative!r}: outside {self.settings.path}")
-        return target
+        path = self.workdir
+        for part in parts:
+            path = path / part
+            if path.is_symlink():
+                raise FleetError(
+                    f"refusing to write {self.settings.path}/{relative}: "
+                    f"{path.relative_to(self.workdir)} is a symbolic link"
+                )
+        return path
 
     def commit_and_push(
         self, snapshot: Snapshot, writes: Mapping[str, bytes | None], message: str
     ) -> str | None:
         """One commit with all `writes`, pushed. None if it would change nothing."""
         repo = self._open()
-        for relative, content in writes.items():
-            target = self._managed_file(relative)
-            if content is None:
-                target.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):  # the folder may hold hand-written files
-                    target.parent.rmdir()
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(content)
+        try:
+            for relative, content in writes.items():
+                target = self._managed_file(relative)
+                if content is None:
+                    target.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):  # the folder may hold hand-written files
+                        target.parent.rmdir()
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self._managed_file(relative)  # the folders just made are no links either
+                    target.write_bytes(content)
+        except OSError as exc:
+            raise self._workdir_error("writing the fleet files", exc) from exc
         try:
             repo.git.add("--all", "--", self.settings.path)
             if snapshot.commit is not None and not repo.index.diff(snapshot.commit):
                 return None
             repo.git.commit("--quiet", "--no-verify", "-m", message)
         except GitCommandError as exc:
-            raise _git_error("committing", exc) from exc
+            raise self._git_error("committing", exc) from exc
         sha = repo.head.commit.hexsha
-        self._push(repo, snapshot)
+        self._push(repo, snapshot, sha)
         return sha
 
-    def _push(self, repo: Repo, snapshot: Snapshot) -> None:
+    def _push(self, repo: Repo, snapshot: Snapshot, sha: str) -> None:
         branch = self.settings.branch
         # --force-with-lease to the exact commit we built on: a push that raced with
         # another writer is refused by the remote, never overwrites their commit.
@@ -276,18 +455,28 @@ class FleetRepo:
         try:
             repo.git.push("--porcelain", lease, "origin", f"HEAD:refs/heads/{branch}")
         except GitCommandError as exc:
+            # The answer failed, not necessarily the push: the remote's tip says what happened.
+            try:
+                tip = self._remote_tip(repo)
+            except GitCommandError:
+                raise self._git_error(f"pushing to {self.display_url}", exc) from exc
+            if tip == sha:
+                log.warning(
+                    "the answer to the push failed, but %s holds commit %s: it landed",
+                    self.display_url,
+                    sha[:12],
+                )
+                return
             # However the refusal is worded (stale info, fetch first, or "failed to update
             # ref" when another push landed inside the remote), a moved branch means re-plan.
-            if self._remote_moved(repo, snapshot):
+            if tip != snapshot.commit:
                 raise ConcurrentUpdate(branch) from exc
-            raise _git_error(f"pushing to {self.display_url}", exc) from exc
+            raise self._git_error(f"pushing to {self.display_url}", exc) from exc
 
-    def _remote_moved(self, repo: Repo, snapshot: Snapshot) -> bool:
-        try:
-            out = str(repo.git.ls_remote("origin", f"refs/heads/{self.settings.branch}"))
-        except GitCommandError:
-            return False  # the remote can't be asked: report the push's own error
-        return (out.split()[0] if out.strip() else None) != snapshot.commit
+    def _remote_tip(self, repo: Repo) -> str | None:
+        """The commit the remote's branch points at now; None if it has no such branch."""
+        out = str(repo.git.ls_remote("origin", f"refs/heads/{self.settings.branch}"))
+        return out.split()[0] if out.strip() else None
 
     # -- history: what the deadline and the closed-PR report are derived from --
 
@@ -349,8 +538,8 @@ class FleetRepo:
             status, _, path = line.partition("\t")
             if status != "D" or not path.endswith("/" + HELMRELEASE_FILE):
                 continue
-            content = repo.git.show(f"{commit}^:{path}", stdout_as_string=False)
-            identity = identity_of(content) if isinstance(content, bytes) else None
+            content = _small_blob(repo, f"{commit}^:{path}")
+            identity = identity_of(content) if content is not None else None
             if identity:
                 folder = PurePosixPath(path).parent.name
                 removed.append(RemovedEnvironment(identity[0], identity[1], identity[2], folder))

@@ -51,4 +51,6 @@ def explain(exc: Exception) -> tuple[str, int]:
     """The one line and the exit code for an error: decided here only, for every command."""
     if isinstance(exc, PrgenError):
         return redact(f"prgen: error: {exc}"), exc.exit_code
-    return redact(f"prgen: unexpected error: {type(exc).__name__}: {exc}"), ExitCode.PARTIAL
+    # Never the code of a partial success: a caller must not take a crash for
+    # "some repositories failed, the others were synced".
+    return redact(f"prgen: unexpected error: {type(exc).__name__}: {exc}"), ExitCode.UNEXPECTED
