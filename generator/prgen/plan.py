@@ -118,8 +118,8 @@ def _written_elsewhere(
         env.number,
         f"{folders} was written by a prgen configured differently (config "
         f"{', '.join(str(t) for t in theirs)}; this config is {mine}: filters, namespace "
-        "or fleet.path differ): kept as is; make the two configs agree, or take it over "
-        "with prgen sync --adopt",
+        "or fleet.path differ): kept as is; take it over with prgen sync --adopt if this "
+        "config is the one that should decide",
         ConflictKind.OTHER_CONFIG,
     )
 

@@ -235,8 +235,9 @@ class Syncer:
             result.warnings.append(
                 f"{len(result.written_by_another_config)} environment(s) under "
                 f"{self.config.fleet.path} were written by a prgen configured differently: "
-                "kept as they are (see the conflicts); two configs writing one folder undo "
-                "each other, so make them agree, or run prgen sync --adopt to take them over"
+                "kept as they are (see the conflicts). If you changed prgen.yaml's filters, "
+                "namespace or fleet.path, run prgen sync --adopt once to take them over; if "
+                "another prgen writes this folder, make the two configs agree"
             )
         unconfigured = sorted(
             {e.repository for e in inventory.environments if e.repository.lower() not in configured}
