@@ -381,6 +381,30 @@ def test_a_pr_naming_a_system_or_reserved_namespace_gets_nothing(
         cases.add()
 
 
+def test_an_environment_already_in_a_system_namespace_is_never_removed_or_rewritten() -> None:
+    # Written before prgen refused system namespaces: removing the folder would have Flux
+    # prune the namespace itself.
+    repo = repository(
+        "    namespace: '<<PR_BRANCH_SLUG>>'\n    namespaceFromPullRequestText: true\n"
+    )
+    old = render_environment(
+        parse_config(
+            "fleet: {url: /tmp/fleet.git, path: previews/dev}\nrepositories:\n  - name: acme/shop\n"
+            "    namespace: 'ns-<<PR_NUMBER>>'\n"
+            "    chart: {chart: a, sourceRef: {kind: HelmRepository, name: c, namespace: f}}\n"
+        ).repositories[0],
+        pull_request(1),
+    )
+    current = {path.replace("ns-1/", "kube-system/"): c for path, c in files_of(old).items()}
+    current["kustomization.yaml"] = current["kustomization.yaml"].replace(b"ns-1", b"kube-system")
+    for desired in ([], [render_environment(repo, pull_request(1, head_branch="main"))]):
+        plan = make_plan(
+            desired, read_inventory(current), {"acme/shop"}, reserved=repo.reserved_namespaces
+        )
+        assert not plan.of(Action.DELETE) and not any("kube-system" in p for p in plan.writes)
+        assert [c.kind for c in plan.conflicts] == [ConflictKind.RESERVED]
+
+
 def test_a_namespace_of_nothing_but_pr_text_is_a_config_error(write_config: Config) -> None:
     for template in ("<<PR_BRANCH_SLUG>>", "<<PR_BRANCH>>-<<PR_AUTHOR>>", "<<PR_TITLE>>"):
         config = write_config(SHOP + f"    namespace: '{template}'\n")

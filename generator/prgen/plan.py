@@ -134,6 +134,7 @@ def make_plan(
     identities: Mapping[str, str] | None = None,
     adopt: bool = False,
     blocked: Sequence[Conflict] = (),
+    reserved: Collection[str] = (),
 ) -> Plan:
     """`complete`: lower-cased names of the repositories whose listing succeeded in full.
 
@@ -145,6 +146,8 @@ def make_plan(
     another identity wrote is kept as is and is a conflict, unless `adopt`.
     `blocked`: eligible PRs that get no environment (a reserved namespace): their
     conflicts, and whatever folder they have now stays as it is.
+    `reserved`: namespaces no environment may have. One written before prgen refused them
+    is never removed or rewritten either: removing it would have Flux prune the namespace.
     """
     current: dict[tuple[str, int], list[CurrentEnvironment]] = {}
     for existing_env in inventory.environments:
@@ -165,6 +168,19 @@ def make_plan(
 
     for conflict in blocked:
         _keep_in_place(current.pop((conflict.repository.lower(), conflict.number), []), claimed)
+    for system in inventory.environments:
+        if system.folder in reserved and system.key in current:
+            conflicts.append(
+                Conflict(
+                    system.repository,
+                    system.number,
+                    f"{system.folder} is a reserved namespace: prgen never removes or rewrites "
+                    "it, as Flux would prune the namespace itself with it; move it by hand",
+                    ConflictKind.RESERVED,
+                )
+            )
+            _keep_in_place(current.pop(system.key), claimed)
+            wanted.discard(system.key)
     if not adopt:
         for key in list(current):
             foreign = _written_elsewhere(current[key], identities)

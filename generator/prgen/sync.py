@@ -214,6 +214,7 @@ class Syncer:
                 identities=identities,
                 adopt=self.adopt,
                 blocked=refused,
+                reserved=self.config.reserved_namespaces,
             )
 
         plan = plan_with(None)
