@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from prgen.naming import short_hash
 from prgen.render import FLUX_SUBSTITUTE, MARKER, render_environment
 
 from factories import pull_request, repository
@@ -38,7 +39,9 @@ def test_an_environment_is_a_namespace_a_helmrelease_and_a_kustomization() -> No
     assert release["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "prgen"
     assert release["spec"]["releaseName"] == "shop-pr-12"
     assert release["spec"]["values"]["image"]["tag"] == f"{12:040x}"
-    assert release["spec"]["values"]["ingress"]["host"] == "feature-12.preview.example.com"
+    # `feature/12` is no DNS label: its slug carries a hash of it (issue 10, item 8).
+    slug = f"feature-12-{short_hash('feature/12')}"
+    assert release["spec"]["values"]["ingress"]["host"] == f"{slug}.preview.example.com"
     assert load(env.files["kustomization.yaml"])["resources"] == [
         "namespace.yaml",
         "helmrelease.yaml",

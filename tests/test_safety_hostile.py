@@ -49,6 +49,7 @@ from prgen.cli import main
 from prgen.config import RepositorySettings, parse_config
 from prgen.inventory import identity_of, read_inventory
 from prgen.model import PullRequest
+from prgen.naming import short_hash
 from prgen.plan import Action, make_plan
 from prgen.render import (
     FLUX_SUBSTITUTE,
@@ -57,6 +58,8 @@ from prgen.render import (
     MARKER,
     NAMESPACE_FILE,
     RenderedEnvironment,
+    ReservedNamespace,
+    environment_namespace,
     render_environment,
 )
 from prgen.testing.fake_github import FakeGitHub
@@ -144,6 +147,8 @@ SPECIALS = [
     "1e3",
     "010",
     "2026-01-01",
+    "default",  # a system namespace: refused (issue 10, item 8)
+    "kube-system",
     "%YAML 1.1",
     "@",
     "?",
@@ -286,6 +291,8 @@ NAMESPACES = {
     "raw-branch": "<<PR_BRANCH>>",
     "title-and-author": "pr-<<PR_TITLE>>-by-<<PR_AUTHOR>>",
 }
+# A namespace of nothing but PR text must be allowed explicitly (issue 10, item 8).
+ALLOW_PR_TEXT = "    namespaceFromPullRequestText: true\n"
 CHART = "{chart: shop, version: '>=1.0.0', sourceRef: {kind: HelmRepository, name: shop-charts, namespace: flux-system}}"
 
 
@@ -311,7 +318,7 @@ def repositories(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Reposito
     return {
         name: parse_config(
             "fleet: {url: /nonexistent.git, path: previews/dev}\nrepositories:\n"
-            + repository_yaml(template),
+            + repository_yaml(template, ALLOW_PR_TEXT if name == "raw-branch" else ""),
             base_dir=folder,
         ).repositories[0]
         for name, template in NAMESPACES.items()
@@ -559,6 +566,15 @@ def test_hostile_pr_text_renders_to_exactly_itself_in_valid_distinct_objects(
     naming: str,
 ) -> None:
     repo = repositories[naming]
+    reserved = [pr for pr in pair if environment_namespace(repo, pr) in repo.reserved_namespaces]
+    for pr in reserved:
+        # A PR that names a system namespace gets nothing rendered (issue 10, item 8).
+        with pytest.raises(ReservedNamespace):
+            render_environment(repo, pr)
+    if reserved:
+        event("a reserved namespace, refused")
+        cases.add()
+        return
     envs = [render_environment(repo, pr) for pr in pair]
     checked = [
         check_environment(env.files, pr, NAMESPACES[naming], validate=index == 0 and sampled(pr))
@@ -684,7 +700,14 @@ def run_sync(config: Path, workdir: Path) -> dict[str, Any]:
 @example(  # always at least one name collision, and text from the list of specials
     pulls=[
         OpenedPull("${GITHUB_TOKEN}\n---\nkind: Secret", "Feature/X", "main", "a: b", ("preview",)),
-        OpenedPull("<<PR_BRANCH>> #1", "feature-x", "../main", "$", ("preview", "x\x00y")),
+        # `Feature/X` slugs to `feature-x` plus a hash of it: this branch is that slug.
+        OpenedPull(
+            "<<PR_BRANCH>> #1",
+            f"feature-x-{short_hash('Feature/X')}",
+            "../main",
+            "$",
+            ("preview", "x\x00y"),
+        ),
         OpenedPull("'quoted'", "feature/other", "main", "-", ("preview", "no-preview")),
     ]
 )
@@ -780,10 +803,13 @@ def test_a_newer_pr_whose_name_collides_does_not_take_over_an_existing_environme
     config = write_config(repository_yaml(E2E_NAMESPACE))
     first = github.open_pull("acme/shop", title="first", head_branch="Feature")
     run_sync(config, tmp_path / "work")
-    helmrelease = "previews/dev/shop-feature/helmrelease.yaml"
+    # `Feature` is no DNS label, so its slug carries a hash (issue 10, item 8): `feature`
+    # no longer collides with it, a branch named like that slug does.
+    slug = f"feature-{short_hash('Feature')}"
+    helmrelease = f"previews/dev/shop-{slug}/helmrelease.yaml"
     assert identity_of(show(fleet_remote, helmrelease))[1] == first  # type: ignore[index]
 
-    second = github.open_pull("acme/shop", title="second", head_branch="feature")
+    second = github.open_pull("acme/shop", title="second", head_branch=slug)
     report = run_sync(config, tmp_path / "work")
 
     # The open, eligible PR that had the environment keeps it; the newcomer is the conflict.

@@ -9,7 +9,9 @@ exactly one of chart/chartRef, placeholders are known, templates load).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -25,11 +27,15 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from prgen.errors import ConfigError
-from prgen.placeholders import PLACEHOLDER, UNTRUSTED, unknown_placeholders
+from prgen.placeholders import PLACEHOLDER, PR_TEXT, UNTRUSTED, unknown_placeholders
 from prgen.resources import data_path
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_NAMESPACE = "<<REPO_NAME>>-pr-<<PR_NUMBER>>"
+# Namespaces no PR may ever name, whatever the config says.
+SYSTEM_NAMESPACES = frozenset(
+    {"kube-system", "kube-public", "kube-node-lease", "default", "flux-system"}
+)
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,10 @@ class RepositorySettings:
     health_check: HealthCheck | None = None
     environment_url: str | None = None
     report: ReportSettings = ReportSettings()
+    namespace_from_pull_request_text: bool = False
+    reserved_namespaces: frozenset[str] = SYSTEM_NAMESPACES
+    # Which PRs get an environment and where: see `config_identity`. Set by parse_config.
+    identity: str = ""
 
     @property
     def owner(self) -> str:
@@ -132,6 +142,7 @@ class Config:
     source: str  # where the config came from, for messages
     probe: ProbeSettings = ProbeSettings()
     max_deletions: int | None = None  # None: more than half, and at least 5
+    reserved_namespaces: frozenset[str] = SYSTEM_NAMESPACES
 
     def repository(self, name: str) -> RepositorySettings:
         for repo in self.repositories:
@@ -183,12 +194,25 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         for index, entry in enumerate(document["repositories"])
     )
     _check_unique_names(repositories, source)
+    _check_namespaces_apart(repositories, source)
+    fleet = _compile_fleet(document["fleet"], base)
+    safety = document.get("safety", {})
+    reserved = SYSTEM_NAMESPACES | frozenset(safety.get("reservedNamespaces", ()))
+    for index, repo in enumerate(repositories):
+        _check_namespace_not_reserved(repo, reserved, f"repositories[{index}]", source)
+    repositories = tuple(
+        dataclasses.replace(
+            repo, reserved_namespaces=reserved, identity=config_identity(repo, fleet.path)
+        )
+        for repo in repositories
+    )
     return Config(
         github=_compile_github(document.get("github", {}), base, source),
-        fleet=_compile_fleet(document["fleet"], base),
+        fleet=fleet,
         repositories=repositories,
         source=source,
-        max_deletions=document.get("safety", {}).get("maxDeletions"),
+        max_deletions=safety.get("maxDeletions"),
+        reserved_namespaces=reserved,
         probe=_compile_probe(document.get("probe", {}), source),
     )
 
@@ -306,6 +330,15 @@ def _compile_repository(
         raise ConfigError(
             "<<NAMESPACE>> can't be used to make the namespace itself", f"{at}.namespace", source
         )
+    namespace = entry.get("namespace", DEFAULT_NAMESPACE)
+    if _made_of_pr_text(namespace) and not entry.get("namespaceFromPullRequestText", False):
+        raise ConfigError(
+            "a namespace made of nothing but PR text lets a PR choose any namespace; add a fixed "
+            "part or <<PR_NUMBER>> (as in '<<REPO_NAME>>-<<PR_BRANCH_SLUG>>'), or set "
+            "namespaceFromPullRequestText: true",
+            f"{at}.namespace",
+            source,
+        )
     templates = _compile_templates(entry.get("templates", {}), f"{at}.templates", source, base)
     environment = (entry.get("report", {}).get("deployment") or {}).get("environment", "")
     for match in PLACEHOLDER.finditer(environment):
@@ -339,7 +372,7 @@ def _compile_repository(
         drafts=entry.get("drafts", False),
         forks=entry.get("forks", False),
         max_environments=entry.get("maxEnvironments"),
-        namespace=entry.get("namespace", DEFAULT_NAMESPACE),
+        namespace=namespace,
         chart=entry.get("chart"),
         chart_ref=entry.get("chartRef"),
         values=entry.get("values", {}),
@@ -348,7 +381,39 @@ def _compile_repository(
         health_check=_compile_health_check(entry.get("healthCheck"), f"{at}.healthCheck", source),
         environment_url=entry.get("environmentUrl"),
         report=_compile_report(entry.get("report", {})),
+        namespace_from_pull_request_text=entry.get("namespaceFromPullRequestText", False),
     )
+
+
+def _made_of_pr_text(template: str) -> bool:
+    """A namespace template whose only letters and digits come from PR text."""
+    fixed = PLACEHOLDER.sub(lambda m: "" if m.group(1) in PR_TEXT else "x", template)
+    return not re.search(r"[A-Za-z0-9]", fixed)
+
+
+def config_identity(repo: RepositorySettings, fleet_path: str) -> str:
+    """A short hash of what decides which PRs of `repo` get an environment, and where.
+
+    prgen records it in each HelmRelease it writes, so a prgen with other filters, another
+    namespace template or another fleet path (a CronJob whose config has not caught up
+    with the CI's, say) recognises environments it did not decide on and leaves them
+    alone, instead of removing what the other creates, run after run. Values, chart and
+    templates are not part of it: changing them updates environments as ever.
+    """
+    decides = {
+        "labels": sorted(repo.labels),
+        "excludeLabels": sorted(repo.exclude_labels),
+        "branches": repo.branches.pattern if repo.branches else None,
+        "targetBranches": repo.target_branches.pattern if repo.target_branches else None,
+        "drafts": repo.drafts,
+        "forks": repo.forks,
+        "trustedForkLabels": sorted(repo.trusted_fork_labels),
+        "maxEnvironments": repo.max_environments,
+        "namespace": repo.namespace,
+        "fleetPath": fleet_path,
+    }
+    canonical = json.dumps(decides, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
 
 def _unsafe_url_placeholders(entry: Mapping[str, Any], at: str) -> Iterator[tuple[str, str]]:
@@ -489,6 +554,104 @@ def _check_unique_names(repositories: tuple[RepositorySettings, ...], source: st
         if key in seen:
             raise ConfigError(f"{repo.name} is listed twice", f"repositories[{index}].name", source)
         seen.add(key)
+
+
+# The longest text a placeholder stands for in a namespace; PR text has no bound.
+_BOUNDED_PLACEHOLDERS = {"PR_NUMBER": 10, "PR_HEAD_SHA": 40, "PR_HEAD_SHORT_SHA": 7}
+# A name cut to fit keeps this many of its first characters (then a dash and a hash).
+_KEPT_WHEN_CUT = 63 - 9
+
+
+def _fixed_start(text: str) -> str:
+    """What any namespace made from `text` + more is sure to start with.
+
+    Namespaces are lower-cased and slugged, unless (from PR text) they are a valid name
+    already, which keeps a `--`: so a `--` ends what is sure.
+    """
+    lowered = text.lower()
+    if "--" in lowered and re.fullmatch(r"[a-z0-9-]*", lowered):
+        lowered = lowered[: lowered.index("--")]
+    return re.sub(r"[^a-z0-9]+", "-", lowered).strip("-")[:_KEPT_WHEN_CUT].rstrip("-")
+
+
+@dataclass(frozen=True)
+class _NamespaceShape:
+    """What all namespaces one repository entry can make have in common."""
+
+    constant: str | None  # the one namespace, when nothing in the template varies
+    prefix: str
+    suffix: str | None  # None: a cut or a hash may take the end away
+
+    def may_meet(self, other: _NamespaceShape) -> bool:
+        if self.constant is not None and other.constant is not None:
+            return self.constant == other.constant
+        if self.constant is not None or other.constant is not None:
+            fixed, shape = (self, other) if self.constant is not None else (other, self)
+            name = fixed.constant or ""
+            return name.startswith(shape.prefix) and (
+                shape.suffix is None or name.endswith(shape.suffix)
+            )
+        if not (self.prefix.startswith(other.prefix) or other.prefix.startswith(self.prefix)):
+            return False
+        if self.suffix is not None and other.suffix is not None:
+            return self.suffix.endswith(other.suffix) or other.suffix.endswith(self.suffix)
+        return True
+
+
+def _namespace_shape(repo: RepositorySettings) -> _NamespaceShape:
+    text = repo.namespace.replace("<<REPO_OWNER>>", repo.owner).replace(
+        "<<REPO_NAME>>", repo.short_name
+    )
+    pieces = PLACEHOLDER.split(text)  # fixed text, a placeholder's name, fixed text, ...
+    varying = pieces[1::2]
+    if not varying:
+        constant = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+        return _NamespaceShape(constant, constant, constant)
+    longest = sum(len(part) for part in pieces[::2]) + sum(
+        _BOUNDED_PLACEHOLDERS.get(name, 64) for name in varying
+    )
+    # Without PR text and never cut, a namespace keeps its slugged end as well.
+    suffix = None
+    if longest <= 63 and not PR_TEXT & set(varying):
+        suffix = re.sub(r"[^a-z0-9]+", "-", pieces[-1].lower()).strip("-")
+    return _NamespaceShape(None, _fixed_start(pieces[0]), suffix)
+
+
+def _check_namespaces_apart(repositories: tuple[RepositorySettings, ...], source: str) -> None:
+    """Refuse two entries whose templates might ever make the same namespace.
+
+    One namespace (and folder) for PRs of two repositories would hand one PR's environment
+    to the other: `acme/api` and `other/api` both make `api-pr-1` with the default template.
+    Two templates are apart only when a fixed start or end tells their names apart.
+    """
+    shapes = [_namespace_shape(repo) for repo in repositories]
+    for later in range(len(repositories)):
+        for earlier in range(later):
+            if shapes[earlier].may_meet(shapes[later]):
+                first, second = repositories[earlier], repositories[later]
+                raise ConfigError(
+                    f"{second.name} and {first.name} (repositories[{earlier}]) can get the same "
+                    f"namespace from '{second.namespace}' and '{first.namespace}': one PR's "
+                    "environment would be handed to the other; give each a fixed part of its "
+                    "own, as in '<<REPO_OWNER>>-<<REPO_NAME>>-pr-<<PR_NUMBER>>' with owners "
+                    "that differ",
+                    f"repositories[{later}].namespace",
+                    source,
+                )
+
+
+def _check_namespace_not_reserved(
+    repo: RepositorySettings, reserved: frozenset[str], at: str, source: str
+) -> None:
+    shape = _namespace_shape(repo)
+    if shape.constant is not None and shape.constant in reserved:
+        raise ConfigError(
+            f"{shape.constant} is a reserved namespace: prgen never writes into it "
+            "(kube-system, kube-public, kube-node-lease, default, flux-system and "
+            "safety.reservedNamespaces)",
+            f"{at}.namespace",
+            source,
+        )
 
 
 def _check_app_key(app: Mapping[str, Any], source: str) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from prgen.render import (
+    ANNOTATION_CONFIG,
     ANNOTATION_HEAD_SHA,
     ANNOTATION_PULL_REQUEST,
     ANNOTATION_REPOSITORY,
@@ -31,6 +32,8 @@ class CurrentEnvironment:
     head_sha: str | None
     folder: str
     files: Mapping[str, bytes]  # prgen's own files in the folder, by name
+    # The identity of the config that wrote it; None when written before prgen recorded one.
+    config_identity: str | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -83,17 +86,26 @@ _LOADER = YAML(typ="safe")
 _LOADER_LOCK = threading.Lock()
 
 
-def identity_of(content: bytes) -> tuple[str, int, str | None] | None:
-    """(repository, PR number, head SHA) from a HelmRelease prgen wrote."""
+class Identity(NamedTuple):
+    repository: str
+    number: int
+    head_sha: str | None
+    config: str | None  # which config wrote it (see config.config_identity)
+
+
+def identity_of(content: bytes) -> Identity | None:
+    """Whose environment a HelmRelease prgen wrote is, and which config wrote it."""
     try:
         text = content.decode("utf-8")
         with _LOADER_LOCK:
             document: Any = _LOADER.load(text)
         annotations = document["metadata"]["annotations"]
-        return (
+        config = annotations.get(ANNOTATION_CONFIG)
+        return Identity(
             str(annotations[ANNOTATION_REPOSITORY]),
             int(annotations[ANNOTATION_PULL_REQUEST]),
             annotations.get(ANNOTATION_HEAD_SHA),
+            None if config is None else str(config),
         )
     except (YAMLError, UnicodeDecodeError, KeyError, TypeError, ValueError):
         return None
@@ -118,8 +130,16 @@ def read_inventory(files: Mapping[str, bytes]) -> Inventory:
         if identity is None:
             unrecognised.append(folder)
             continue
-        repository, number, head_sha = identity
-        environments.append(CurrentEnvironment(repository, number, head_sha, folder, owned))
+        environments.append(
+            CurrentEnvironment(
+                identity.repository,
+                identity.number,
+                identity.head_sha,
+                folder,
+                owned,
+                identity.config,
+            )
+        )
     return Inventory(
         environments=tuple(environments),
         handwritten=handwritten,

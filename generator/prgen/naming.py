@@ -2,6 +2,8 @@
 
 A name that had to be cut gets a short hash of the full input, so two
 different inputs that share a long prefix still get different names.
+Text a PR chose goes through `pr_text_label`, which keeps every difference:
+two branches that slug alike still get different names.
 """
 
 from __future__ import annotations
@@ -35,3 +37,19 @@ def dns_label(text: str, max_length: int = DNS_LABEL_MAX) -> str:
         return slug
     head = slug[: max_length - _HASH_LEN - 1].rstrip("-")
     return f"{head}-{short_hash(text)}"
+
+
+def pr_text_label(text: str, max_length: int = DNS_LABEL_MAX) -> str:
+    """A DNS label for text a PR chose, different for different texts.
+
+    Text that already is a label stays exactly as it is; any other text becomes its
+    slug plus a short hash of the text itself, so `feature/login`, `feature_login` and
+    `FEATURE.LOGIN` (one slug, `feature-login`) never share a namespace, folder or URL.
+    """
+    if max_length <= _HASH_LEN + 1:
+        raise ValueError(f"max_length {max_length} leaves no room for a hash")
+    if is_dns_label(text, max_length):
+        return text
+    slug = _INVALID.sub("-", text.lower()).strip("-")
+    head = slug[: max_length - _HASH_LEN - 1].rstrip("-")
+    return f"{head}-{short_hash(text)}" if head else "x" + short_hash(text)

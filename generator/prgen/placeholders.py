@@ -16,7 +16,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from prgen.model import PullRequest
-from prgen.naming import dns_label
+from prgen.naming import pr_text_label
 
 PLACEHOLDER = re.compile(r"<<([A-Z][A-Z0-9_]*)>>")
 
@@ -37,32 +37,32 @@ KNOWN = frozenset(
 )
 # Free text someone outside the team may choose.
 UNTRUSTED = frozenset({"PR_BRANCH", "PR_BASE_BRANCH", "PR_AUTHOR", "PR_TITLE"})
+# What a PR chooses, as names go: the free text, and the branch's slug made from it.
+PR_TEXT = UNTRUSTED | {"PR_BRANCH_SLUG"}
 
 
 def pr_made_flux_variable(text: str, from_pr: list[bool]) -> bool:
-    """Would Flux expand a `${...}` in `text` that PR characters are part of?
+    """Would Flux's post-build substitution change anything PR characters are part of?
 
-    `from_pr[i]` says whether character i came from PR text. `$$` is Flux's
-    escape, so the scan moves pairwise, as Flux's post-build substitution does,
-    and a PR `$` that changes the parity of the run before a `${` counts too.
+    `from_pr[i]` says whether character i came from PR text. Flux expands `${...}` and
+    turns its escape `$$` into `$`. So every `${` counts, escaped or not, when PR text
+    supplied one of its `$`s, its brace, its name or its closing brace: an escaped
+    `$${X}` from a PR would reach the cluster as `${X}`. So does a `$$` with a PR `$`.
     """
-    index = 0
-    while index < len(text) - 1:
-        pair = text[index : index + 2]
-        if pair == "$$":
-            index += 2
-        elif pair == "${":
-            close = text.find("}", index)
-            end = close + 1 if close != -1 else len(text)
-            # The `$`s before it decide, by their parity, whether it is escaped.
-            start = index
-            while start > 0 and text[start - 1] == "$":
-                start -= 1
-            if any(from_pr[start:end]):
+    for index in range(len(text) - 1):
+        if text[index] != "$" or text[index + 1] not in "${":
+            continue
+        if text[index + 1] == "$":
+            if from_pr[index] or from_pr[index + 1]:
                 return True
-            index += 2
-        else:
-            index += 1
+            continue
+        start = index
+        while start > 0 and text[start - 1] == "$":
+            start -= 1
+        close = text.find("}", index)
+        end = close + 1 if close != -1 else len(text)
+        if any(from_pr[start:end]):
+            return True
     return False
 
 
@@ -80,6 +80,9 @@ def unknown_placeholders(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from unknown_placeholders(item, f"{path}[{index}]")
 
 
+BRANCH_SLUG_MAX = 40
+
+
 def pull_request_values(pr: PullRequest, namespace: str = "") -> dict[str, str]:
     owner, name = pr.repository.split("/", 1)
     values = {
@@ -87,7 +90,7 @@ def pull_request_values(pr: PullRequest, namespace: str = "") -> dict[str, str]:
         "PR_HEAD_SHA": pr.head_sha,
         "PR_HEAD_SHORT_SHA": pr.head_sha[:7],
         "PR_BRANCH": pr.head_branch,
-        "PR_BRANCH_SLUG": dns_label(pr.head_branch, 40),
+        "PR_BRANCH_SLUG": pr_text_label(pr.head_branch, BRANCH_SLUG_MAX),
         "PR_BASE_BRANCH": pr.base_branch,
         "PR_AUTHOR": pr.author,
         "PR_TITLE": pr.title,

@@ -29,6 +29,14 @@ class Change:
     folder: str
     head_sha: str | None
     reason: str = ""
+    replaced_by: str = ""  # a DELETE of the folder an environment moved from: its new folder
+
+
+class ConflictKind(StrEnum):
+    NAME = "name"  # another PR, an unrecognised folder or hand-written files hold the name
+    HANDOVER = "handover"  # another PR leaves the name in this commit: taken in a later run
+    RESERVED = "reserved"  # a system namespace, or one in safety.reservedNamespaces
+    OTHER_CONFIG = "other-config"  # written by a prgen configured differently
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class Conflict:
     repository: str
     number: int
     reason: str
+    kind: ConflictKind = ConflictKind.NAME
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,32 @@ def _keep_in_place(kept: Iterable[CurrentEnvironment], claimed: dict[str, str]) 
         claimed.setdefault(env.folder, f"{env.repository}#{env.number}")
 
 
+def _written_elsewhere(
+    envs: Sequence[CurrentEnvironment], identities: Mapping[str, str] | None
+) -> Conflict | None:
+    """A conflict when a differently configured prgen wrote one of this PR's folders.
+
+    Its filters, namespace template or fleet path differ from this config's, so what this
+    run wants for the PR is no guide to what the other wants: removing or rewriting it
+    would only be undone by the other's next run, and so on every round.
+    """
+    env = envs[0]
+    mine = (identities or {}).get(env.repository.lower())
+    theirs = sorted({e.config_identity for e in envs if e.config_identity not in (None, mine)})
+    if mine is None or not theirs:
+        return None
+    folders = ", ".join(e.folder for e in envs)
+    return Conflict(
+        env.repository,
+        env.number,
+        f"{folders} was written by a prgen configured differently (config "
+        f"{', '.join(str(t) for t in theirs)}; this config is {mine}: filters, namespace "
+        "or fleet.path differ): kept as is; take it over with prgen sync --adopt if this "
+        "config is the one that should decide",
+        ConflictKind.OTHER_CONFIG,
+    )
+
+
 def make_plan(
     desired: Sequence[RenderedEnvironment],
     inventory: Inventory,
@@ -96,12 +131,23 @@ def make_plan(
     *,
     hold_deletions: str | None = None,
     configured: Collection[str] | None = None,
+    identities: Mapping[str, str] | None = None,
+    adopt: bool = False,
+    blocked: Sequence[Conflict] = (),
+    reserved: Collection[str] = (),
 ) -> Plan:
     """`complete`: lower-cased names of the repositories whose listing succeeded in full.
 
-    `hold_deletions`: when set, environments that would be removed are kept, with this reason.
+    `hold_deletions`: when set, environments that would be removed are kept, with this reason;
+    so are the old folders of environments that would move (they stay where they are).
     `configured`: lower-cased names of the repositories in the config, to tell an environment
     of a repository that is no longer configured from one whose listing failed.
+    `identities`: this config's identity per lower-cased repository name; an environment
+    another identity wrote is kept as is and is a conflict, unless `adopt`.
+    `blocked`: eligible PRs that get no environment (a reserved namespace): their
+    conflicts, and whatever folder they have now stays as it is.
+    `reserved`: namespaces no environment may have. One written before prgen refused them
+    is never removed or rewritten either: removing it would have Flux prune the namespace.
     """
     current: dict[tuple[str, int], list[CurrentEnvironment]] = {}
     for existing_env in inventory.environments:
@@ -109,12 +155,39 @@ def make_plan(
     wanted = {(env.repository.lower(), env.number) for env in desired}
 
     changes: list[Change] = []
-    conflicts: list[Conflict] = []
+    conflicts: list[Conflict] = list(blocked)
     deletes: dict[str, None] = {}
     writes: dict[str, bytes | None] = {}
+    # Folders this commit leaves where they are or writes, and for whom: the index lists them.
     claimed: dict[str, str] = {
         folder: "unrecognised prgen files" for folder in inventory.unrecognised
     }
+    # Who holds each folder in the fleet now: a folder one PR leaves in this commit is
+    # another's only after that is committed, so no commit ever hands a name over.
+    holders = {env.folder: env for env in inventory.environments}
+
+    for conflict in blocked:
+        _keep_in_place(current.pop((conflict.repository.lower(), conflict.number), []), claimed)
+    for system in inventory.environments:
+        if system.folder in reserved and system.key in current:
+            conflicts.append(
+                Conflict(
+                    system.repository,
+                    system.number,
+                    f"{system.folder} is a reserved namespace: prgen never removes or rewrites "
+                    "it, as Flux would prune the namespace itself with it; move it by hand",
+                    ConflictKind.RESERVED,
+                )
+            )
+            _keep_in_place(current.pop(system.key), claimed)
+            wanted.discard(system.key)
+    if not adopt:
+        for key in list(current):
+            foreign = _written_elsewhere(current[key], identities)
+            if foreign is not None:
+                conflicts.append(foreign)
+                _keep_in_place(current.pop(key), claimed)
+                wanted.discard(key)
 
     # Environments nobody asked for: removed only on a complete listing, else kept untouched.
     for key, unwanted in current.items():
@@ -145,7 +218,10 @@ def make_plan(
     )
     for env in ordered:
         key = (env.repository.lower(), env.number)
+        if key not in wanted:
+            continue  # written by another config: a conflict above
         owner = claimed.get(env.namespace)
+        holder = holders.get(env.namespace)
         if owner is not None:
             conflicts.append(
                 Conflict(
@@ -153,6 +229,19 @@ def make_plan(
                 )
             )
             _keep_in_place(current.pop(key, []), claimed)  # its current folder stays as it is
+            continue
+        if holder is not None and holder.key != key:
+            conflicts.append(
+                Conflict(
+                    env.repository,
+                    env.number,
+                    f"namespace {env.namespace} is still held by {holder.repository}"
+                    f"#{holder.number}, which this run removes or moves: it is given to "
+                    f"{env.repository}#{env.number} only once that is committed (a later run)",
+                    ConflictKind.HANDOVER,
+                )
+            )
+            _keep_in_place(current.pop(key, []), claimed)
             continue
         if _blocked_by_handwritten(env.namespace, env.files, inventory.handwritten):
             conflicts.append(
@@ -164,22 +253,53 @@ def make_plan(
             )
             _keep_in_place(current.pop(key, []), claimed)
             continue
-        claimed[env.namespace] = f"{env.repository}#{env.number}"
         existing = current.pop(key, [])
         old = next((c for c in existing if c.folder == env.namespace), None)
-        for moved in existing:
-            if moved is not old:
-                deletes.update(dict.fromkeys(f"{moved.folder}/{name}" for name in moved.files))
+        elsewhere = [c for c in existing if c is not old]
+        if elsewhere and hold_deletions is not None:
+            # Moving would remove its old folder: the guard keeps it, and with it the
+            # environment where it is, so no PR ever has two namespaces.
+            for kept in elsewhere:
+                claimed[kept.folder] = f"{kept.repository}#{kept.number}"
+                changes.append(
+                    Change(
+                        Action.KEEP,
+                        kept.repository,
+                        kept.number,
+                        kept.folder,
+                        kept.head_sha,
+                        f"{hold_deletions}: not moved to {env.namespace} this run",
+                    )
+                )
+            if old is None:
+                continue
+            elsewhere = []
+        claimed[env.namespace] = f"{env.repository}#{env.number}"
+        for moved in elsewhere:
+            deletes.update(dict.fromkeys(f"{moved.folder}/{name}" for name in moved.files))
+            changes.append(
+                Change(
+                    Action.DELETE,
+                    moved.repository,
+                    moved.number,
+                    moved.folder,
+                    moved.head_sha,
+                    f"duplicate of {env.namespace}" if old else f"moved to {env.namespace}",
+                    env.namespace,
+                )
+            )
         env_writes = _file_writes(env.namespace, old.files if old else {}, env.files)
         writes.update(env_writes)
         if not existing:
             action, reason = Action.CREATE, "new pull request"
-        elif env_writes or len(existing) > 1 or old is None:
-            previous = old or existing[0]
+        elif old is None:
+            action = Action.UPDATE
+            reason = "moved from " + ", ".join(moved.folder for moved in elsewhere)
+        elif env_writes:
             action = Action.UPDATE
             reason = (
-                f"new head commit (was {previous.head_sha[:7]})"
-                if previous.head_sha and previous.head_sha != env.head_sha
+                f"new head commit (was {old.head_sha[:7]})"
+                if old.head_sha and old.head_sha != env.head_sha
                 else "configuration or template changed"
             )
         else:

@@ -19,15 +19,17 @@ from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from prgen.config import RepositorySettings
+from prgen.errors import PrgenError
 from prgen.model import PullRequest
-from prgen.naming import HELM_RELEASE_NAME_MAX, dns_label
-from prgen.placeholders import Substitution, pull_request_values
+from prgen.naming import HELM_RELEASE_NAME_MAX, dns_label, pr_text_label
+from prgen.placeholders import PLACEHOLDER, PR_TEXT, Substitution, pull_request_values
 
 MARKER = "# prgen:managed"
 OWNER_LABEL = "app.kubernetes.io/managed-by"
 ANNOTATION_REPOSITORY = "prgen.io/repository"
 ANNOTATION_PULL_REQUEST = "prgen.io/pull-request"
 ANNOTATION_HEAD_SHA = "prgen.io/head-sha"
+ANNOTATION_CONFIG = "prgen.io/config"  # the identity of the config that wrote it
 FLUX_COMMIT = "event.toolkit.fluxcd.io/commit"
 FLUX_CHANGE_REQUEST = "event.toolkit.fluxcd.io/change_request"
 FLUX_SUBSTITUTE = "kustomize.toolkit.fluxcd.io/substitute"
@@ -98,11 +100,22 @@ def _deep_merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
+class ReservedNamespace(PrgenError):
+    """A PR's namespace is one no environment may have: nothing of it is rendered."""
+
+
 def environment_namespace(repo: RepositorySettings, pr: PullRequest) -> str:
-    return dns_label(Substitution(pull_request_values(pr)).text(repo.namespace))
+    text = Substitution(pull_request_values(pr)).text(repo.namespace)
+    if any(match.group(1) in PR_TEXT for match in PLACEHOLDER.finditer(repo.namespace)):
+        # PR text must not slug onto another PR's name: `feature/login`, `feature_login`.
+        return pr_text_label(text)
+    return dns_label(text)
 
 
 def release_name(repo: RepositorySettings, pr: PullRequest) -> str:
+    # Unique within its namespace, which is all Helm needs: each environment has a
+    # namespace of its own, and a namespace is never handed from one PR to another
+    # in one commit (see plan.py), so two PRs never share a release.
     return dns_label(f"{repo.short_name}-pr-{pr.number}", HELM_RELEASE_NAME_MAX)
 
 
@@ -155,6 +168,8 @@ def _helm_release(repo: RepositorySettings, pr: PullRequest, namespace: str) -> 
             FLUX_CHANGE_REQUEST: str(pr.number),
         }
     )
+    if repo.identity:
+        metadata["annotations"][ANNOTATION_CONFIG] = repo.identity
     if subst.introduced_flux_variable:
         # PR text formed a `${...}`: Flux must apply it verbatim, never expand it.
         metadata["annotations"][FLUX_SUBSTITUTE] = "disabled"
@@ -185,7 +200,13 @@ def kustomization(resources: Iterable[str]) -> dict[str, Any]:
 
 
 def render_environment(repo: RepositorySettings, pr: PullRequest) -> RenderedEnvironment:
+    """Raises ReservedNamespace when the PR's namespace is a system or reserved one."""
     namespace = environment_namespace(repo, pr)
+    if namespace in repo.reserved_namespaces:
+        raise ReservedNamespace(
+            f"{repo.name}#{pr.number} would get namespace {namespace}, which is reserved "
+            "(a system namespace or one in safety.reservedNamespaces): prgen never writes it"
+        )
     header = f"preview environment of {repo.name} pull request {pr.number}; prgen overwrites edits"
     files = {
         NAMESPACE_FILE: dump(_namespace(repo, pr, namespace), header),

@@ -17,8 +17,8 @@ from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.inventory import Inventory, read_inventory
 from prgen.model import Listing
-from prgen.plan import Action, Plan, deletion_limit, make_plan
-from prgen.render import RenderedEnvironment, render_environment
+from prgen.plan import Action, Conflict, ConflictKind, Plan, deletion_limit, make_plan
+from prgen.render import RenderedEnvironment, ReservedNamespace, render_environment
 from prgen.source import PullRequestSource
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class RepositoryOutcome:
     error: str | None
     open_pull_requests: int
     eligible: int
+    config_identity: str = ""  # recorded in each HelmRelease (prgen.io/config)
 
 
 @dataclass
@@ -53,8 +54,13 @@ class SyncResult:
         return [repo for repo in self.repositories if not repo.complete]
 
     @property
+    def written_by_another_config(self) -> list[Conflict]:
+        return [c for c in self.plan.conflicts if c.kind is ConflictKind.OTHER_CONFIG]
+
+    @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.PARTIAL if self.failed_repositories or self.held_deletions else ExitCode.OK
+        undone = self.failed_repositories or self.held_deletions or self.written_by_another_config
+        return ExitCode.PARTIAL if undone else ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +76,7 @@ class SyncResult:
                     "error": r.error,
                     "openPullRequests": r.open_pull_requests,
                     "eligible": r.eligible,
+                    "config": r.config_identity,
                 }
                 for r in self.repositories
             ],
@@ -85,7 +92,12 @@ class SyncResult:
                 for c in self.plan.changes
             ],
             "conflicts": [
-                {"repository": c.repository, "pullRequest": c.number, "reason": c.reason}
+                {
+                    "repository": c.repository,
+                    "pullRequest": c.number,
+                    "kind": str(c.kind),
+                    "reason": c.reason,
+                }
                 for c in self.plan.conflicts
             ],
             "skipped": [
@@ -112,7 +124,9 @@ def commit_message(plan: Plan) -> str:
             f"{change.reason}"
         )
     for change in deleted:
-        lines.append(f"removed {change.repository}#{change.number} from {change.folder}")
+        lines.append(
+            f"removed {change.repository}#{change.number} from {change.folder}: {change.reason}"
+        )
     if not (created or updated or deleted):
         lines.append("refreshed the environment index")
     return "\n".join(lines) + "\n"
@@ -143,8 +157,10 @@ class Syncer:
         *,
         sleep: Callable[[float], None] = time.sleep,
         allow_mass_delete: bool = False,
+        adopt: bool = False,
     ) -> None:
         self.allow_mass_delete = allow_mass_delete
+        self.adopt = adopt
         self.config = config
         self.source = source
         self.fleet = FleetRepo(config.fleet, workdir)
@@ -163,11 +179,16 @@ class Syncer:
 
     def _plan(self, inventory: Inventory, listings: list[Listing]) -> tuple[Plan, SyncResult]:
         desired: list[RenderedEnvironment] = []
+        refused: list[Conflict] = []
         skipped: list[Skipped] = []
         outcomes = []
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             eligible, left_out = select(repo, listing.pull_requests)
-            desired.extend(render_environment(repo, pr) for pr in eligible)
+            for pr in eligible:
+                try:
+                    desired.append(render_environment(repo, pr))
+                except ReservedNamespace as exc:
+                    refused.append(Conflict(repo.name, pr.number, str(exc), ConflictKind.RESERVED))
             skipped.extend(left_out)
             outcomes.append(
                 RepositoryOutcome(
@@ -176,16 +197,30 @@ class Syncer:
                     listing.error,
                     len(listing.pull_requests),
                     len(eligible),
+                    repo.identity,
                 )
             )
         complete = {listing.repository.lower() for listing in listings if listing.complete}
         configured = {repo.name.lower() for repo in self.config.repositories}
-        plan = make_plan(desired, inventory, complete, configured=configured)
+        identities = {repo.name.lower(): repo.identity for repo in self.config.repositories}
+
+        def plan_with(held: str | None) -> Plan:
+            return make_plan(
+                desired,
+                inventory,
+                complete,
+                hold_deletions=held,
+                configured=configured,
+                identities=identities,
+                adopt=self.adopt,
+                blocked=refused,
+                reserved=self.config.reserved_namespaces,
+            )
+
+        plan = plan_with(None)
         held = self._deletions_to_hold(plan, len(inventory.environments))
         if held:
-            plan = make_plan(
-                desired, inventory, complete, hold_deletions=held, configured=configured
-            )
+            plan = plan_with(held)
         result = SyncResult(
             self.fleet.display_url,
             self.config.fleet.path,
@@ -197,6 +232,14 @@ class Syncer:
         if held:
             result.held_deletions = held
             result.warnings.append(held + "; run with --allow-mass-delete if this is intended")
+        if result.written_by_another_config:
+            result.warnings.append(
+                f"{len(result.written_by_another_config)} environment(s) under "
+                f"{self.config.fleet.path} were written by a prgen configured differently: "
+                "kept as they are (see the conflicts). If you changed prgen.yaml's filters, "
+                "namespace or fleet.path, run prgen sync --adopt once to take them over; if "
+                "another prgen writes this folder, make the two configs agree"
+            )
         unconfigured = sorted(
             {e.repository for e in inventory.environments if e.repository.lower() not in configured}
         )
@@ -221,9 +264,15 @@ class Syncer:
         limit = deletion_limit(current, self.config.max_deletions)
         if self.allow_mass_delete or deleting <= limit:
             return None
+        moves = sum(1 for change in plan.of(Action.DELETE) if change.replaced_by)
         return (
             f"mass-deletion guard: this run would remove {deleting} of {current} environments "
             f"(limit {limit}), so it removes none"
+            + (
+                f" and moves none ({moves} of the removals are old folders of moves)"
+                if moves
+                else ""
+            )
         )
 
     def run(self, *, dry_run: bool = False) -> SyncResult:

@@ -26,7 +26,8 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
     for repo in result.repositories:
         if repo.complete:
             echo(
-                f"  {repo.name}: {repo.open_pull_requests} open, {repo.eligible} with an environment"
+                f"  {repo.name}: {repo.open_pull_requests} open, {repo.eligible} with an "
+                f"environment (config {repo.config_identity})"
             )
         else:
             echo(f"  {repo.name}: NOT SYNCED ({repo.error}); its environments are kept as they are")
@@ -70,6 +71,13 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
     is_flag=True,
     help="Remove environments even beyond safety.maxDeletions in this run.",
 )
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Take over environments a differently configured prgen wrote (another "
+    "prgen.io/config): rewrite them with this config, or remove them (through the "
+    "mass-deletion guard).",
+)
 @output_option
 @workdir_option
 @click.option("--verbose-keep", is_flag=True, hidden=True)
@@ -79,6 +87,7 @@ def command(
     dry_run: bool,
     then_probe: bool,
     allow_mass_delete: bool,
+    adopt: bool,
     output: str,
     workdir: Path | None,
     verbose_keep: bool,
@@ -93,6 +102,7 @@ def command(
         GitHubSource(client),
         workdir or default_workdir(config.fleet),
         allow_mass_delete=allow_mass_delete,
+        adopt=adopt,
     )
     result = syncer.run(dry_run=dry_run)
     probed: ProbeRunResult | None = None

@@ -43,3 +43,7 @@ def command(config_path: Path | None) -> None:
     for repo in config.repositories:
         render_environment(repo, example_pull_request(repo.name))
     click.echo(f"{config.source}: valid ({len(config.repositories)} repositories)")
+    for repo in config.repositories:
+        # What prgen records in each HelmRelease (prgen.io/config): two configs that
+        # show different identities for one repository must not share a fleet path.
+        click.echo(f"  {repo.name}: config {repo.identity}")
