@@ -276,13 +276,15 @@ class FakeGitHub:
         path_pattern: str,
         *,
         status: int = 500,
-        body: dict[str, Any] | None = None,
+        body: Any = None,
         headers: Mapping[str, str] | None = None,
         times: int = 1,
         after: int = 0,
         delay: float = 0.0,
         drop: bool = False,
         page: int | None = None,
+        raw: bytes | None = None,
+        rewrite: Callable[[Any], Any] | None = None,
     ) -> None:
         """Answer chosen requests with a fault instead of the real answer.
 
@@ -290,8 +292,9 @@ class FakeGitHub:
         /api/v3 fullmatches `path_pattern`, after `after` such requests went through,
         and whose ?page= is `page` (if given; no page means 1): wait `delay` seconds,
         then close the connection without an answer (`drop`), answer `status`
-        with `body` (default {"message": <reason phrase>}) and `headers`, or with
-        status=0 give the real answer.
+        with `body` (default {"message": <reason phrase>}) or the bytes `raw` (an HTML
+        page), and `headers`, or with status=0 give the real answer, its JSON passed
+        through `rewrite` and `headers` put over its own (a Link header of your own).
         """
         self._faults.add(
             Fault(
@@ -305,6 +308,8 @@ class FakeGitHub:
                 delay=delay,
                 drop=drop,
                 page=page,
+                raw=raw,
+                rewrite=rewrite,
             )
         )
 
@@ -328,14 +333,22 @@ class FakeGitHub:
                 self._stopping.wait(fault.delay)
             if fault.drop:
                 return None
+            if fault.raw is not None:
+                return Response(fault.status, None, dict(fault.headers), raw=fault.raw)
             if fault.status:
                 return Response(fault.status, fault.response_body(), dict(fault.headers))
         if bad_json:
             return Response(400, error_body("Problems parsing JSON"))
         try:
-            return self._answer(request)
-        except ApiError as exc:
-            return Response(exc.status, error_body(exc.message, exc.errors))
+            try:
+                response = self._answer(request)
+            except ApiError as exc:
+                response = Response(exc.status, error_body(exc.message, exc.errors))
+            if fault is not None and fault.passes_through:
+                if fault.rewrite is not None:
+                    response.body = fault.rewrite(response.body)
+                response.headers.update(fault.headers)
+            return response
         except Exception as exc:
             traceback.print_exc()
             return Response(500, error_body(f"fake GitHub failed: {exc!r}"))
@@ -452,7 +465,10 @@ class _Handler(BaseHTTPRequestHandler):
         if response is None:
             self.close_connection = True
             return
-        data = b"" if response.body is None else json.dumps(response.body).encode()
+        if response.raw is not None:
+            data = response.raw
+        else:
+            data = b"" if response.body is None else json.dumps(response.body).encode()
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "Content-Length": str(len(data)),
