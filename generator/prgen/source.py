@@ -405,13 +405,14 @@ class GitHubSource:
             _, data = self._client.requester.requestJsonAndCheck(
                 "GET", f"/repos/{repo.configured}/pulls/{number}"
             )
-        except GithubException as exc:
+            answer = self._parse(repo, data)
+            if answer.pull.number != number:
+                raise ListingFailed(f"the answer is #{answer.pull.number}")
+        except Exception as exc:
             # A 404 or 410 for a PR of a repository that answers is no proof that it closed.
+            problem = str(exc) if isinstance(exc, ListingFailed) else describe_error(exc)
             raise ListingFailed(
-                f"#{number} could not be read on its own ({describe_error(exc)}): its environment "
-                "is kept; if that PR is truly gone, remove its folder by hand"
+                f"#{number} read on its own: {problem}; its environment is kept "
+                "(if that PR is truly gone, remove its folder by hand)"
             ) from None
-        answer = self._parse(repo, data)
-        if answer.pull.number != number:
-            raise ListingFailed(f"asked for #{number}, GitHub answered with #{answer.pull.number}")
         return answer
