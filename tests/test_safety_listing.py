@@ -155,7 +155,8 @@ LOOKUPS: dict[str, Callable[[World], dict[str, Any]]] = {
     "http-404": lambda w: {"status": 404},
     "http-410": lambda w: {"status": 410},
     "http-500": lambda w: {"status": 500},
-    "http-202-forever": lambda w: {"status": 202, "body": {}, "times": 1000},
+    # Three: were it waited out (PyGithub waits 2 s a time), the real "closed" would follow.
+    "http-202-accepted": lambda w: {"status": 202, "body": {}, "times": 3},
     "dropped-connection": lambda w: {"status": 0, "drop": True},
 }
 
