@@ -393,3 +393,26 @@ def test_an_idle_sync_reads_no_pr_on_its_own(world: World) -> None:
     assert code == 0
     assert world.github.count_requests("GET", r"/repos/acme/shop/pulls/\d+") == 0
     assert world.github.count_requests("GET", r"/repos/acme/shop") == 0
+
+
+@pytest.mark.reliability("10.2 A malformed listing is a failed listing")
+def test_a_pr_pushed_past_the_limit_by_a_confirmed_one_is_read_on_its_own_too(
+    world: World, cases: Cases
+) -> None:
+    # Five environments; the limit drops to four, and the listing says PR 5 lost its label.
+    text = world.config.read_text()
+    world.config.write_text(
+        text.replace(f"    labels: [{LABEL}]\n", f"    labels: [{LABEL}]\n    maxEnvironments: 4\n")
+    )
+    world.github.inject("GET", LISTING, status=0, rewrite=item(5, nested("labels", [])))
+    world.github.clear_requests()
+    code, report = world.sync()
+    assert code == 0, report
+    # PR 5 read on its own is eligible after all, which pushes PR 1 past the limit: PR 1 is
+    # read on its own too before it goes. One read per removal (and per doubt).
+    reads = [r.path for r in world.github.requests if r.path.startswith("/repos/acme/shop/pulls/")]
+    assert reads == ["/repos/acme/shop/pulls/5", "/repos/acme/shop/pulls/1"]
+    assert [
+        (c["action"], c["pullRequest"]) for c in report["changes"] if c["action"] != "keep"
+    ] == [("delete", 1)]
+    cases.add()

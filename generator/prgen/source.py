@@ -228,16 +228,16 @@ class _Repository:
             self._current = (name, number)
         return self._current
 
-    def names(self, full_name: str) -> bool:
+    def is_named(self, full_name: str) -> bool:
         if full_name.lower() == self.configured.lower():
             return True
         return full_name.lower() == self._identity()[0].lower()
 
-    def pulls_paths(self, path: str) -> bool:
+    def lists_pulls(self, path: str) -> bool:
         """Whether `path` (after the API root) lists this repository's pull requests."""
         repos = re.fullmatch(r"/repos/([^/]+/[^/]+)/pulls", unquote(path))
         if repos:
-            return self.names(repos[1])
+            return self.is_named(repos[1])
         by_id = re.fullmatch(r"/repositories/(\d+)/pulls", path)
         return by_id is not None and int(by_id[1]) == self._identity()[1]
 
@@ -355,11 +355,11 @@ class GitHubSource:
             query = dict(parse_qsl(target.query))
             key = (target.path.lower(), frozenset({"page": "1", **query}.items()))
             # A next link is followed only to this repository's listing at the API's own origin
-            # (PyGithub would send another host's path to the configured host, token and all),
-            # and never twice.
+            # (PyGithub would quietly ask the configured host for another host's path), and
+            # never twice; a link that varies forever runs into the bounds.
             if (target.scheme, target.netloc) != (api.scheme, api.netloc) or not (
                 target.path.startswith(api.path + "/")
-                and repo.pulls_paths(target.path.removeprefix(api.path))
+                and repo.lists_pulls(target.path.removeprefix(api.path))
             ):
                 raise ListingFailed(f"page {bounds.pages} links to another place: {url[:200]}")
             if key in seen:
@@ -392,7 +392,7 @@ class GitHubSource:
         except MalformedPull as exc:
             raise ListingFailed(f"malformed pull request: {exc}") from None
         base = answer.pull.base_repository or ""
-        if not repo.names(base):
+        if not repo.is_named(base):
             raise ListingFailed(
                 f"#{answer.pull.number} belongs to {base[:100]}, not {repo.configured}"
             )
