@@ -389,10 +389,11 @@ def test_a_few_deletions_pass_the_guard_and_a_configured_limit_applies(
     assert envs(fleet_remote) == set()
 
 
-def test_an_environment_whose_pr_does_not_exist_is_removed_after_a_complete_listing(
+def test_an_environment_whose_pr_does_not_exist_is_kept_and_the_run_says_why(
     shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path
 ) -> None:
     # A fleet copied from elsewhere (or a deleted PR): GitHub answers 404 for that number.
+    # Only an explicit "closed" closes: a 404 while the repository answers is no such answer.
     config = write_config()
     shop.open_pull("acme/shop", title="One", head_branch="one")
     assert sync(config).exit_code == 0
@@ -407,11 +408,13 @@ def test_an_environment_whose_pr_does_not_exist_is_removed_after_a_complete_list
     git("commit", "-m", "copied", cwd=clone)
     git("push", "origin", "HEAD:main", cwd=clone)
     report = sync_json(config)
-    assert report["exitCode"] == 0
-    assert [
-        (c["action"], c["pullRequest"]) for c in report["changes"] if c["action"] != "keep"
-    ] == [("delete", 42)]
-    assert envs(fleet_remote) == {"shop-pr-1"}
+    assert report["exitCode"] == 1
+    assert not [c for c in report["changes"] if c["action"] != "keep"]
+    (shop_outcome,) = report["repositories"]
+    assert shop_outcome["synced"] is False
+    assert "#42" in shop_outcome["error"] and "404" in shop_outcome["error"]
+    assert "remove its folder by hand" in shop_outcome["error"]
+    assert envs(fleet_remote) == {"shop-pr-1", "shop-pr-42"}
 
 
 def test_a_missing_fleet_token_is_a_config_error(

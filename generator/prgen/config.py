@@ -31,6 +31,9 @@ from prgen.placeholders import PLACEHOLDER, PR_TEXT, UNTRUSTED, unknown_placehol
 from prgen.resources import data_path
 
 DEFAULT_API_URL = "https://api.github.com"
+# Room for 30,000 open PRs at 100 a page; the time fits one run of the example CronJob.
+DEFAULT_MAX_PAGES = 300
+DEFAULT_LISTING_TIMEOUT = 180.0
 DEFAULT_NAMESPACE = "<<REPO_NAME>>-pr-<<PR_NUMBER>>"
 # Namespaces no PR may ever name, whatever the config says.
 SYSTEM_NAMESPACES = frozenset(
@@ -54,6 +57,8 @@ class GitHubSettings:
     timeout: float = 30.0
     retries: int = 3
     request_interval: float = 0.25
+    max_pages: int = DEFAULT_MAX_PAGES  # of one repository's listing
+    listing_timeout: float = DEFAULT_LISTING_TIMEOUT  # seconds, one repository's listing
 
 
 @dataclass(frozen=True)
@@ -688,6 +693,8 @@ def _compile_github(entry: Mapping[str, Any], base: Path, source: str) -> GitHub
         timeout=float(entry.get("timeout", 30)),
         retries=entry.get("retries", 3),
         request_interval=float(entry.get("requestInterval", 0.25)),
+        max_pages=entry.get("maxPages", DEFAULT_MAX_PAGES),
+        listing_timeout=float(entry.get("listingTimeout", DEFAULT_LISTING_TIMEOUT)),
     )
 
 

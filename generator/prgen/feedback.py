@@ -384,7 +384,7 @@ def probe_and_report(
         removed = fleet.recently_removed(config.probe.closed_lookback)
         inventory = read_inventory(snapshot.files)
         if listings is None:
-            source = GitHubSource(client)
+            source = GitHubSource.for_settings(client, config.github)
             listings = [
                 source.list_open(
                     repo.name,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Mapping
+import re
+import time
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -19,18 +22,20 @@ from github import (
     Github,
     GithubException,
     RateLimitExceededException,
-    UnknownObjectException,
 )
 from github.PullRequest import PullRequest as GithubPullRequest
+from github.Requester import Requester
 from urllib3.util.retry import Retry
 
-from prgen.config import GitHubSettings
+from prgen.config import DEFAULT_LISTING_TIMEOUT, DEFAULT_MAX_PAGES, GitHubSettings
 from prgen.errors import ConfigError
 from prgen.model import Listing, PullRequest
+from prgen.pull_json import MalformedPull, PullAnswer, parse_pull
 from prgen.redact import redact, register_secret
 
 log = logging.getLogger(__name__)
 PER_PAGE = 100
+LISTING_QUERY = {"state": "open", "sort": "created", "direction": "desc", "per_page": PER_PAGE}
 
 
 class PullRequestSource(Protocol):
@@ -41,6 +46,10 @@ class PullRequestSource(Protocol):
         from the listing is looked up on its own before it may count as closed,
         because a PR closing mid-pagination shifts later PRs onto pages already read.
         """
+        ...
+
+    def confirm(self, listing: Listing, numbers: Collection[int]) -> Listing:
+        """`listing` with the PRs of `numbers` as each reads on its own (closed ones left out)."""
         ...
 
 
@@ -151,8 +160,23 @@ def make_auth(settings: GitHubSettings, environ: Mapping[str, str]) -> Auth.Auth
     return Auth.Token(token)
 
 
+class _NoWaitOnAccepted(Retry):
+    """urllib3's retry policy, except that a GET answered 202 Accepted fails at once.
+
+    PyGithub asks again after every 202 (GitHub's "still computing"), with no end: a server
+    answering 202 forever would hold the run forever. No call prgen makes waits on a 202.
+    """
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if status_code == 202 and method.upper() in ("GET", "HEAD"):
+            raise GithubException(
+                202, {"message": "Accepted, but no answer yet: not waited for"}, None
+            )
+        return super().is_retry(method, status_code, has_retry_after)
+
+
 def make_client(settings: GitHubSettings, environ: Mapping[str, str] | None = None) -> Github:
-    retry = Retry(
+    retry = _NoWaitOnAccepted(
         total=settings.retries,
         connect=settings.retries,
         read=settings.retries,
@@ -177,29 +201,218 @@ def make_client(settings: GitHubSettings, environ: Mapping[str, str] | None = No
     )
 
 
+class ListingFailed(Exception):
+    """A listing or a lookup that is not a complete, well-formed answer: nothing may be removed."""
+
+
+class _Repository:
+    """The names and id GitHub knows the configured repository by.
+
+    A renamed or transferred repository still answers under its old name (GitHub redirects),
+    but its PRs and its page links carry the new name or its id. GitHub is asked for them
+    only when an answer names something other than the configured name.
+    """
+
+    def __init__(self, requester: Requester, configured: str) -> None:
+        self._requester = requester
+        self.configured = configured
+        self._current: tuple[str, int] | None = None
+
+    def _identity(self) -> tuple[str, int]:
+        if self._current is None:
+            _, data = self._requester.requestJsonAndCheck("GET", f"/repos/{self.configured}")
+            name = data.get("full_name") if isinstance(data, dict) else None
+            number = data.get("id") if isinstance(data, dict) else None
+            if not isinstance(name, str) or not isinstance(number, int) or isinstance(number, bool):
+                raise ListingFailed(f"GitHub's answer for {self.configured} is not a repository")
+            self._current = (name, number)
+        return self._current
+
+    def is_named(self, full_name: str) -> bool:
+        if full_name.lower() == self.configured.lower():
+            return True
+        return full_name.lower() == self._identity()[0].lower()
+
+    def lists_pulls(self, path: str) -> bool:
+        """Whether `path` (after the API root) lists this repository's pull requests."""
+        repos = re.fullmatch(r"/repos/([^/]+/[^/]+)/pulls", unquote(path))
+        if repos:
+            return self.is_named(repos[1])
+        by_id = re.fullmatch(r"/repositories/(\d+)/pulls", path)
+        return by_id is not None and int(by_id[1]) == self._identity()[1]
+
+
+def _next_link(header: str | None, current: str) -> str | None:
+    """The rel="next" target of a Link header, resolved against the page it came with."""
+    targets = {
+        urljoin(current, target)
+        for target, rels in re.findall(r'<([^>]*)>\s*;\s*rel="([^"]*)"', header or "")
+        if "next" in rels.split()
+    }
+    if len(targets) > 1:
+        raise ListingFailed("a page links to more than one next page")
+    return targets.pop() if targets else None
+
+
+class _Bounds:
+    """Pages and seconds one listing may take: a hostile or broken answer must not hold the run."""
+
+    def __init__(self, max_pages: int, timeout: float, clock: Callable[[], float]) -> None:
+        self.max_pages = max_pages
+        self.timeout = timeout
+        self._clock = clock
+        self._deadline = clock() + timeout
+        self.pages = 0
+
+    def next_request(self) -> None:
+        if self._clock() > self._deadline:
+            raise ListingFailed(
+                f"gave up after {self.timeout:g}s (github.listingTimeout), {self.pages} pages read"
+            )
+
+    def next_page(self) -> None:
+        if self.pages >= self.max_pages:
+            raise ListingFailed(f"more than {self.max_pages} pages (github.maxPages)")
+        self.next_request()
+        self.pages += 1
+
+
 class GitHubSource:
-    def __init__(self, client: Github) -> None:
+    def __init__(
+        self,
+        client: Github,
+        *,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        timeout: float = DEFAULT_LISTING_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
+        self._max_pages = max_pages
+        self._timeout = timeout
+        self._clock = clock
+
+    @classmethod
+    def for_settings(cls, client: Github, settings: GitHubSettings) -> GitHubSource:
+        return cls(client, max_pages=settings.max_pages, timeout=settings.listing_timeout)
+
+    def _bounds(self) -> _Bounds:
+        return _Bounds(self._max_pages, self._timeout, self._clock)
 
     def list_open(self, repository: str, must_confirm: Collection[int] = ()) -> Listing:
+        bounds = self._bounds()
+        repo = _Repository(self._client.requester, repository)
         try:
-            repo = self._client.get_repo(repository)
-            found = {
-                pr.number: convert(repository, pr)
-                for pr in repo.get_pulls(state="open", sort="created", direction="desc")
-            }
+            found = self._pages(repo, bounds)
             for number in sorted(set(must_confirm) - found.keys()):
-                pr = repo.get_pull(number)  # lazy: the request happens on first access
-                try:
-                    state = pr.state
-                except UnknownObjectException:
-                    continue  # the listing worked, and this PR does not exist: it is gone
-                if state == "open":
+                answer = self._read_one(repo, number, bounds)
+                if answer.state == "open":
                     log.info("%s#%d was missing from the listing but is open", repository, number)
-                    found[number] = convert(repository, pr)
+                    found[number] = answer.pull
         except Exception as exc:  # any failure means "unknown", never "closed"
-            error = redact(describe_error(exc))
-            log.warning("listing %s failed: %s", repository, error)
-            return Listing(repository, (), error)
+            return self._failed(repository, exc)
         ordered = sorted(found.values(), key=lambda pr: pr.number, reverse=True)
         return Listing(repository, tuple(ordered))
+
+    def confirm(self, listing: Listing, numbers: Collection[int]) -> Listing:
+        """`listing` with each PR of `numbers` as GitHub answers for it on its own.
+
+        For open PRs that have an environment but no longer look eligible: a listing can be
+        well-formed and still wrong, so such a removal needs a second, independent answer.
+        A closed one leaves the listing; any read that fails fails the listing.
+        """
+        if not numbers or not listing.complete:
+            return listing
+        bounds = self._bounds()
+        repo = _Repository(self._client.requester, listing.repository)
+        found = {pr.number: pr for pr in listing.pull_requests}
+        try:
+            for number in sorted(numbers):
+                answer = self._read_one(repo, number, bounds)
+                if answer.state == "open":
+                    found[number] = answer.pull
+                else:
+                    found.pop(number, None)
+        except Exception as exc:
+            return self._failed(listing.repository, exc)
+        ordered = sorted(found.values(), key=lambda pr: pr.number, reverse=True)
+        return Listing(listing.repository, tuple(ordered))
+
+    @staticmethod
+    def _failed(repository: str, exc: Exception) -> Listing:
+        error = redact(str(exc) if isinstance(exc, ListingFailed) else describe_error(exc))
+        log.warning("listing %s failed: %s", repository, error)
+        return Listing(repository, (), error)
+
+    def _pages(self, repo: _Repository, bounds: _Bounds) -> dict[int, PullRequest]:
+        requester = self._client.requester
+        api = urlsplit(requester.base_url)
+        first = f"{requester.base_url}/repos/{repo.configured}/pulls"
+        url: str | None = f"{first}?{urlencode(LISTING_QUERY)}"
+        seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
+        found: dict[int, PullRequest] = {}
+        while url is not None:
+            target = urlsplit(url)
+            query = dict(parse_qsl(target.query))
+            key = (target.path.lower(), frozenset({"page": "1", **query}.items()))
+            # A next link is followed only to this repository's listing at the API's own origin
+            # (PyGithub would quietly ask the configured host for another host's path), and
+            # never twice; a link that varies forever runs into the bounds.
+            if (target.scheme, target.netloc) != (api.scheme, api.netloc) or not (
+                target.path.startswith(api.path + "/")
+                and repo.lists_pulls(target.path.removeprefix(api.path))
+            ):
+                raise ListingFailed(f"page {bounds.pages} links to another place: {url[:200]}")
+            if key in seen:
+                raise ListingFailed(f"page {bounds.pages} links back to a page already read")
+            seen.add(key)
+            bounds.next_page()
+            headers, data = requester.requestJsonAndCheck("GET", url)
+            if not isinstance(data, list):
+                raise ListingFailed(f"page {bounds.pages} is not a list of pull requests")
+            for item in data:
+                self._add(found, self._parse(repo, item), bounds.pages)
+            url = _next_link(headers.get("link"), url)
+        return found
+
+    @staticmethod
+    def _add(found: dict[int, PullRequest], answer: PullAnswer, page: int) -> None:
+        pr = answer.pull
+        if answer.state != "open":
+            raise ListingFailed(
+                f"page {page}: #{pr.number} is {answer.state} in a listing of open PRs"
+            )
+        # A PR may come twice when pages shift; it must say the same both times.
+        if found.setdefault(pr.number, pr) != pr:
+            raise ListingFailed(f"page {page}: #{pr.number} comes twice, with different data")
+
+    @staticmethod
+    def _parse(repo: _Repository, data: Any) -> PullAnswer:
+        try:
+            answer = parse_pull(data, repo.configured)
+        except MalformedPull as exc:
+            raise ListingFailed(f"malformed pull request: {exc}") from None
+        base = answer.pull.base_repository or ""
+        if not repo.is_named(base):
+            raise ListingFailed(
+                f"#{answer.pull.number} belongs to {base[:100]}, not {repo.configured}"
+            )
+        return answer
+
+    def _read_one(self, repo: _Repository, number: int, bounds: _Bounds) -> PullAnswer:
+        """One PR read on its own: only a well-formed answer for that PR of that repository."""
+        bounds.next_request()
+        try:
+            _, data = self._client.requester.requestJsonAndCheck(
+                "GET", f"/repos/{repo.configured}/pulls/{number}"
+            )
+            answer = self._parse(repo, data)
+            if answer.pull.number != number:
+                raise ListingFailed(f"the answer is #{answer.pull.number}")
+        except Exception as exc:
+            # A 404 or 410 for a PR of a repository that answers is no proof that it closed.
+            problem = str(exc) if isinstance(exc, ListingFailed) else describe_error(exc)
+            raise ListingFailed(
+                f"#{number} read on its own: {problem}; its environment is kept "
+                "(if that PR is truly gone, remove its folder by hand)"
+            ) from None
+        return answer

@@ -177,6 +177,30 @@ class Syncer:
             listings.append(self.source.list_open(repo.name, must_confirm=have))
         return listings
 
+    def _confirm_removals(self, inventory: Inventory, listings: list[Listing]) -> list[Listing]:
+        """Each PR that the listing shows open but no longer eligible, while it has an
+        environment, read again on its own: only that second answer may remove it.
+
+        Repeated until nothing new is in doubt: a confirmed PR that is eligible after all
+        can push another one past `maxEnvironments`.
+        """
+        confirmed = []
+        for repo, listing in zip(self.config.repositories, listings, strict=True):
+            have = {
+                e.number
+                for e in inventory.environments
+                if e.repository.lower() == repo.name.lower()
+            }
+            read: set[int] = set()
+            while listing.complete:
+                doubtful = {s.number for s in select(repo, listing.pull_requests)[1]} & have
+                if not doubtful - read:
+                    break
+                listing = self.source.confirm(listing, doubtful - read)
+                read |= doubtful
+            confirmed.append(listing)
+        return confirmed
+
     def _plan(self, inventory: Inventory, listings: list[Listing]) -> tuple[Plan, SyncResult]:
         desired: list[RenderedEnvironment] = []
         refused: list[Conflict] = []
@@ -281,7 +305,8 @@ class Syncer:
             for attempt in range(1, retries + 2):
                 snapshot = self.fleet.refresh()
                 inventory = read_inventory(snapshot.files)
-                plan, result = self._plan(inventory, self._list(inventory))
+                listings = self._confirm_removals(inventory, self._list(inventory))
+                plan, result = self._plan(inventory, listings)
                 result.attempts = attempt
                 if dry_run:
                     result.dry_run = True

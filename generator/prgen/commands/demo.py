@@ -136,7 +136,9 @@ def command(directory: Path | None) -> None:
         config_path.write_text(demo_config(github.base_url, fleet, environments.url))
         config = load_config(config_path)
         client = make_client(config.github, {"PRGEN_DEMO_TOKEN": token})
-        syncer = Syncer(config, GitHubSource(client), directory / "work")
+        syncer = Syncer(
+            config, GitHubSource.for_settings(client, config.github), directory / "work"
+        )
 
         def sync_and_probe() -> None:
             result = syncer.run()

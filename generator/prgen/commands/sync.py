@@ -99,7 +99,7 @@ def command(
     client = make_client(config.github)
     syncer = Syncer(
         config,
-        GitHubSource(client),
+        GitHubSource.for_settings(client, config.github),
         workdir or default_workdir(config.fleet),
         allow_mass_delete=allow_mass_delete,
         adopt=adopt,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -48,7 +48,7 @@ class Fault:
     method: str  # upper case, or "*" for any
     pattern: re.Pattern[str]
     status: int  # 0: the real answer, after `delay`
-    body: dict[str, Any] | None
+    body: Any  # JSON; None: GitHub's error body for `status`
     headers: Mapping[str, str]
     times: int
     after: int
@@ -56,6 +56,13 @@ class Fault:
     drop: bool
     page: int | None
     applied: bool = False  # carry the request out first: a write that happened, answered late
+    raw: bytes | None = None  # sent as it is instead of a JSON body (an HTML page)
+    rewrite: Callable[[Any], Any] | None = None  # the real answer's JSON -> what is sent
+
+    @property
+    def passes_through(self) -> bool:
+        """Whether the real answer is given (with `rewrite` and `headers` applied)."""
+        return self.status == 0 and not self.drop
 
     def matches(self, request: RecordedRequest) -> bool:
         return (
@@ -64,7 +71,7 @@ class Fault:
             and (self.page is None or self.page == request.page)
         )
 
-    def response_body(self) -> dict[str, Any]:
+    def response_body(self) -> Any:
         if self.body is not None:
             return self.body
         try:
@@ -84,8 +91,15 @@ class Faults:
             raise ValueError("times must be at least 1; after and delay must not be negative")
         if not (fault.status == 0 or 100 <= fault.status <= 599):
             raise ValueError(f"status {fault.status} is neither 0 nor an HTTP status")
-        if fault.status == 0 and not fault.delay and not fault.drop:
-            raise ValueError("status=0 (the real answer) only makes sense with delay or drop")
+        changes = fault.delay or fault.drop or fault.rewrite or fault.headers
+        if fault.status == 0 and not changes:
+            raise ValueError(
+                "status=0 (the real answer) only makes sense with delay, drop, rewrite or headers"
+            )
+        if fault.status == 0 and fault.raw is not None:
+            raise ValueError("raw is a body of its own: give it a status")
+        if fault.status != 0 and fault.rewrite is not None:
+            raise ValueError("rewrite changes the real answer: it goes with status=0")
         with self._lock:
             self._faults.append(fault)
 

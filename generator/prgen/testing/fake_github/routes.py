@@ -37,6 +37,7 @@ class Response:
     status: int
     body: Any  # JSON; None sends an empty body
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # sent instead of `body`, as it is
 
 
 @dataclass(frozen=True)

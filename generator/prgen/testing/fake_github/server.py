@@ -276,7 +276,7 @@ class FakeGitHub:
         path_pattern: str,
         *,
         status: int = 500,
-        body: dict[str, Any] | None = None,
+        body: Any = None,
         headers: Mapping[str, str] | None = None,
         times: int = 1,
         after: int = 0,
@@ -284,6 +284,8 @@ class FakeGitHub:
         drop: bool = False,
         page: int | None = None,
         applied: bool = False,
+        raw: bytes | None = None,
+        rewrite: Callable[[Any], Any] | None = None,
     ) -> None:
         """Answer chosen requests with a fault instead of the real answer.
 
@@ -291,10 +293,12 @@ class FakeGitHub:
         /api/v3 fullmatches `path_pattern`, after `after` such requests went through,
         and whose ?page= is `page` (if given; no page means 1): wait `delay` seconds,
         then close the connection without an answer (`drop`), answer `status`
-        with `body` (default {"message": <reason phrase>}) and `headers`, or with
-        status=0 give the real answer. The request is carried out after the delay
-        (a write GitHub completes late), or with `applied` before it (a write that
-        happened at once, whose answer comes late, never or as an error).
+        with `body` (default {"message": <reason phrase>}) or the bytes `raw` (an HTML
+        page), and `headers`, or with status=0 give the real answer, its JSON passed
+        through `rewrite` and `headers` put over its own (a Link header of your own).
+        The request is carried out after the delay (a write GitHub completes late), or
+        with `applied` before it (a write that happened at once, whose answer comes late,
+        never or as an error).
         """
         self._faults.add(
             Fault(
@@ -309,6 +313,8 @@ class FakeGitHub:
                 drop=drop,
                 page=page,
                 applied=applied,
+                raw=raw,
+                rewrite=rewrite,
             )
         )
 
@@ -327,23 +333,35 @@ class FakeGitHub:
             traceback.print_exc()
             return Response(500, error_body(f"fake GitHub: on_request hook failed: {exc!r}"))
         fault = self._faults.take(request)
-        done = self._carry_out(request, bad_json) if fault is not None and fault.applied else None
+        done = (
+            self._carry_out(request, bad_json, fault)
+            if fault is not None and fault.applied
+            else None
+        )
         if fault is not None:
             if fault.delay:
                 self._stopping.wait(fault.delay)
             if fault.drop:
                 return None
+            if fault.raw is not None:
+                return Response(fault.status, None, dict(fault.headers), raw=fault.raw)
             if fault.status:
                 return Response(fault.status, fault.response_body(), dict(fault.headers))
-        return self._carry_out(request, bad_json) if done is None else done
+        return self._carry_out(request, bad_json, fault) if done is None else done
 
-    def _carry_out(self, request: RecordedRequest, bad_json: bool) -> Response:
+    def _carry_out(self, request: RecordedRequest, bad_json: bool, fault: Fault | None) -> Response:
         if bad_json:
             return Response(400, error_body("Problems parsing JSON"))
         try:
-            return self._answer(request)
-        except ApiError as exc:
-            return Response(exc.status, error_body(exc.message, exc.errors))
+            try:
+                response = self._answer(request)
+            except ApiError as exc:
+                response = Response(exc.status, error_body(exc.message, exc.errors))
+            if fault is not None and fault.passes_through:
+                if fault.rewrite is not None:
+                    response.body = fault.rewrite(response.body)
+                response.headers.update(fault.headers)
+            return response
         except Exception as exc:
             traceback.print_exc()
             return Response(500, error_body(f"fake GitHub failed: {exc!r}"))
@@ -460,7 +478,10 @@ class _Handler(BaseHTTPRequestHandler):
         if response is None:
             self.close_connection = True
             return
-        data = b"" if response.body is None else json.dumps(response.body).encode()
+        if response.raw is not None:
+            data = response.raw
+        else:
+            data = b"" if response.body is None else json.dumps(response.body).encode()
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "Content-Length": str(len(data)),

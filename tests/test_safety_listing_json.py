@@ -1,0 +1,98 @@
+"""Issue 10, item 2, with plain data: every field of a PR's JSON that prgen reads is checked.
+
+A field that is missing, null where GitHub never sends null, or of another type makes the
+answer malformed: it never reads as "no labels", "not a draft" or "from a fork".
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from prgen.pull_json import MalformedPull, parse_pull
+
+from conftest import Cases
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+GOOD: dict[str, Any] = {
+    "url": "https://api.github.com/repos/acme/shop/pulls/3",
+    "number": 3,
+    "state": "open",
+    "title": "Add a cart",
+    "user": {"login": "alice", "id": 1},
+    "labels": [{"id": 1, "name": "preview", "color": "ededed"}],
+    "draft": False,
+    "head": {
+        "ref": "feature/cart",
+        "sha": SHA,
+        "repo": {"id": 1, "full_name": "acme/shop"},
+    },
+    "base": {"ref": "main", "sha": SHA, "repo": {"id": 1, "full_name": "acme/shop"}},
+    "author_association": "MEMBER",
+    "created_at": "2026-01-01T00:00:00Z",
+    "updated_at": "2026-01-02T00:00:00Z",
+    "html_url": "https://github.com/acme/shop/pull/3",
+}
+MISSING = object()
+WRONG: dict[str, tuple[Any, ...]] = {
+    "number": (MISSING, None, "3", 3.0, True, 0),
+    "state": (MISSING, None, 1, "merged"),
+    "title": (MISSING, None, 1),
+    "head": (MISSING, None, "feature/cart"),
+    "head.sha": (MISSING, None, "main", 1),
+    "head.ref": (MISSING, None, 7),
+    "head.repo": (MISSING, "acme/shop", {}),
+    "head.repo.full_name": (MISSING, None, 1),
+    "base.ref": (MISSING, None, []),
+    "base.repo": (MISSING, None, "acme/shop"),
+    "base.repo.full_name": (MISSING, None, 1),
+    "user": (MISSING, "alice", {}),
+    "author_association": (MISSING, None),
+    "labels": (MISSING, None, "preview", [1], [{}], [{"name": None}]),
+    "draft": (MISSING, None, "false", 0),
+    "created_at": (MISSING, None, "yesterday"),
+    "updated_at": (MISSING, 1),
+    "html_url": (MISSING, None),
+}
+
+
+def changed(path: str, value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(GOOD)
+    *parents, last = path.split(".")
+    target = body
+    for key in parents:
+        target = target[key]
+    if value is MISSING:
+        del target[last]
+    else:
+        target[last] = value
+    return body
+
+
+def test_a_well_formed_pr_reads_as_it_is() -> None:
+    state, pr = parse_pull(GOOD, "acme/shop")
+    assert state == "open"
+    assert (pr.number, pr.labels, pr.draft, pr.head_sha) == (3, ("preview",), False, SHA)
+    assert (pr.head_repository, pr.base_repository, pr.author) == ("acme/shop",) * 2 + ("alice",)
+
+
+@pytest.mark.reliability("10.2 A malformed listing is a failed listing")
+def test_every_field_prgen_reads_is_checked(cases: Cases) -> None:
+    for path, values in WRONG.items():
+        for value in values:
+            with pytest.raises(MalformedPull, match=path.split(".")[-1]):
+                parse_pull(changed(path, value), "acme/shop")
+            cases.add()
+    for not_a_pull in (None, [], "<html></html>", 3):
+        with pytest.raises(MalformedPull):
+            parse_pull(not_a_pull, "acme/shop")
+        cases.add()
+
+
+def test_null_is_an_answer_only_where_github_gives_it() -> None:
+    # A deleted fork, a deleted account, a PR never updated.
+    assert parse_pull(changed("head.repo", None), "acme/shop").pull.head_repository is None
+    assert parse_pull(changed("user", None), "acme/shop").pull.author == "ghost"
+    assert parse_pull(changed("updated_at", None), "acme/shop").pull.updated_at.year == 2026
