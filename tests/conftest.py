@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from http.server import HTTPServer
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
@@ -17,6 +21,20 @@ from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
 TOKEN = "ghp_testtoken0123456789abcdefABCDEF0123"
+_Server = TypeVar("_Server", bound=HTTPServer)
+
+
+@contextlib.contextmanager
+def serving(server: _Server) -> Iterator[_Server]:
+    """`server` answering on a thread of its own for the block, then shut down and closed."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,7 @@ from processes import GitDaemon, prgen_command
 from stress import scale
 from test_safety_secrets import basic, git_server
 
-from conftest import SHOP, Cases, git, run
+from conftest import SHOP, Cases, git, run, serving
 
 MANAGED = "previews/dev"
 Config = Callable[..., Path]
@@ -278,15 +278,8 @@ class _Redirector(ThreadingHTTPServer):
 
 @contextlib.contextmanager
 def redirector(target: str, status: int) -> Iterator[_Redirector]:
-    server = _Redirector(target, status)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(_Redirector(target, status)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 FLEET_TOKEN = "flt_" + "5f0e1d2c3b4a" * 3

@@ -45,10 +45,18 @@ class World:
     config: Path
     workdir: Path
 
-    def sync(self) -> tuple[int, dict[str, Any]]:
+    def sync(self, *extra: str) -> tuple[int, dict[str, Any]]:
         result = CliRunner().invoke(
             main,
-            ["sync", "--config", str(self.config), "--workdir", str(self.workdir), "--output=json"],
+            [
+                "sync",
+                "--config",
+                str(self.config),
+                "--workdir",
+                str(self.workdir),
+                "--output=json",
+                *extra,
+            ],
         )
         assert result.exit_code in (0, 1), result.output
         report = json.loads(result.stdout)
@@ -406,13 +414,17 @@ def test_a_pr_pushed_past_the_limit_by_a_confirmed_one_is_read_on_its_own_too(
     )
     world.github.inject("GET", LISTING, status=0, rewrite=item(5, nested("labels", [])))
     world.github.clear_requests()
-    code, report = world.sync()
+    # A new limit is a new configuration identity: this run takes the environments over.
+    code, report = world.sync("--adopt")
     assert code == 0, report
     # PR 5 read on its own is eligible after all, which pushes PR 1 past the limit: PR 1 is
     # read on its own too before it goes. One read per removal (and per doubt).
     reads = [r.path for r in world.github.requests if r.path.startswith("/repos/acme/shop/pulls/")]
     assert reads == ["/repos/acme/shop/pulls/5", "/repos/acme/shop/pulls/1"]
+    # The others are rewritten only to carry the new configuration identity.
     assert [
-        (c["action"], c["pullRequest"]) for c in report["changes"] if c["action"] != "keep"
+        (c["action"], c["pullRequest"])
+        for c in report["changes"]
+        if c["action"] not in ("keep", "update")
     ] == [("delete", 1)]
     cases.add()

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prgen.errors import ExitCode
 from prgen.testing.fake_github import FakeGitHub
 
-from conftest import git
+from conftest import git, serving
 
 APP_ID = 4242
 INSTALLATION_ID = 777
@@ -144,15 +144,8 @@ class _GitServer(ThreadingHTTPServer):
 
 @contextlib.contextmanager
 def git_server(root: Path, accepted: set[str]) -> Iterator[_GitServer]:
-    server = _GitServer(root, accepted)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(_GitServer(root, accepted)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def basic(user: str, password: str) -> str:
