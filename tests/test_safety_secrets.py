@@ -289,15 +289,13 @@ repositories:
                     places[f"work directory file {path}"] = path.read_text("utf-8", "replace")
         return places
 
-    def assert_nothing_leaked(self, *, allow_on_disk: tuple[str, ...] = ()) -> int:
-        """No secret anywhere; returns how many (secret, place) pairs were checked."""
+    def assert_nothing_leaked(self) -> int:
+        """No secret anywhere, the work directory included (URL credentials too: prgen keeps
+        them out of .git/config); returns how many (secret, place) pairs were checked."""
         checked = 0
         leaks = []
         for place, text in self.places().items():
             for name, secret in self.secrets().items():
-                on_disk = place.startswith("work directory")
-                if on_disk and any(name.startswith(allowed) for allowed in allow_on_disk):
-                    continue
                 checked += 1
                 if secret in text:
                     leaks.append(f"{name} in {place}")
@@ -445,7 +443,7 @@ def test_a_bad_token_leaks_nowhere(world: World, cases: Any) -> None:
         token=world.bad_token,
     )  # fmt: skip
     assert rendered.exit_code == 1 and "HTTP 401" in rendered.stderr, rendered.output
-    world.assert_nothing_leaked(allow_on_disk=("URL",))
+    world.assert_nothing_leaked()
     world.assert_fleet_urls_redacted()
     cases.add(len(world.runs))
 
@@ -462,7 +460,7 @@ def test_a_401_from_the_fleet_remote_leaks_no_credential(world: World, cases: An
         # Both credentials were offered to the server, and refused.
         offered = set(refusing.authorizations)
         assert f"Basic {basic('x-access-token', world.fleet_token)}" in offered
-    world.assert_nothing_leaked(allow_on_disk=("URL",))
+    world.assert_nothing_leaked()
     world.assert_fleet_urls_redacted()
     cases.add(len(world.runs))
 
@@ -476,7 +474,7 @@ def test_an_unreachable_fleet_url_with_credentials_is_shown_redacted(
         run = world.run("-vv", *command, "--config", str(config))
         assert run.exit_code == 3, run.output
         assert re.search(r"https://\*\*\*@127\.0\.0\.1:\d+/x\.git", run.stderr), run.stderr
-    world.assert_nothing_leaked(allow_on_disk=("URL",))
+    world.assert_nothing_leaked()
     world.assert_fleet_urls_redacted()
     cases.add(len(world.runs))
 
@@ -490,7 +488,7 @@ def test_an_error_message_that_echoes_the_token_is_redacted(world: World, cases:
         run = world.run("-vv", "sync", "--config", str(config), "--output", output)
         assert run.exit_code == 1, run.output
         assert "Bad credentials: token *** was revoked" in run.output
-    world.assert_nothing_leaked(allow_on_disk=("URL",))
+    world.assert_nothing_leaked()
     cases.add(len(world.runs))
 
 
@@ -528,7 +526,7 @@ def test_an_unexpected_exceptions_traceback_leaks_nothing(world: World, cases: A
     assert "prgen: unexpected error: TypeError" in rendered.stderr
     assert synced.exit_code == 1, synced.output
     assert "head.sha is null" in synced.output and "Traceback" not in synced.stderr
-    world.assert_nothing_leaked(allow_on_disk=("URL",))
+    world.assert_nothing_leaked()
     world.assert_fleet_urls_redacted()
     cases.add(len(world.runs))
 
