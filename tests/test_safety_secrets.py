@@ -457,9 +457,12 @@ def test_a_401_from_the_fleet_remote_leaks_no_credential(world: World, cases: An
             run = world.run("-vv", "sync", "--config", str(config), "--output", output)
             assert run.exit_code == 3, run.output
             assert f"fetching http://***@127.0.0.1:{refusing.port}/fleet.git failed" in run.stderr
-        # Both credentials were offered to the server, and refused.
+            # With fleet.tokenEnv set too, the token is the one credential sent, and prgen says so.
+            assert "the URL's credentials are not" in run.stderr, run.stderr
+        # The token was offered to the server, and refused; the URL's credentials never were.
         offered = set(refusing.authorizations)
         assert f"Basic {basic('x-access-token', world.fleet_token)}" in offered
+        assert f"Basic {basic(URL_USER, world.url_password)}" not in offered
     world.assert_nothing_leaked()
     world.assert_fleet_urls_redacted()
     cases.add(len(world.runs))

@@ -122,6 +122,13 @@ def _git_environment(settings: FleetSettings, url: str, credentials: str | None)
                 f"environment variable {settings.token_env} is not set", "fleet.tokenEnv"
             )
         register_secret(token)
+        if credentials:
+            # One credential per remote: say which one is used rather than send both.
+            log.warning(
+                "fleet.url carries credentials and fleet.tokenEnv is set: the token from %s "
+                "is used, the URL's credentials are not",
+                settings.token_env,
+            )
         credentials = f"x-access-token:{token}"
     host = _fleet_host(url)
     if credentials and host:
