@@ -225,8 +225,15 @@ repositories:
         )
         return path
 
-    def run(self, *args: str, token: str | None = None, **env: str) -> Run:
-        """A real `prgen` process; `--workdir` is added for the commands that take one."""
+    def run(
+        self,
+        *args: str,
+        token: str | None = None,
+        command: list[str] | None = None,
+        **env: str,
+    ) -> Run:
+        """A real `prgen` process (or `command`, a stand-in for it); `--workdir` is added for
+        the commands that take one."""
         environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PRGEN_")},
             "GITHUB_TOKEN": token or self.token,
@@ -234,14 +241,14 @@ repositories:
             "APP_PRIVATE_KEY": self.pem,
             **env,
         }
-        command = next(a for a in args if not a.startswith("-v"))
+        subcommand = next(a for a in args if not a.startswith("-v"))
         extra: list[str] = []
-        if command in ("sync", "probe"):
+        if subcommand in ("sync", "probe"):
             workdir = self.tmp / "work"
             self.workdirs.add(workdir)
             extra = ["--workdir", str(workdir)]
         done = subprocess.run(
-            [*prgen(), *args, *extra],
+            [*(command or prgen()), *args, *extra],
             env=environment,
             capture_output=True,
             text=True,
@@ -507,16 +514,33 @@ def odd_pull_request(world: World, number: int) -> dict[str, Any]:
     return pull
 
 
+# prgen itself, in a process of its own, with one step that fails in a way prgen can't expect:
+# an exception whose message carries every secret the process holds.
+CRASHING_PRGEN = """
+import os, sys
+import prgen.commands.render as render
+from prgen.cli import main
+
+def crash(*args, **kwargs):
+    raise RuntimeError(
+        "boom " + " ".join(os.environ[name] for name in ("GITHUB_TOKEN", "FLEET_TOKEN"))
+    )
+
+render.render_environment = crash
+sys.argv[0] = "prgen"
+main()
+"""
+
+
 @pytest.mark.reliability("7. Secrets never leak: an unexpected exception's traceback")
 def test_an_unexpected_exceptions_traceback_leaks_nothing(world: World, cases: Any) -> None:
-    """A 200 answer without the head commit makes render raise a TypeError prgen doesn't expect.
+    """An exception prgen doesn't expect exits 70 with its traceback at -vv, redacted like
+    every line: here its message carries the tokens themselves.
 
-    None of the exceptions this can cause carries a secret in its message, so this checks the
-    traceback path as a whole (it is printed at -vv, through the same redaction), not
-    redaction of a secret inside a traceback. In a listing the same PR is a malformed answer
-    (issue 10, item 2): sync reports the listing as failed, without a traceback.
+    A malformed PR is not such an exception (issue 10, item 2): `render` and `sync` both say
+    what is wrong with GitHub's answer, exit 1, and print no traceback.
     """
-    config = world.config(auth="app-file", fleet="url-credentials")
+    config = world.config(auth="token", fleet="url-credentials")
     pull = odd_pull_request(world, 1)
     world.github.inject("GET", r"/repos/acme/shop/pulls/1", status=200, body=pull)
     rendered = world.run(
@@ -524,11 +548,18 @@ def test_an_unexpected_exceptions_traceback_leaks_nothing(world: World, cases: A
     )
     world.github.inject("GET", r"/repos/acme/shop/pulls", status=200, body=[pull])  # type: ignore[arg-type]
     synced = world.run("-vv", "sync", "--config", str(config), "--output", "json")
-    assert rendered.exit_code == ExitCode.UNEXPECTED, rendered.output
-    assert "Traceback (most recent call last)" in rendered.stderr
-    assert "prgen: unexpected error: TypeError" in rendered.stderr
-    assert synced.exit_code == 1, synced.output
-    assert "head.sha is null" in synced.output and "Traceback" not in synced.stderr
+    for run in (rendered, synced):
+        assert run.exit_code == 1, run.output
+        assert "head.sha is null" in run.output and "Traceback" not in run.stderr
+    # render never touches the fleet: its token must be redacted all the same.
+    with_fleet_token = world.config(auth="token", fleet="refused", name="fleet-token.yaml")
+    crashed = world.run(
+        "-vv", "render", "--config", str(with_fleet_token), "--repo", "acme/shop", "--pr", "1",
+        command=[sys.executable, "-c", CRASHING_PRGEN],
+    )  # fmt: skip
+    assert crashed.exit_code == ExitCode.UNEXPECTED, crashed.output
+    assert "Traceback (most recent call last)" in crashed.stderr
+    assert "prgen: unexpected error: RuntimeError: boom *** ***" in crashed.stderr, crashed.stderr
     world.assert_nothing_leaked()
     world.assert_fleet_urls_redacted()
     cases.add(len(world.runs))

@@ -23,7 +23,6 @@ from github import (
     GithubException,
     RateLimitExceededException,
 )
-from github.PullRequest import PullRequest as GithubPullRequest
 from github.Requester import Requester
 from urllib3.util.retry import Retry
 
@@ -51,32 +50,6 @@ class PullRequestSource(Protocol):
     def confirm(self, listing: Listing, numbers: Collection[int]) -> Listing:
         """`listing` with the PRs of `numbers` as each reads on its own (closed ones left out)."""
         ...
-
-
-def _clean(text: str | None) -> str:
-    # JSON may carry lone surrogates; they could not be written as UTF-8.
-    return (text or "").encode("utf-8", "replace").decode("utf-8")
-
-
-def convert(repository: str, pr: GithubPullRequest) -> PullRequest:
-    head_repo = pr.head.repo
-    return PullRequest(
-        repository=repository,
-        number=pr.number,
-        title=_clean(pr.title),
-        head_sha=pr.head.sha,
-        head_branch=_clean(pr.head.ref),
-        head_repository=head_repo.full_name if head_repo is not None else None,
-        base_branch=_clean(pr.base.ref),
-        author=_clean(pr.user.login if pr.user else "ghost"),
-        author_association=pr.author_association or "NONE",
-        labels=tuple(sorted(_clean(label.name) for label in pr.labels)),
-        draft=bool(pr.draft),
-        created_at=pr.created_at,
-        updated_at=pr.updated_at or pr.created_at,
-        html_url=pr.html_url,
-        base_repository=pr.base.repo.full_name if pr.base.repo is not None else None,
-    )
 
 
 def _header(exc: GithubException, name: str) -> str | None:
@@ -398,16 +371,33 @@ class GitHubSource:
             )
         return answer
 
-    def _read_one(self, repo: _Repository, number: int, bounds: _Bounds) -> PullAnswer:
-        """One PR read on its own: only a well-formed answer for that PR of that repository."""
-        bounds.next_request()
+    def read(self, repository: str, number: int) -> PullRequest:
+        """One PR, open or closed, as GitHub answers for it on its own (`prgen render`).
+
+        The same checks as a listing's: a malformed or foreign answer raises ListingFailed.
+        """
+        repo = _Repository(self._client.requester, repository)
         try:
-            _, data = self._client.requester.requestJsonAndCheck(
-                "GET", f"/repos/{repo.configured}/pulls/{number}"
-            )
-            answer = self._parse(repo, data)
-            if answer.pull.number != number:
-                raise ListingFailed(f"the answer is #{answer.pull.number}")
+            return self._fetch_one(repo, number, self._bounds()).pull
+        except Exception as exc:
+            problem = str(exc) if isinstance(exc, ListingFailed) else describe_error(exc)
+            raise ListingFailed(redact(problem)) from None
+
+    def _fetch_one(self, repo: _Repository, number: int, bounds: _Bounds) -> PullAnswer:
+        """Only a well-formed answer for that PR of that repository."""
+        bounds.next_request()
+        _, data = self._client.requester.requestJsonAndCheck(
+            "GET", f"/repos/{repo.configured}/pulls/{number}"
+        )
+        answer = self._parse(repo, data)
+        if answer.pull.number != number:
+            raise ListingFailed(f"the answer is #{answer.pull.number}")
+        return answer
+
+    def _read_one(self, repo: _Repository, number: int, bounds: _Bounds) -> PullAnswer:
+        """One PR with an environment read on its own: any failure keeps the environment."""
+        try:
+            return self._fetch_one(repo, number, bounds)
         except Exception as exc:
             # A 404 or 410 for a PR of a repository that answers is no proof that it closed.
             problem = str(exc) if isinstance(exc, ListingFailed) else describe_error(exc)
@@ -415,4 +405,3 @@ class GitHubSource:
                 f"#{number} read on its own: {problem}; its environment is kept "
                 "(if that PR is truly gone, remove its folder by hand)"
             ) from None
-        return answer

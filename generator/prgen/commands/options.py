@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from prgen.config import Config, default_config_path, load_config
+from prgen.redact import register_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,7 +27,24 @@ def config_option(command: F) -> F:
 
 
 def load(config_path: Path | None) -> Config:
-    return load_config(config_path or default_config_path())
+    config = load_config(config_path or default_config_path())
+    _register_secrets(config)
+    return config
+
+
+def _register_secrets(config: Config) -> None:
+    """Every secret the config names is redacted from every line, whatever the command.
+
+    Each is otherwise registered where it is used, so a command that never uses one
+    (`render` never touches the fleet) would print it unredacted in an error or traceback.
+    """
+    app = config.github.app
+    for name in (
+        config.github.token_env,
+        config.fleet.token_env,
+        app.private_key_env if app is not None else None,
+    ):
+        register_secret(os.environ.get(name) if name else None)
 
 
 def output_option(command: F) -> F:

@@ -12,7 +12,7 @@ from prgen.commands.validate import example_pull_request
 from prgen.errors import PrgenError
 from prgen.filters import select
 from prgen.render import HELMRELEASE_FILE, NAMESPACE_FILE, render_environment
-from prgen.source import convert, describe_error, make_client
+from prgen.source import GitHubSource, ListingFailed, make_client
 
 
 @click.command("render")
@@ -28,11 +28,11 @@ def command(config_path: Path | None, repository: str, number: int, offline: boo
     if offline:
         pr = example_pull_request(repo.name, number)
     else:
-        client = make_client(config.github)
+        source = GitHubSource.for_settings(make_client(config.github), config.github)
         try:
-            pr = convert(repo.name, client.get_repo(repo.name).get_pull(number))
-        except Exception as exc:
-            raise PrgenError(f"cannot read {repo.name}#{number}: {describe_error(exc)}") from exc
+            pr = source.read(repo.name, number)
+        except ListingFailed as exc:
+            raise PrgenError(f"cannot read {repo.name}#{number}: {exc}") from None
     if not offline:
         _, skipped = select(repo, [pr])
         for left_out in skipped:
