@@ -473,3 +473,32 @@ def test_a_round_timeout_of_nothing_is_a_config_error(tmp_path: Path) -> None:
         result = run("validate", "-c", str(config))
         assert result.exit_code == 2
         assert "probe.roundTimeout: " in result.stderr and reason in result.stderr
+
+
+DEPLOYMENTS = r"/repos/acme/shop/deployments"
+
+
+@pytest.mark.reliability("10.13 a deployment created after the client's timeout")
+@pytest.mark.parametrize(
+    "applied", [False, True], ids=["completed-after-the-timeout", "answered-after-the-timeout"]
+)
+def test_a_deployment_post_that_times_out_never_leads_to_a_second_deployment(
+    github: FakeGitHub, config: Path, applied: bool
+) -> None:
+    # The same as for the comment: GitHub may make a deployment whose answer the client never
+    # got, and a second one for the same head would stay active beside it.
+    with_github_timeout(config, 1)
+    github.open_pull(REPO, title="One", head_branch="one")
+    github.inject("POST", DEPLOYMENTS, status=0, delay=2.5, applied=applied)
+    start = time.monotonic()
+    code, document = sync_probe(config)
+    time.sleep(max(0.0, start + 2.5 + 0.3 - time.monotonic()))  # until the slow post is done
+    assert len(github.deployments(REPO)) == 1
+    assert github.count_requests("POST", DEPLOYMENTS) == 1  # re-read, not re-posted
+    [env] = document["probe"]["environments"]
+    if env["reportError"] is not None:  # the re-reads came before the deployment did
+        assert "not created again" in env["reportError"] and code == 1
+    # The next round reads it and gives it its status: one deployment, up to date.
+    assert run("probe", "-c", str(config)).exit_code == 0
+    [deployment] = github.deployments(REPO)
+    assert github.deployment_statuses(REPO, deployment.id)

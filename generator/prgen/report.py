@@ -288,7 +288,8 @@ class UnknownLogin(Exception):
 
 
 class UnsettledPost(Exception):
-    """A comment post got no clear answer and its comment is not there (yet): not posted again."""
+    """A post (a comment, a deployment) got no clear answer and what it makes is not there
+    (yet): not posted again in this run."""
 
 
 def _outcome_unknown(exc: Exception) -> bool:
@@ -353,9 +354,10 @@ class GitHubReporter:
         self._sleep = sleep
         self._login = login
         self._unknown_login: UnknownLogin | None = None
-        # PRs whose comment post this run may have made: posting again before a read shows
-        # the comment could make a second one, so they wait for a later read (next round's).
-        self._unsettled_posts: set[tuple[str, int]] = set()
+        # Posts this run may have made (a PR's comment; a deployment of a head to an
+        # environment): posting again before a read shows what they made could make a second
+        # one, so they wait for a later read (next round's).
+        self._unsettled_posts: set[tuple[str, ...]] = set()
 
     def report(
         self, observation: Observation, wanted: DesiredReport, until: float | None = None
@@ -575,16 +577,28 @@ class GitHubReporter:
             # A new head, or back to an earlier one (force-push A, B, A): a new deployment,
             # so that the newest is always the one that counts.
             self._retire(found, outcome)
-            current = repo.create_deployment(
-                observation.head_sha or "",
-                task=DEPLOYMENT_TASK,
-                auto_merge=False,
-                required_contexts=[],  # prgen's own pending status must not block it
-                environment=wanted.environment,
-                description=f"preview of pull request #{observation.number}",
-                transient_environment=True,
-                production_environment=False,
-            )
+            head = observation.head_sha or ""
+            key = ("deployment", repo.full_name.lower(), wanted.environment, head)
+            if key in self._unsettled_posts:
+                raise UnsettledPost(
+                    "creating the deployment got no clear answer and it is not listed yet; "
+                    "not created again until a later read finds none"
+                )
+            try:
+                current = repo.create_deployment(
+                    head,
+                    task=DEPLOYMENT_TASK,
+                    auto_merge=False,
+                    required_contexts=[],  # prgen's own pending status must not block it
+                    environment=wanted.environment,
+                    description=f"preview of pull request #{observation.number}",
+                    transient_environment=True,
+                    production_environment=False,
+                )
+            except Exception as exc:
+                if _outcome_unknown(exc):
+                    self._unsettled_posts.add(key)
+                raise
             outcome.writes += 1
         current.create_status(
             wanted.state,
@@ -670,7 +684,7 @@ class GitHubReporter:
     def _post_comment(
         self, repo: Repository, observation: Observation, body: str, outcome: ReportOutcome
     ) -> None:
-        key = (observation.repository.lower(), observation.number)
+        key = ("comment", observation.repository.lower(), str(observation.number))
         if key in self._unsettled_posts:
             # Retried: the back-off gave a late write time to show; a later read decides.
             raise UnsettledPost(
