@@ -27,6 +27,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from prgen.errors import ConfigError
+from prgen.naming import dns_label, slug
 from prgen.placeholders import PLACEHOLDER, PR_TEXT, UNTRUSTED, unknown_placeholders
 from prgen.resources import data_path
 
@@ -576,7 +577,7 @@ def _fixed_start(text: str) -> str:
     lowered = text.lower()
     if "--" in lowered and re.fullmatch(r"[a-z0-9-]*", lowered):
         lowered = lowered[: lowered.index("--")]
-    return re.sub(r"[^a-z0-9]+", "-", lowered).strip("-")[:_KEPT_WHEN_CUT].rstrip("-")
+    return slug(lowered)[:_KEPT_WHEN_CUT].rstrip("-")
 
 
 @dataclass(frozen=True)
@@ -610,7 +611,7 @@ def _namespace_shape(repo: RepositorySettings) -> _NamespaceShape:
     pieces = PLACEHOLDER.split(text)  # fixed text, a placeholder's name, fixed text, ...
     varying = pieces[1::2]
     if not varying:
-        constant = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+        constant = dns_label(text)  # as render makes it
         return _NamespaceShape(constant, constant, constant)
     longest = sum(len(part) for part in pieces[::2]) + sum(
         _BOUNDED_PLACEHOLDERS.get(name, 64) for name in varying
@@ -618,7 +619,7 @@ def _namespace_shape(repo: RepositorySettings) -> _NamespaceShape:
     # Without PR text and never cut, a namespace keeps its slugged end as well.
     suffix = None
     if longest <= 63 and not PR_TEXT & set(varying):
-        suffix = re.sub(r"[^a-z0-9]+", "-", pieces[-1].lower()).strip("-")
+        suffix = slug(pieces[-1])
     return _NamespaceShape(None, _fixed_start(pieces[0]), suffix)
 
 

@@ -26,17 +26,29 @@ def is_dns_label(name: str, max_length: int = DNS_LABEL_MAX) -> bool:
     return len(name) <= max_length and bool(_VALID_LABEL.match(name))
 
 
-def dns_label(text: str, max_length: int = DNS_LABEL_MAX) -> str:
-    """Lower-case, runs of anything but [a-z0-9] become '-', trimmed, cut with a hash."""
+def slug(text: str) -> str:
+    """Lower-case, runs of anything but [a-z0-9] become '-', trimmed; may be empty or long."""
+    return _INVALID.sub("-", text.lower()).strip("-")
+
+
+def _check_room(max_length: int) -> None:
     if max_length <= _HASH_LEN + 1:
         raise ValueError(f"max_length {max_length} leaves no room for a hash")
-    slug = _INVALID.sub("-", text.lower()).strip("-")
-    if not slug:
-        return "x" + short_hash(text)
-    if len(slug) <= max_length:
-        return slug
-    head = slug[: max_length - _HASH_LEN - 1].rstrip("-")
-    return f"{head}-{short_hash(text)}"
+
+
+def _with_hash(text: str, slugged: str, max_length: int) -> str:
+    """As much of `slugged` as fits beside a short hash of `text` itself."""
+    head = slugged[: max_length - _HASH_LEN - 1].rstrip("-")
+    return f"{head}-{short_hash(text)}" if head else "x" + short_hash(text)
+
+
+def dns_label(text: str, max_length: int = DNS_LABEL_MAX) -> str:
+    """The slug of `text`, cut with a hash when too long (or empty)."""
+    _check_room(max_length)
+    slugged = slug(text)
+    if slugged and len(slugged) <= max_length:
+        return slugged
+    return _with_hash(text, slugged, max_length)
 
 
 def pr_text_label(text: str, max_length: int = DNS_LABEL_MAX) -> str:
@@ -46,10 +58,7 @@ def pr_text_label(text: str, max_length: int = DNS_LABEL_MAX) -> str:
     slug plus a short hash of the text itself, so `feature/login`, `feature_login` and
     `FEATURE.LOGIN` (one slug, `feature-login`) never share a namespace, folder or URL.
     """
-    if max_length <= _HASH_LEN + 1:
-        raise ValueError(f"max_length {max_length} leaves no room for a hash")
+    _check_room(max_length)
     if is_dns_label(text, max_length):
         return text
-    slug = _INVALID.sub("-", text.lower()).strip("-")
-    head = slug[: max_length - _HASH_LEN - 1].rstrip("-")
-    return f"{head}-{short_hash(text)}" if head else "x" + short_hash(text)
+    return _with_hash(text, slug(text), max_length)
