@@ -386,14 +386,7 @@ def probe_and_report(
         if listings is None:
             source = GitHubSource.for_settings(client, config.github)
             listings = [
-                source.list_open(
-                    repo.name,
-                    [
-                        e.number
-                        for e in inventory.environments
-                        if e.repository.lower() == repo.name.lower()
-                    ],
-                )
+                source.list_open(repo.name, inventory.numbers_of(repo.name))
                 for repo in config.repositories
             ]
         return Prober(config, client, fleet).run(inventory, listings, removed, until=until)

@@ -59,6 +59,11 @@ class Inventory:
         except (YAMLError, UnicodeDecodeError, AttributeError, TypeError):
             return frozenset()
 
+    def numbers_of(self, repository: str) -> frozenset[int]:
+        """The PR numbers of `repository` that have an environment here."""
+        name = repository.lower()
+        return frozenset(e.number for e in self.environments if e.repository.lower() == name)
+
     @property
     def index_is_handwritten(self) -> bool:
         return self.index is not None and not is_owned(self.index)

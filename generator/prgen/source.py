@@ -276,11 +276,10 @@ class GitHubSource:
         repo = _Repository(self._client.requester, repository)
         try:
             found = self._pages(repo, bounds)
-            for number in sorted(set(must_confirm) - found.keys()):
-                answer = self._read_one(repo, number, bounds)
-                if answer.state == "open":
-                    log.info("%s#%d was missing from the listing but is open", repository, number)
-                    found[number] = answer.pull
+            missing = set(must_confirm) - found.keys()
+            self._read_each(repo, missing, found, bounds)
+            for number in missing & found.keys():
+                log.info("%s#%d was missing from the listing but is open", repository, number)
         except Exception as exc:  # any failure means "unknown", never "closed"
             return self._failed(repository, exc)
         ordered = sorted(found.values(), key=lambda pr: pr.number, reverse=True)
@@ -299,16 +298,27 @@ class GitHubSource:
         repo = _Repository(self._client.requester, listing.repository)
         found = {pr.number: pr for pr in listing.pull_requests}
         try:
-            for number in sorted(numbers):
-                answer = self._read_one(repo, number, bounds)
-                if answer.state == "open":
-                    found[number] = answer.pull
-                else:
-                    found.pop(number, None)
+            self._read_each(repo, numbers, found, bounds)
         except Exception as exc:
             return self._failed(listing.repository, exc)
         ordered = sorted(found.values(), key=lambda pr: pr.number, reverse=True)
         return Listing(listing.repository, tuple(ordered))
+
+    def _read_each(
+        self,
+        repo: _Repository,
+        numbers: Collection[int],
+        found: dict[int, PullRequest],
+        bounds: _Bounds,
+    ) -> None:
+        """Each PR of `numbers` read on its own into `found`: an open one as it reads now,
+        a closed one out. Any read that is not a well-formed answer raises."""
+        for number in sorted(numbers):
+            answer = self._read_one(repo, number, bounds)
+            if answer.state == "open":
+                found[number] = answer.pull
+            else:
+                found.pop(number, None)
 
     @staticmethod
     def _failed(repository: str, exc: Exception) -> Listing:

@@ -167,15 +167,10 @@ class Syncer:
         self._sleep = sleep
 
     def _list(self, inventory: Inventory) -> list[Listing]:
-        listings = []
-        for repo in self.config.repositories:
-            have = [
-                e.number
-                for e in inventory.environments
-                if e.repository.lower() == repo.name.lower()
-            ]
-            listings.append(self.source.list_open(repo.name, must_confirm=have))
-        return listings
+        return [
+            self.source.list_open(repo.name, must_confirm=inventory.numbers_of(repo.name))
+            for repo in self.config.repositories
+        ]
 
     def _confirm_removals(self, inventory: Inventory, listings: list[Listing]) -> list[Listing]:
         """Each PR that the listing shows open but no longer eligible, while it has an
@@ -186,11 +181,7 @@ class Syncer:
         """
         confirmed = []
         for repo, listing in zip(self.config.repositories, listings, strict=True):
-            have = {
-                e.number
-                for e in inventory.environments
-                if e.repository.lower() == repo.name.lower()
-            }
+            have = inventory.numbers_of(repo.name)
             read: set[int] = set()
             while listing.complete:
                 doubtful = {s.number for s in select(repo, listing.pull_requests)[1]} & have
