@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from github import (
@@ -296,6 +296,9 @@ def _outcome_unknown(exc: Exception) -> bool:
     """Might the write have happened? A timeout, a dropped connection or a 5xx: GitHub may
     complete a write after the client gave up on it. A 4xx is a refusal."""
     return not isinstance(exc, GithubException) or exc.status >= 500
+
+
+_T = TypeVar("_T")
 
 
 def _retryable(exc: Exception) -> bool:
@@ -578,14 +581,11 @@ class GitHubReporter:
             # so that the newest is always the one that counts.
             self._retire(found, outcome)
             head = observation.head_sha or ""
-            key = ("deployment", repo.full_name.lower(), wanted.environment, head)
-            if key in self._unsettled_posts:
-                raise UnsettledPost(
-                    "creating the deployment got no clear answer and it is not listed yet; "
-                    "not created again until a later read finds none"
-                )
-            try:
-                current = repo.create_deployment(
+            current = self._post_once(
+                ("deployment", observation.repository.lower(), wanted.environment, head),
+                "creating the deployment got no clear answer and it is not listed yet; "
+                "not created again",
+                lambda: repo.create_deployment(
                     head,
                     task=DEPLOYMENT_TASK,
                     auto_merge=False,
@@ -594,11 +594,8 @@ class GitHubReporter:
                     description=f"preview of pull request #{observation.number}",
                     transient_environment=True,
                     production_environment=False,
-                )
-            except Exception as exc:
-                if _outcome_unknown(exc):
-                    self._unsettled_posts.add(key)
-                raise
+                ),
+            )
             outcome.writes += 1
         current.create_status(
             wanted.state,
@@ -684,17 +681,26 @@ class GitHubReporter:
     def _post_comment(
         self, repo: Repository, observation: Observation, body: str, outcome: ReportOutcome
     ) -> None:
-        key = ("comment", observation.repository.lower(), str(observation.number))
+        self._post_once(
+            ("comment", observation.repository.lower(), str(observation.number)),
+            "posting the comment got no clear answer and it is not on the pull request yet; "
+            "not posted again",
+            lambda: repo.get_issue(observation.number).create_comment(body),
+        )
+        outcome.writes += 1
+
+    def _post_once(self, key: tuple[str, ...], unsettled: str, post: Callable[[], _T]) -> _T:
+        """`post()`, unless an earlier post of `key` in this run may have made it already.
+
+        A post that timed out, lost its connection or got a 5xx may still be made by GitHub;
+        the retry's read came too soon to see it, so posting again could make a second one.
+        A later read (the next round's) decides.
+        """
         if key in self._unsettled_posts:
-            # Retried: the back-off gave a late write time to show; a later read decides.
-            raise UnsettledPost(
-                "posting the comment got no clear answer and it is not on the pull request yet; "
-                "not posted again until a later read finds none"
-            )
+            raise UnsettledPost(f"{unsettled} until a later read finds none")
         try:
-            repo.get_issue(observation.number).create_comment(body)
+            return post()
         except Exception as exc:
             if _outcome_unknown(exc):
                 self._unsettled_posts.add(key)
             raise
-        outcome.writes += 1
