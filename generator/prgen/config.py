@@ -126,7 +126,6 @@ class RepositorySettings:
     health_check: HealthCheck | None = None
     environment_url: str | None = None
     report: ReportSettings = ReportSettings()
-    namespace_from_pull_request_text: bool = False
     reserved_namespaces: frozenset[str] = SYSTEM_NAMESPACES
     # Which PRs get an environment and where: see `config_identity`. Set by parse_config.
     identity: str = ""
@@ -387,7 +386,6 @@ def _compile_repository(
         health_check=_compile_health_check(entry.get("healthCheck"), f"{at}.healthCheck", source),
         environment_url=entry.get("environmentUrl"),
         report=_compile_report(entry.get("report", {})),
-        namespace_from_pull_request_text=entry.get("namespaceFromPullRequestText", False),
     )
 
 
