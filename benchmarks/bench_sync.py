@@ -16,7 +16,8 @@ from pathlib import Path
 
 from prgen.config import parse_config
 from prgen.feedback import probe_and_report
-from prgen.source import GitHubSource, make_client
+from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource
 from prgen.sync import Syncer
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub

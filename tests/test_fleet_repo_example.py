@@ -31,8 +31,9 @@ from ruamel.yaml import YAML
 import prgen.cli  # noqa: F401 - first: importing prgen.commands.validate alone is circular
 from prgen.commands.validate import example_pull_request
 from prgen.config import Config, load_config, parse_config
+from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource
 from prgen.render import render_environment, render_index
-from prgen.source import GitHubSource, make_client
 from prgen.sync import Syncer
 from prgen.testing.fake_github import FakeGitHub
 

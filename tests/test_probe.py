@@ -12,9 +12,11 @@ import pytest
 from prgen.config import load_config
 from prgen.feedback import Prober, probe_and_report
 from prgen.fleet import FleetRepo
+from prgen.github.channels import GitHubReporter
+from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource
 from prgen.inventory import read_inventory
-from prgen.report import COMMENT_MARKER, GitHubReporter
-from prgen.source import GitHubSource, make_client
+from prgen.report import COMMENT_MARKER
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 

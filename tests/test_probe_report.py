@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github
 
 from prgen.config import ReportSettings
-from prgen.report import COMMENT_MARKER, GitHubReporter, Health, Observation, desired_report
+from prgen.github.channels import GitHubReporter
+from prgen.report import COMMENT_MARKER, Health, Observation, desired_report
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 

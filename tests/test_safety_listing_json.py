@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from prgen.pull_json import MalformedPull, parse_pull
+from prgen.github.pull_json import MalformedPull, parse_pull
 
 from conftest import Cases
 

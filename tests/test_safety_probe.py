@@ -26,18 +26,19 @@ from markdown_it import MarkdownIt
 from prgen.config import ProbeSettings, ReportSettings, load_config
 from prgen.feedback import REPORT_GRACE, Prober
 from prgen.fleet import FleetRepo
+from prgen.github.channels import GitHubReporter
+from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource
 from prgen.inventory import read_inventory
 from prgen.probe import GRACE, ProbeResult, ProbeTarget, probe, probe_all
 from prgen.report import (
     COMMENT_MARKER,
     NOT_IN_TIME,
-    GitHubReporter,
     Health,
     Observation,
     comment_body,
     desired_report,
 )
-from prgen.source import GitHubSource, make_client
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 from processes import PrgenProcess

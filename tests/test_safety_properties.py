@@ -47,7 +47,8 @@ from hypothesis.stateful import (
 )
 
 from prgen.config import parse_config
-from prgen.source import GitHubSource, make_client
+from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource
 from prgen.sync import Syncer, SyncResult
 from prgen.testing.fake_github import FakeGitHub, PullState, RecordedRequest
 from scenarios import (

@@ -27,6 +27,8 @@ from github import Github
 from prgen.config import Config, RepositorySettings
 from prgen.errors import ExitCode
 from prgen.fleet import FleetRepo, RemovedEnvironment
+from prgen.github.channels import GitHubReporter
+from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment, Inventory, read_inventory
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
@@ -35,13 +37,11 @@ from prgen.redact import redact
 from prgen.report import (
     NOT_IN_TIME,
     DesiredReport,
-    GitHubReporter,
     Health,
     Observation,
     ReportOutcome,
     desired_report,
 )
-from prgen.source import GitHubSource
 
 log = logging.getLogger(__name__)
 

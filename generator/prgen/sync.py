@@ -15,11 +15,11 @@ from prgen.config import Config
 from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
+from prgen.github.pulls import PullRequestSource
 from prgen.inventory import Inventory, read_inventory
 from prgen.model import Listing
 from prgen.plan import Action, Conflict, ConflictKind, Plan, deletion_limit, make_plan
 from prgen.render import RenderedEnvironment, ReservedNamespace, render_environment
-from prgen.source import PullRequestSource
 
 log = logging.getLogger(__name__)
 

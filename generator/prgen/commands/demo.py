@@ -21,8 +21,9 @@ from prgen.commands.probe import print_probe
 from prgen.commands.sync import print_result
 from prgen.config import load_config
 from prgen.feedback import probe_and_report
+from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource
 from prgen.resources import data_path
-from prgen.source import GitHubSource, make_client
 from prgen.sync import Syncer
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub

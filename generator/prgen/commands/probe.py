@@ -12,8 +12,8 @@ from prgen.commands.handling import handles_errors
 from prgen.commands.options import config_option, load, output_option, workdir_option
 from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import FleetRepo, default_workdir
+from prgen.github.client import make_client
 from prgen.report import Health
-from prgen.source import make_client
 
 _MARK = {Health.READY: "✓", Health.PENDING: "…", Health.FAILED: "✗", Health.REMOVED: "-"}
 

@@ -11,8 +11,9 @@ from prgen.commands.options import config_option, load
 from prgen.commands.validate import example_pull_request
 from prgen.errors import PrgenError
 from prgen.filters import select
+from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource, ListingFailed
 from prgen.render import HELMRELEASE_FILE, NAMESPACE_FILE, render_environment
-from prgen.source import GitHubSource, ListingFailed, make_client
 
 
 @click.command("render")

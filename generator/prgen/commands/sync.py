@@ -13,8 +13,9 @@ from prgen.commands.options import config_option, load, output_option, workdir_o
 from prgen.commands.probe import print_probe
 from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import default_workdir
+from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource
 from prgen.plan import Action
-from prgen.source import GitHubSource, make_client
 from prgen.sync import Syncer, SyncResult
 
 _SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.KEEP: "="}
