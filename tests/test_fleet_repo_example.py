@@ -580,23 +580,38 @@ def test_prgen_has_no_kubernetes_api_access() -> None:
     for name in prgen_kustomization()["resources"]:
         assert (PRGEN / name).is_file(), f"{name}: a resource must be a file of this folder"
     kinds = {obj["kind"] for obj in prgen_deployment()}
-    assert kinds == {"Namespace", "ServiceAccount", "NetworkPolicy", "CronJob"}
+    assert kinds == {
+        "Namespace",
+        "ServiceAccount",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+        "CronJob",
+    }
     account = resource("ServiceAccount")
     assert account["automountServiceAccountToken"] is False
     assert pod_spec()["serviceAccountName"] == account["metadata"]["name"]
 
 
-def test_only_emptydirs_for_home_and_tmp_are_writable() -> None:
+def test_only_home_tmp_and_the_cache_claim_are_writable() -> None:
     volumes = {v["name"]: v for v in pod_spec()["volumes"]}
     mounts = {m["mountPath"]: m for m in prgen_container()["volumeMounts"]}
     writable = {path for path, m in mounts.items() if not m.get("readOnly")}
-    assert writable == {"/home/prgen", "/tmp"}
-    for path in writable:
+    assert writable == {"/home/prgen", "/tmp", "/var/cache/prgen"}
+    for path in ("/home/prgen", "/tmp"):
         volume = volumes[mounts[path]["name"]]
         assert set(volume) == {"name", "emptyDir"} and volume["emptyDir"].get("sizeLimit"), path
+    # The caches outlive a run on their own claim, and only the caches live there.
+    cache = volumes[mounts["/var/cache/prgen"]["name"]]
+    assert (
+        cache["persistentVolumeClaim"]["claimName"]
+        == resource("PersistentVolumeClaim")["metadata"]["name"]
+    )
     env = {e["name"]: e for e in prgen_container()["env"]}
     assert env["HOME"]["value"] == "/home/prgen"
-    assert env["PRGEN_WORKDIR"]["value"].startswith("/home/prgen/")
+    assert env["PRGEN_WORKDIR"]["value"].startswith("/var/cache/prgen/")
+    assert env["PRGEN_CACHE_DIR"]["value"].startswith("/var/cache/prgen/")
+    assert env["PRGEN_WORKDIR"]["value"] != env["PRGEN_CACHE_DIR"]["value"]
+    assert env["PRGEN_LOG_FORMAT"]["value"] == "json"
     # The config comes from the ConfigMap's volume.
     config_mount = mounts[str(Path(env["PRGEN_CONFIG"]["value"]).parent)]
     assert config_mount["readOnly"] is True

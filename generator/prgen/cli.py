@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 
 from prgen import __version__
-from prgen.redact import redact
-
-
-class RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
-
-
-def configure_logging(verbosity: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("prgen: %(levelname)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(
-        logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    )
-    if verbosity < 3:  # urllib3 and PyGithub at DEBUG print request headers
-        for noisy in ("urllib3", "github"):
-            logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+from prgen.logs import LOG_FORMATS, configure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="prgen")
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option(
+    "-v", "--verbose", count=True, help="More logging (-v phases and timings, -vv debug)."
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    envvar="PRGEN_LOG_FORMAT",
+    show_default=True,
+    help="Log lines as text, or one JSON object per line ($PRGEN_LOG_FORMAT).",
+)
+def main(verbose: int, log_format: str) -> None:
     """Preview environments for pull requests, the GitOps way.
 
     \b
@@ -44,7 +33,7 @@ def main(verbose: int) -> None:
          directory could not be used (not prgen's, read-only, full)
      70  unexpected error (a bug): nothing can be said about what was done
     """
-    configure_logging(verbose)
+    configure(verbose, log_format)
 
 
 def _register() -> None:
