@@ -196,12 +196,39 @@ class GitHubSource:
         A PyGithub client is not thread-safe: each worker thread lists with a client of its
         own. A repository not listed (the rate-limit reserve reached) is a failed listing.
         """
+        started = time.monotonic()
+        listings = self._list_all(repositories, numbers_with_environment)
+        if self._ledger is not None:
+            budget = self._ledger.budget()
+            log.info(
+                "listed %d repositories in %.1fs (%d failed): %d GitHub answers so far, "
+                "%d of them 304 Not Modified; %s",
+                len(listings),
+                time.monotonic() - started,
+                sum(not listing.complete for listing in listings),
+                self._ledger.answers,
+                self._ledger.not_modified,
+                budget.describe(),
+            )
+        return listings
+
+    def _list_all(
+        self,
+        repositories: Sequence[str],
+        numbers_with_environment: Callable[[str], Collection[int]],
+    ) -> list[Listing]:
         wanted = [(name, frozenset(numbers_with_environment(name))) for name in repositories]
         workers = min(self._workers, len(wanted))
         if workers <= 1 or self._new_client is None:
             return [self._list_within_budget(name, numbers) for name, numbers in wanted]
         new_client = self._new_client
         local = threading.local()
+        first: list[Listing] = []
+        if self._ledger is not None and self._ledger.budget().remaining is None:
+            # Nothing says yet how many points are left: one listing alone finds out,
+            # so that the reserve holds from the second repository on, whatever the concurrency.
+            first = [self._list_within_budget(*wanted[0])]
+            wanted = wanted[1:]
 
         def list_one(item: tuple[str, frozenset[int]]) -> Listing:
             if not hasattr(local, "source"):
@@ -210,7 +237,7 @@ class GitHubSource:
             return source._list_within_budget(*item)
 
         with ThreadPoolExecutor(workers, thread_name_prefix="prgen-listing") as pool:
-            return list(pool.map(list_one, wanted))
+            return first + list(pool.map(list_one, wanted))
 
     def _list_within_budget(self, repository: str, numbers: Collection[int]) -> Listing:
         refusal = self._over_budget()

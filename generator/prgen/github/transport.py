@@ -153,11 +153,11 @@ class Transport:
         return session
 
     def send(self, verb: str, send: Callable[[], RequestsResponse]) -> RequestsResponse:
-        """`send()` once the gate is open; again after a secondary limit, while the bound lasts.
-
-        Only reads are tried again: GitHub refuses a limited request without carrying it out,
-        but a write's caller re-reads before it writes again anyway.
-        """
+        """A read: `send()` once the gate is open, again after a secondary limit while the
+        bound lasts, every worker holding back meanwhile. A write: `send()` as it is (the
+        report channels re-read GitHub and retry writes on their own)."""
+        if verb.upper() != "GET":
+            return send()
         started = self._clock()
         while True:
             self.gate.pass_through()
@@ -165,11 +165,10 @@ class Transport:
             limit = classify(response.status, response.headers, _message(response))
             if limit.kind is not LimitKind.SECONDARY:
                 return response
-            self.gate.hold(limit.wait)
-            waited = self._clock() - started
-            if verb.upper() != "GET" or waited + limit.wait > self.max_wait:
+            if self._clock() - started + limit.wait > self.max_wait:
                 return response  # PyGithub raises; describe_error says which limit
             log.info("secondary rate limit: every request waits %.0fs", limit.wait)
+            self.gate.hold(limit.wait)
 
 
 def _message(response: RequestsResponse) -> str | None:
