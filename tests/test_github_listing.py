@@ -219,3 +219,21 @@ def test_an_app_installation_lists_concurrently_on_one_minted_token(tmp_path: Pa
         assert all(listing.complete for listing in listings), [x.error for x in listings]
         assert github.count_requests("POST", r"/app/installations/7/access_tokens") == 1
         assert github.in_flight_peak > 1
+
+
+def test_runs_sharing_one_cache_file_at_once_all_succeed_and_fill_it(tmp_path: Path) -> None:
+    """Two runs (16 SQLite connections) on one credential's file: SQLite's locks keep it whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with FakeGitHub(latency=0.01) as github:
+        github.add_token(TOKEN)
+        seed(github, REPOSITORIES)
+        sources = [source_for(github, tmp_path, concurrency=8) for _ in range(2)]
+        with ThreadPoolExecutor(2) as pool:
+            runs = list(pool.map(lambda s: s.list_all(REPOSITORIES, lambda _: ()), sources))
+        assert all(listing.complete for run in runs for listing in run)
+        assert runs[0] == runs[1]
+        github.clear_requests()
+        idle = source_for(github, tmp_path).list_all(REPOSITORIES, lambda _: ())
+        assert idle == runs[0]
+        assert github.not_modified() == len(REPOSITORIES) and github.points_used() == 0
