@@ -244,7 +244,7 @@ def test_the_cache_is_pruned_to_its_size_limit(shop: FakeGitHub, tmp_path: Path)
     path = clients.transport.cache.path
     with contextlib.closing(sqlite3.connect(path)) as connection:
         [(largest,)] = connection.execute("SELECT max(length(value)) FROM responses").fetchall()
-    # Room for one answer: the two confirmed longest ago go.
+    # Room for one answer: the two stored longest ago go.
     assert HttpCache.open(path.parent, path.stem, max_bytes=largest)
     shop.clear_requests()
     again = GitHubSource.for_clients(

@@ -10,7 +10,7 @@ Authorization header); this module decides where its files go and how they are k
   answer is never served on an error. A cached answer reaches prgen only after a 304;
 - SQLite transactions (WAL, a busy timeout) keep it safe against concurrent prgen processes and
   a kill at any point; a corrupt file is removed and rebuilt, a broken entry is a miss;
-- bounded: beyond `max_bytes` the answers confirmed longest ago are dropped at start.
+- bounded: beyond `max_bytes` the answers stored longest ago are dropped at start.
 
 Losing the cache costs one full-price run, nothing else.
 """
@@ -112,7 +112,7 @@ class HttpCache:
                 Path(f"{self.path}{suffix}").unlink()
 
     def _backend(self) -> SQLiteCache:
-        return SQLiteCache(
+        return _Backend(
             str(self.path),
             serializer="json",  # plain data: a tampered file cannot run code as pickle could
             wal=True,
@@ -121,7 +121,7 @@ class HttpCache:
 
     def _check_and_prune(self, max_bytes: int) -> None:
         """Create the tables, read every row's size (a corrupt file fails here), and drop the
-        answers confirmed longest ago until the rest fits in `max_bytes`."""
+        answers stored longest ago until the rest fits in `max_bytes`."""
         backend = self._backend()
         try:
             table = backend.responses.table_name
@@ -152,6 +152,20 @@ class HttpCache:
             stale_if_error=False,  # an error is an error, never the last answer
             stale_while_revalidate=False,
         )
+
+
+class _Backend(SQLiteCache):
+    """SQLite storage that leaves a stored answer alone when GitHub confirmed it (a 304).
+
+    requests-cache would store it again for the 304's new rate-limit headers and expiry time:
+    a serialisation and a committed write per free request, most of an idle run's work. The
+    answer is the same; only the pruning order then goes by when an answer last changed.
+    """
+
+    def save_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        if getattr(response, "revalidated", False):
+            return
+        super().save_response(response, *args, **kwargs)
 
 
 class _RevalidatingSession(CachedSession):

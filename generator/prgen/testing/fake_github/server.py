@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +58,40 @@ ASSOCIATIONS = {
 Hook = Callable[[RecordedRequest], None]
 
 
+class _VersionedLock:
+    """The state's lock, counting the times it is taken for anything but an API read.
+
+    Every change to the state happens under it, so a GET answer rendered at one version is
+    still the answer while the version stays: the fake renders each distinct page once, as
+    GitHub's own answers cost it nothing to repeat (a benchmark then measures prgen, not the
+    fake's JSON rendering).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self.version = 0
+
+    def __enter__(self) -> _VersionedLock:
+        self._lock.acquire()
+        if not getattr(self._local, "reading", False):
+            self.version += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[_VersionedLock]:
+        """Taken for an API read: the version stays."""
+        self._local.reading = True
+        try:
+            with self:
+                yield self
+        finally:
+            self._local.reading = False
+
+
 class _Same(Enum):
     REPO = "same repository"
 
@@ -75,6 +109,12 @@ class FakeGitHub:
         self._address = (host, port)
         self._latency = latency
         self._state = State()
+        self._lock = _VersionedLock()
+        self._state.lock = self._lock  # type: ignore[assignment]
+        # (path, query, login) -> (state version, body) of GET answers rendered so far
+        self._rendered: dict[
+            tuple[str, tuple[tuple[str, str], ...], str], tuple[int, bytes, dict[str, str]]
+        ] = {}
         self._credentials = Credentials()
         self._faults = Faults()
         self._log = RequestLog()
@@ -406,6 +446,8 @@ class FakeGitHub:
                 response = Response(exc.status, error_body(exc.message, exc.errors))
             if fault is not None and fault.passes_through:
                 if fault.rewrite is not None:
+                    if response.raw is not None and response.body is None:  # a rendered page
+                        response.body, response.raw = json.loads(response.raw), None
                     response.body = fault.rewrite(response.body)
                 response.headers.update(fault.headers)
             return response
@@ -429,8 +471,20 @@ class FakeGitHub:
             core = self._rate_limit()
             return Response(200, {"resources": {"core": core}, "rate": core})
         assert self._routes is not None
-        with self._state.lock:
-            return self._routes.dispatch(request, login)
+        if request.method != "GET":
+            with self._state.lock:
+                return self._routes.dispatch(request, login)
+        key = (request.path, tuple(request.query.items()), login)  # Link keeps their order
+        with self._lock.reading():
+            rendered = self._rendered.get(key)
+            if rendered is not None and rendered[0] == self._lock.version:
+                return Response(200, None, dict(rendered[2]), raw=rendered[1])
+            response = self._routes.dispatch(request, login)
+            if response.status == 200 and response.body is not None and response.raw is None:
+                raw = json.dumps(response.body).encode()
+                self._rendered[key] = (self._lock.version, raw, dict(response.headers))
+                return Response(200, None, response.headers, raw=raw)
+            return response
 
     def _rate_headers(self, *, charge: bool) -> dict[str, str]:
         """GitHub's rate-limit headers; `charge` spends a point first (a 304 spends none)."""
