@@ -654,3 +654,19 @@ def test_latency_delays_every_answer_and_requests_in_flight_are_counted() -> Non
         slow.reset_in_flight_peak()
         requests.get(url, timeout=5)
         assert slow.in_flight_peak == 1
+
+
+def test_an_answer_rendered_once_changes_with_every_change_of_state(fake: FakeGitHub) -> None:
+    """The fake renders a GET answer once per state version: never an answer from before."""
+    number = open_prs(fake, 1)[0]
+    url = f"{fake.base_url}{PULLS}"
+    assert requests.get(url, timeout=5).json()[0]["labels"] == []
+    fake.set_labels(REPO, number, ["preview"])  # through the Python API
+    assert [x["name"] for x in requests.get(url, timeout=5).json()[0]["labels"]] == ["preview"]
+    comments = f"{fake.base_url}/repos/{REPO}/issues/{number}/comments"
+    assert requests.get(comments, timeout=5).json() == []
+    posted = requests.post(comments, json={"body": "hi"}, timeout=5)  # through the API
+    assert posted.status_code == 201
+    assert [c["body"] for c in requests.get(comments, timeout=5).json()] == ["hi"]
+    # Another order of the same parameters is another answer (its Link header keeps the order).
+    assert requests.get(f"{url}?per_page=1&state=open", timeout=5).status_code == 200

@@ -23,10 +23,11 @@ from prgen.config import AppSettings, GitHubSettings
 from prgen.github.cache import HttpCache, credential_key, resolve_cache_dir
 from prgen.github.client import GitHubClients
 from prgen.github.pulls import GitHubSource
+from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 from processes import prgen_command
 
-from conftest import TOKEN, git
+from conftest import HEALTH, SHOP, TOKEN, git
 
 Config = Callable[..., Path]
 PULLS = r"/repos/acme/shop/pulls"
@@ -270,3 +271,26 @@ def test_a_broken_cache_entry_is_a_miss(
     assert [a.status for a in shop.answers] == [200]  # asked afresh, at full price
     assert "if-none-match" not in shop.answers[0].request.headers
     assert environments(fleet_remote) == {"shop-pr-1"}
+
+
+def test_an_idle_probe_round_reads_prgens_own_reports_conditionally(
+    shop: FakeGitHub, write_config: Config, envs: Environments
+) -> None:
+    """The report channels' reads (statuses, deployments, comment) go through the cache too."""
+    for n in range(2):
+        shop.open_pull("acme/shop", title=f"PR {n}", head_branch=f"b{n}")
+    config = write_config(SHOP + HEALTH.format(url=envs.url))
+    first = CliRunner().invoke(main, ["sync", "--probe", "-c", str(config)])
+    assert first.exit_code == 0, first.output
+    # This round reads afresh what the first one wrote (a comment also changes its PR).
+    assert CliRunner().invoke(main, ["probe", "-c", str(config)]).exit_code == 0
+    shop.clear_requests()
+    idle = CliRunner().invoke(main, ["probe", "-c", str(config)])
+    assert idle.exit_code == 0, idle.output
+    reads = [a for a in shop.answers if a.request.method == "GET"]
+    writes = [a for a in shop.answers if a.request.method != "GET"]
+    assert reads and not writes, [(a.request.method, a.request.path) for a in shop.answers]
+    assert {a.status for a in reads} == {304}, [
+        (a.request.path, a.request.query, a.status) for a in reads
+    ]
+    assert shop.points_used() == 0
