@@ -46,6 +46,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
     monkeypatch.delenv("PRGEN_CONFIG", raising=False)
     monkeypatch.delenv("PRGEN_WORKDIR", raising=False)
+    monkeypatch.delenv("PRGEN_CACHE_DIR", raising=False)
 
 
 @pytest.fixture

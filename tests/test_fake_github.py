@@ -564,3 +564,109 @@ def test_the_api_is_served_under_api_v3_only_as_on_github_enterprise(fake: FakeG
     with pytest.raises(UnknownObjectException):
         Github(base_url=root, auth=Auth.Token("t"), retry=None, lazy=False).get_repo(REPO)
     assert client(fake).get_repo(REPO).full_name == REPO
+
+
+# -- ETags, 304 Not Modified and rate-limit points ----------------------------
+
+
+def test_a_get_answered_200_carries_a_weak_etag_and_githubs_cache_headers(fake: FakeGitHub) -> None:
+    open_prs(fake, 2)
+    answer = requests.get(f"{fake.base_url}{PULLS}", timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["ETag"].startswith('W/"') and answer.headers["ETag"].endswith('"')
+    assert answer.headers["Cache-Control"] == "private, max-age=60, s-maxage=60"
+    assert answer.headers["Vary"] == "Accept, Authorization, Cookie, X-GitHub-OTP"
+    # The same body, the same tag; another body, another tag.
+    assert (
+        requests.get(f"{fake.base_url}{PULLS}", timeout=5).headers["ETag"] == answer.headers["ETag"]
+    )
+    fake.push(REPO, 1)
+    assert (
+        requests.get(f"{fake.base_url}{PULLS}", timeout=5).headers["ETag"] != answer.headers["ETag"]
+    )
+
+
+def test_a_matching_if_none_match_gets_a_free_304_without_a_body(fake: FakeGitHub) -> None:
+    open_prs(fake, 1)
+    url = f"{fake.base_url}{PULLS}"
+    first = requests.get(url, timeout=5)
+    second = requests.get(url, headers={"If-None-Match": first.headers["ETag"]}, timeout=5)
+    assert second.status_code == 304 and second.content == b""
+    assert second.headers["ETag"] == first.headers["ETag"]
+    assert second.headers["X-RateLimit-Remaining"] == first.headers["X-RateLimit-Remaining"]
+    assert second.headers["X-RateLimit-Used"] == first.headers["X-RateLimit-Used"]
+    # A list of tags, one of them current (weak comparison: W/ aside), matches too.
+    bare = first.headers["ETag"].removeprefix("W/")
+    third = requests.get(url, headers={"If-None-Match": f'"other", {bare}'}, timeout=5)
+    assert third.status_code == 304
+    assert [(a.status, a.charged) for a in fake.answers] == [
+        (200, True),
+        (304, False),
+        (304, False),
+    ]
+    assert fake.points_used() == 1 and fake.not_modified() == 2
+
+
+def test_a_stale_etag_gets_the_full_answer_and_costs_a_point(fake: FakeGitHub) -> None:
+    number = open_prs(fake, 1)[0]
+    url = f"{fake.base_url}{PULLS}"
+    etag = requests.get(url, timeout=5).headers["ETag"]
+    fake.push(REPO, number)
+    changed = requests.get(url, headers={"If-None-Match": etag}, timeout=5)
+    assert changed.status_code == 200 and changed.json()[0]["number"] == number
+    assert fake.points_used() == 2 and fake.not_modified() == 0
+
+
+def test_errors_and_writes_cost_a_point_and_carry_no_etag(fake: FakeGitHub) -> None:
+    missing = requests.get(f"{fake.base_url}/repos/acme/missing", timeout=5)
+    assert missing.status_code == 404 and "ETag" not in missing.headers
+    fake.inject("GET", PULLS, status=500)
+    failed = requests.get(f"{fake.base_url}{PULLS}", headers={"If-None-Match": "*"}, timeout=5)
+    assert failed.status_code == 500
+    assert [(a.status, a.charged) for a in fake.answers] == [(404, True), (500, True)]
+    assert fake.points_used() == 2
+
+
+def test_the_remaining_budget_can_be_set_for_tests(fake: FakeGitHub) -> None:
+    fake.set_rate_limit_remaining(37)
+    answer = requests.get(f"{fake.base_url}{PULLS}", timeout=5)
+    assert answer.headers["X-RateLimit-Remaining"] == "36"
+
+
+def test_latency_delays_every_answer_and_requests_in_flight_are_counted() -> None:
+    import threading
+    import time
+
+    with FakeGitHub(latency=0.2) as slow:
+        slow.add_repo(REPO)
+        url = f"{slow.base_url}{PULLS}"
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=requests.get, args=(url,), kwargs={"timeout": 5})
+            for _ in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert time.monotonic() - started >= 0.2
+        assert slow.in_flight_peak == 3
+        slow.reset_in_flight_peak()
+        requests.get(url, timeout=5)
+        assert slow.in_flight_peak == 1
+
+
+def test_an_answer_rendered_once_changes_with_every_change_of_state(fake: FakeGitHub) -> None:
+    """The fake renders a GET answer once per state version: never an answer from before."""
+    number = open_prs(fake, 1)[0]
+    url = f"{fake.base_url}{PULLS}"
+    assert requests.get(url, timeout=5).json()[0]["labels"] == []
+    fake.set_labels(REPO, number, ["preview"])  # through the Python API
+    assert [x["name"] for x in requests.get(url, timeout=5).json()[0]["labels"]] == ["preview"]
+    comments = f"{fake.base_url}/repos/{REPO}/issues/{number}/comments"
+    assert requests.get(comments, timeout=5).json() == []
+    posted = requests.post(comments, json={"body": "hi"}, timeout=5)  # through the API
+    assert posted.status_code == 201
+    assert [c["body"] for c in requests.get(comments, timeout=5).json()] == ["hi"]
+    # Another order of the same parameters is another answer (its Link header keeps the order).
+    assert requests.get(f"{url}?per_page=1&state=open", timeout=5).status_code == 200

@@ -35,6 +35,11 @@ DEFAULT_API_URL = "https://api.github.com"
 # Room for 30,000 open PRs at 100 a page; the time fits one run of the example CronJob.
 DEFAULT_MAX_PAGES = 300
 DEFAULT_LISTING_TIMEOUT = 180.0
+DEFAULT_CONCURRENCY = 8  # requests in flight; GitHub's secondary limit allows 100
+# Points a run leaves unspent: room for this run's report writes (never conditional, one point
+# each) and for whoever else uses the credential, so that prgen never spends the last of it.
+DEFAULT_RATE_LIMIT_RESERVE = 100
+DEFAULT_CACHE_MAX_MB = 256
 DEFAULT_NAMESPACE = "<<REPO_NAME>>-pr-<<PR_NUMBER>>"
 # Namespaces no PR may ever name, whatever the config says.
 SYSTEM_NAMESPACES = frozenset(
@@ -57,9 +62,17 @@ class GitHubSettings:
     app: AppSettings | None = None
     timeout: float = 30.0
     retries: int = 3
-    request_interval: float = 0.25
+    request_interval: float = 0.0  # > 0: strictly serial calls, this far apart
     max_pages: int = DEFAULT_MAX_PAGES  # of one repository's listing
     listing_timeout: float = DEFAULT_LISTING_TIMEOUT  # seconds, one repository's listing
+    concurrency: int = DEFAULT_CONCURRENCY  # requests in flight while listing
+    rate_limit_reserve: int = DEFAULT_RATE_LIMIT_RESERVE
+    cache_max_mb: int = DEFAULT_CACHE_MAX_MB
+
+    @property
+    def workers(self) -> int:
+        """Listings at a time: one when requestInterval asks for strictly serial calls."""
+        return 1 if self.request_interval > 0 else self.concurrency
 
 
 @dataclass(frozen=True)
@@ -691,9 +704,12 @@ def _compile_github(entry: Mapping[str, Any], base: Path, source: str) -> GitHub
         else None,
         timeout=float(entry.get("timeout", 30)),
         retries=entry.get("retries", 3),
-        request_interval=float(entry.get("requestInterval", 0.25)),
+        request_interval=float(entry.get("requestInterval", 0)),
         max_pages=entry.get("maxPages", DEFAULT_MAX_PAGES),
         listing_timeout=float(entry.get("listingTimeout", DEFAULT_LISTING_TIMEOUT)),
+        concurrency=entry.get("concurrency", DEFAULT_CONCURRENCY),
+        rate_limit_reserve=entry.get("rateLimitReserve", DEFAULT_RATE_LIMIT_RESERVE),
+        cache_max_mb=entry.get("cacheMaxMegabytes", DEFAULT_CACHE_MAX_MB),
     )
 
 

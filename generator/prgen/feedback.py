@@ -375,18 +375,22 @@ class Prober:
 
 
 def probe_and_report(
-    config: Config, client: Github, fleet: FleetRepo, listings: Sequence[Listing] | None = None
+    config: Config,
+    client: Github,
+    fleet: FleetRepo,
+    listings: Sequence[Listing] | None = None,
+    *,
+    source: GitHubSource | None = None,
 ) -> ProbeRunResult:
-    """Probe what the fleet holds now; list PRs first unless a sync just did."""
+    """Probe what the fleet holds now; list PRs first (through `source`) unless a sync just did."""
     until = time.monotonic() + config.probe.round_timeout  # the fetch and listing count too
     with fleet.locked():
         snapshot = fleet.refresh()
         removed = fleet.recently_removed(config.probe.closed_lookback)
         inventory = read_inventory(snapshot.files)
         if listings is None:
-            source = GitHubSource.for_settings(client, config.github)
-            listings = [
-                source.list_open(repo.name, inventory.numbers_of(repo.name))
-                for repo in config.repositories
-            ]
+            source = source or GitHubSource.for_settings(client, config.github)
+            listings = source.list_all(
+                [repo.name for repo in config.repositories], inventory.numbers_of
+            )
         return Prober(config, client, fleet).run(inventory, listings, removed, until=until)

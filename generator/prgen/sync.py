@@ -167,10 +167,9 @@ class Syncer:
         self._sleep = sleep
 
     def _list(self, inventory: Inventory) -> list[Listing]:
-        return [
-            self.source.list_open(repo.name, must_confirm=inventory.numbers_of(repo.name))
-            for repo in self.config.repositories
-        ]
+        return self.source.list_all(
+            [repo.name for repo in self.config.repositories], inventory.numbers_of
+        )
 
     def _confirm_removals(self, inventory: Inventory, listings: list[Listing]) -> list[Listing]:
         """Each PR that the listing shows open but no longer eligible, while it has an

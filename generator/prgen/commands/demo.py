@@ -21,7 +21,7 @@ from prgen.commands.probe import print_probe
 from prgen.commands.sync import print_result
 from prgen.config import load_config
 from prgen.feedback import probe_and_report
-from prgen.github.client import make_client
+from prgen.github.client import GitHubClients
 from prgen.github.pulls import GitHubSource
 from prgen.resources import data_path
 from prgen.sync import Syncer
@@ -136,10 +136,10 @@ def command(directory: Path | None) -> None:
         config_path = directory / "prgen.yaml"
         config_path.write_text(demo_config(github.base_url, fleet, environments.url))
         config = load_config(config_path)
-        client = make_client(config.github, {"PRGEN_DEMO_TOKEN": token})
-        syncer = Syncer(
-            config, GitHubSource.for_settings(client, config.github), directory / "work"
-        )
+        # The sandbox lives for this command only: nothing worth caching between runs.
+        clients = GitHubClients(config.github, {"PRGEN_DEMO_TOKEN": token}, cache_dir=None)
+        client = clients.main
+        syncer = Syncer(config, GitHubSource.for_clients(clients), directory / "work")
 
         def sync_and_probe() -> None:
             result = syncer.run()

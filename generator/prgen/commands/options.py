@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import click
 
 from prgen.config import Config, default_config_path, load_config
+from prgen.github.cache import CACHE_DIR_ENV, resolve_cache_dir
+from prgen.github.client import GitHubClients
 from prgen.redact import register_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +47,24 @@ def _register_secrets(config: Config) -> None:
         app.private_key_env if app is not None else None,
     ):
         register_secret(os.environ.get(name) if name else None)
+
+
+def cache_dir_option(command: F) -> F:
+    return click.option(
+        "--cache-dir",
+        "cache_dir",
+        envvar=CACHE_DIR_ENV,
+        default=None,
+        help="Where GitHub's answers are cached, one file per credential, so that reads are "
+        "conditional and an unchanged answer costs no rate-limit point (default: "
+        "$XDG_CACHE_HOME/prgen/http, else ~/.cache/prgen/http; 'off': no cache; "
+        f"${CACHE_DIR_ENV}).",
+    )(command)
+
+
+def github_clients(config: Config, cache_dir: str | None) -> GitHubClients:
+    """The run's GitHub clients, on the HTTP cache that --cache-dir / $PRGEN_CACHE_DIR names."""
+    return GitHubClients(config.github, cache_dir=resolve_cache_dir(cache_dir))
 
 
 def output_option(command: F) -> F:

@@ -9,10 +9,17 @@ from pathlib import Path
 import click
 
 from prgen.commands.handling import handles_errors
-from prgen.commands.options import config_option, load, output_option, workdir_option
+from prgen.commands.options import (
+    cache_dir_option,
+    config_option,
+    github_clients,
+    load,
+    output_option,
+    workdir_option,
+)
 from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import FleetRepo, default_workdir
-from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource
 from prgen.report import Health
 
 _MARK = {Health.READY: "✓", Health.PENDING: "…", Health.FAILED: "✗", Health.REMOVED: "-"}
@@ -55,13 +62,16 @@ def print_probe(result: ProbeRunResult) -> None:
 @config_option
 @output_option
 @workdir_option
+@cache_dir_option
 @handles_errors
-def command(config_path: Path | None, output: str, workdir: Path | None) -> None:
+def command(
+    config_path: Path | None, output: str, workdir: Path | None, cache_dir: str | None
+) -> None:
     """Probe every environment's health URL and report to GitHub (status, deployment, comment)."""
     config = load(config_path)
-    client = make_client(config.github)
+    clients = github_clients(config, cache_dir)
     fleet = FleetRepo(config.fleet, workdir or default_workdir(config.fleet))
-    result = probe_and_report(config, client, fleet)
+    result = probe_and_report(config, clients.main, fleet, source=GitHubSource.for_clients(clients))
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

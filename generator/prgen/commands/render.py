@@ -7,11 +7,10 @@ from pathlib import Path
 import click
 
 from prgen.commands.handling import handles_errors
-from prgen.commands.options import config_option, load
+from prgen.commands.options import cache_dir_option, config_option, github_clients, load
 from prgen.commands.validate import example_pull_request
 from prgen.errors import PrgenError
 from prgen.filters import select
-from prgen.github.client import make_client
 from prgen.github.pulls import GitHubSource, ListingFailed
 from prgen.render import HELMRELEASE_FILE, NAMESPACE_FILE, render_environment
 
@@ -21,15 +20,18 @@ from prgen.render import HELMRELEASE_FILE, NAMESPACE_FILE, render_environment
 @click.option("--repo", "repository", required=True, help="owner/name, as configured.")
 @click.option("--pr", "number", type=int, required=True, help="Pull request number.")
 @click.option("--offline", is_flag=True, help="Use example PR data instead of asking GitHub.")
+@cache_dir_option
 @handles_errors
-def command(config_path: Path | None, repository: str, number: int, offline: bool) -> None:
+def command(
+    config_path: Path | None, repository: str, number: int, offline: bool, cache_dir: str | None
+) -> None:
     """Print the manifests prgen would write for one pull request."""
     config = load(config_path)
     repo = config.repository(repository)
     if offline:
         pr = example_pull_request(repo.name, number)
     else:
-        source = GitHubSource.for_settings(make_client(config.github), config.github)
+        source = GitHubSource.for_settings(github_clients(config, cache_dir).main, config.github)
         try:
             pr = source.read(repo.name, number)
         except ListingFailed as exc:

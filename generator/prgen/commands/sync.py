@@ -9,11 +9,17 @@ from pathlib import Path
 import click
 
 from prgen.commands.handling import explain, handles_errors
-from prgen.commands.options import config_option, load, output_option, workdir_option
+from prgen.commands.options import (
+    cache_dir_option,
+    config_option,
+    github_clients,
+    load,
+    output_option,
+    workdir_option,
+)
 from prgen.commands.probe import print_probe
 from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import default_workdir
-from prgen.github.client import make_client
 from prgen.github.pulls import GitHubSource
 from prgen.plan import Action
 from prgen.sync import Syncer, SyncResult
@@ -81,6 +87,7 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
 )
 @output_option
 @workdir_option
+@cache_dir_option
 @click.option("--verbose-keep", is_flag=True, hidden=True)
 @handles_errors
 def command(
@@ -91,16 +98,18 @@ def command(
     adopt: bool,
     output: str,
     workdir: Path | None,
+    cache_dir: str | None,
     verbose_keep: bool,
 ) -> None:
     """List open pull requests and make the fleet repository match them, in one commit."""
     if dry_run and then_probe:
         raise click.UsageError("--probe reports to GitHub, so it can't go with --dry-run")
     config = load(config_path)
-    client = make_client(config.github)
+    clients = github_clients(config, cache_dir)
+    source = GitHubSource.for_clients(clients)
     syncer = Syncer(
         config,
-        GitHubSource.for_settings(client, config.github),
+        source,
         workdir or default_workdir(config.fleet),
         allow_mass_delete=allow_mass_delete,
         adopt=adopt,
@@ -110,7 +119,7 @@ def command(
     probe_failure: Exception | None = None
     if then_probe:
         try:
-            probed = probe_and_report(config, client, syncer.fleet, result.listings)
+            probed = probe_and_report(config, clients.main, syncer.fleet, result.listings)
         except Exception as exc:  # the sync is done and pushed: its result is printed all the same
             probe_failure = exc
     exit_code = max(result.exit_code, probed.exit_code if probed else 0)

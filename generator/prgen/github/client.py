@@ -1,9 +1,11 @@
-"""A PyGithub client for the configured GitHub: auth, retries, time-outs."""
+"""PyGithub clients for the configured GitHub: auth, retries, time-outs, the HTTP cache."""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
+from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -12,6 +14,8 @@ from urllib3.util.retry import Retry
 
 from prgen.config import GitHubSettings
 from prgen.errors import ConfigError
+from prgen.github.cache import HttpCache, credential_key
+from prgen.github.transport import Transport, use_transport
 from prgen.redact import register_secret
 
 PER_PAGE = 100
@@ -83,7 +87,14 @@ class _NoWaitOnAccepted(Retry):
         return super().is_retry(method, status_code, has_retry_after)
 
 
-def make_client(settings: GitHubSettings, environ: Mapping[str, str] | None = None) -> Github:
+def make_client(
+    settings: GitHubSettings,
+    environ: Mapping[str, str] | None = None,
+    *,
+    transport: Transport | None = None,
+    auth: Auth.Auth | None = None,
+) -> Github:
+    """A client; with `transport`, its requests go through that cache, ledger and gate."""
     retry = _NoWaitOnAccepted(
         total=settings.retries,
         connect=settings.retries,
@@ -97,9 +108,9 @@ def make_client(settings: GitHubSettings, environ: Mapping[str, str] | None = No
         raise_on_status=False,  # hand the last answer to PyGithub, which raises with its status
         respect_retry_after_header=False,  # a rate limit fails the run; it does not stall it
     )
-    return Github(
+    client = Github(
         base_url=settings.api_url,
-        auth=make_auth(settings, os.environ if environ is None else environ),
+        auth=auth or make_auth(settings, os.environ if environ is None else environ),
         timeout=max(1, round(settings.timeout)),
         retry=retry,
         per_page=PER_PAGE,
@@ -107,3 +118,50 @@ def make_client(settings: GitHubSettings, environ: Mapping[str, str] | None = No
         seconds_between_writes=settings.request_interval or None,
         lazy=True,
     )
+    return use_transport(client, transport) if transport is not None else client
+
+
+class GitHubClients:
+    """The clients of one run: `main` for the calling thread, `new()` for each worker thread.
+
+    A PyGithub Requester is not thread-safe (its connection keeps the request in attributes
+    between request() and getresponse()), so every thread gets a client of its own; all share
+    one Transport: one cache file, one rate-limit ledger, one gate for secondary limits.
+    """
+
+    def __init__(
+        self,
+        settings: GitHubSettings,
+        environ: Mapping[str, str] | None = None,
+        *,
+        cache_dir: Path | None = None,
+        cache_max_bytes: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self._environ = os.environ if environ is None else environ
+        self._auth = make_auth(settings, self._environ)
+        self._lock = threading.Lock()
+        cache = None
+        if cache_dir is not None:
+            token = self._environ.get(settings.token_env) if settings.app is None else None
+            cache = HttpCache.open(
+                cache_dir,
+                credential_key(settings, token),
+                cache_max_bytes
+                if cache_max_bytes is not None
+                else settings.cache_max_mb * 1024 * 1024,
+            )
+        self.transport = Transport(cache, max_wait=settings.listing_timeout)
+        self.main = make_client(settings, self._environ, transport=self.transport, auth=self._auth)
+
+    def new(self) -> Github:
+        """Another client on the same credential and transport, for another thread."""
+        auth = self._auth
+        if isinstance(auth, Auth.AppInstallationAuth):
+            # One installation token for the run (minted once, through the main client's
+            # auth), rather than one per worker.
+            with self._lock:
+                token = auth.token
+            register_secret(token)
+            auth = Auth.Token(token)
+        return make_client(self.settings, self._environ, transport=self.transport, auth=auth)

@@ -1,50 +1,106 @@
-"""What a failed GitHub call means: one line for people, and whether trying again can help."""
+"""What a failed GitHub call means: one line for people, and whether trying again can help.
+
+One classifier (`classify`) reads GitHub's signals; `describe_error`, `rate_limited` and the
+transport's wait for a secondary limit all ask it, so they never disagree.
+"""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from github import GithubException, RateLimitExceededException
 
+# GitHub asks for at least a minute's wait after a secondary limit that names no Retry-After.
+SECONDARY_LIMIT_DEFAULT_WAIT = 60.0
 
-def _header(exc: GithubException, name: str) -> str | None:
-    headers = {key.lower(): value for key, value in (exc.headers or {}).items()}
-    return headers.get(name)
+
+class LimitKind(enum.Enum):
+    NONE = "none"
+    SECONDARY = "secondary"  # too fast or too many at once: waiting a little helps
+    PRIMARY = "primary"  # the hourly budget is spent: only its reset helps
+
+
+@dataclass(frozen=True)
+class Limit:
+    kind: LimitKind
+    retry_after: float | None = None  # seconds GitHub asked for (a secondary limit)
+    reset: int | None = None  # epoch seconds the hourly budget resets (a primary limit)
+
+    @property
+    def wait(self) -> float:
+        """How long to wait before the same request may succeed (secondary limits)."""
+        return self.retry_after if self.retry_after is not None else SECONDARY_LIMIT_DEFAULT_WAIT
+
+
+NO_LIMIT = Limit(LimitKind.NONE)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86400 else None
+
+
+def classify(
+    status: int, headers: Mapping[str, str] | None, message: str | None, *, exhausted: bool = False
+) -> Limit:
+    """Whether an answer is a rate limit, and which: the one place GitHub's signals are read.
+
+    Secondary limits come as 403 or 429 with Retry-After or a message naming them; the
+    primary one as 403 or 429 with X-RateLimit-Remaining 0 (`exhausted`: PyGithub said so).
+    """
+    if status not in (403, 429):
+        return NO_LIMIT
+    lower = {key.lower(): value for key, value in (headers or {}).items()}
+    text = (message or "").lower()
+    retry_after = lower.get("retry-after")
+    if retry_after is not None or "secondary rate limit" in text:
+        return Limit(LimitKind.SECONDARY, retry_after=_seconds(retry_after))
+    reset = lower.get("x-ratelimit-reset")
+    if exhausted or lower.get("x-ratelimit-remaining") == "0" or "rate limit" in text:
+        return Limit(LimitKind.PRIMARY, reset=int(reset) if reset and reset.isdigit() else None)
+    return NO_LIMIT
+
+
+def _message(data: Any) -> str | None:
+    message = data.get("message") if isinstance(data, dict) else None
+    return message if isinstance(message, str) else None
+
+
+def classify_exception(exc: GithubException) -> Limit:
+    return classify(
+        exc.status,
+        exc.headers,
+        _message(exc.data),
+        exhausted=isinstance(exc, RateLimitExceededException),
+    )
+
+
+def utc_time(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def describe_error(exc: BaseException) -> str:
     """One line for a failed GitHub call, rate limits told apart by what applies to them."""
     if isinstance(exc, GithubException):
-        message = exc.data.get("message") if isinstance(exc.data, dict) else None
-        retry_after = _header(exc, "retry-after") if exc.status in (403, 429) else None
-        if retry_after or "secondary rate limit" in (message or "").lower():
-            wait = f", retry after {retry_after}s" if retry_after else ""
+        limit = classify_exception(exc)
+        if limit.kind is LimitKind.SECONDARY:
+            wait = f", retry after {limit.retry_after:g}s" if limit.retry_after is not None else ""
             return f"HTTP {exc.status}: secondary rate limit{wait}"
-        if (
-            isinstance(exc, RateLimitExceededException)
-            or _header(exc, "x-ratelimit-remaining") == "0"
-        ):
-            reset = _header(exc, "x-ratelimit-reset")
-            when = (
-                datetime.fromtimestamp(int(reset), UTC).strftime(
-                    " (quota resets %Y-%m-%d %H:%M:%S UTC)"
-                )
-                if reset and reset.isdigit()
-                else ""
-            )
+        if limit.kind is LimitKind.PRIMARY:
+            when = f" (quota resets {utc_time(limit.reset)})" if limit.reset is not None else ""
             return f"HTTP {exc.status}: rate limited by GitHub{when}"
+        message = _message(exc.data)
         return f"HTTP {exc.status}" + (f": {message}" if message else "")
     return f"{type(exc).__name__}: {exc}"
 
 
 def rate_limited(exc: GithubException) -> bool:
     """A 403 or 429 that a later try can get past: the signals describe_error reads."""
-    if exc.status not in (403, 429):
-        return False
-    message = exc.data.get("message") if isinstance(exc.data, dict) else None
-    return bool(
-        isinstance(exc, RateLimitExceededException)
-        or _header(exc, "retry-after")
-        or "rate limit" in str(message or "").lower()
-        or _header(exc, "x-ratelimit-remaining") == "0"
-    )
+    return classify_exception(exc).kind is not LimitKind.NONE

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit
 
@@ -19,9 +21,10 @@ from github import (
 from github.Requester import Requester
 
 from prgen.config import DEFAULT_LISTING_TIMEOUT, DEFAULT_MAX_PAGES, GitHubSettings
-from prgen.github.client import PER_PAGE
-from prgen.github.errors import describe_error
+from prgen.github.client import PER_PAGE, GitHubClients
+from prgen.github.errors import describe_error, utc_time
 from prgen.github.pull_json import MalformedPull, PullAnswer, parse_pull
+from prgen.github.transport import RateLimitLedger
 from prgen.model import Listing, PullRequest
 from prgen.redact import redact
 
@@ -31,6 +34,14 @@ LISTING_QUERY = {"state": "open", "sort": "created", "direction": "desc", "per_p
 
 
 class PullRequestSource(Protocol):
+    def list_all(
+        self,
+        repositories: Sequence[str],
+        numbers_with_environment: Callable[[str], Collection[int]],
+    ) -> list[Listing]:
+        """`list_open` of each repository (in their order), each told its PRs with an environment."""
+        ...
+
     def list_open(self, repository: str, must_confirm: Collection[int] = ()) -> Listing:
         """All open PRs of `repository`.
 
@@ -129,15 +140,124 @@ class GitHubSource:
         max_pages: int = DEFAULT_MAX_PAGES,
         timeout: float = DEFAULT_LISTING_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        new_client: Callable[[], Github] | None = None,
+        workers: int = 1,
+        ledger: RateLimitLedger | None = None,
+        reserve: int = 0,
     ) -> None:
+        """`new_client`: a client for each worker thread (with `workers` > 1); `ledger` and
+        `reserve`: no repository is listed while the ledger shows `reserve` points or fewer."""
         self._client = client
         self._max_pages = max_pages
         self._timeout = timeout
         self._clock = clock
+        self._new_client = new_client
+        self._workers = workers
+        self._ledger = ledger
+        self._reserve = reserve
 
     @classmethod
     def for_settings(cls, client: Github, settings: GitHubSettings) -> GitHubSource:
+        """One client, one listing at a time, no rate-limit reserve."""
         return cls(client, max_pages=settings.max_pages, timeout=settings.listing_timeout)
+
+    @classmethod
+    def for_clients(cls, clients: GitHubClients) -> GitHubSource:
+        """Concurrent listings (github.concurrency), each thread its own client, all on one
+        transport, and github.rateLimitReserve kept."""
+        settings = clients.settings
+        return cls(
+            clients.main,
+            max_pages=settings.max_pages,
+            timeout=settings.listing_timeout,
+            new_client=clients.new,
+            workers=settings.workers,
+            ledger=clients.transport.ledger,
+            reserve=settings.rate_limit_reserve,
+        )
+
+    def _on(self, client: Github) -> GitHubSource:
+        return GitHubSource(
+            client,
+            max_pages=self._max_pages,
+            timeout=self._timeout,
+            clock=self._clock,
+            ledger=self._ledger,
+            reserve=self._reserve,
+        )
+
+    def list_all(
+        self,
+        repositories: Sequence[str],
+        numbers_with_environment: Callable[[str], Collection[int]],
+    ) -> list[Listing]:
+        """Every repository's listing, in order; up to `workers` of them at a time.
+
+        A PyGithub client is not thread-safe: each worker thread lists with a client of its
+        own. A repository not listed (the rate-limit reserve reached) is a failed listing.
+        """
+        started = time.monotonic()
+        listings = self._list_all(repositories, numbers_with_environment)
+        if self._ledger is not None:
+            budget = self._ledger.budget()
+            log.info(
+                "listed %d repositories in %.1fs (%d failed): %d GitHub answers so far, "
+                "%d of them 304 Not Modified; %s",
+                len(listings),
+                time.monotonic() - started,
+                sum(not listing.complete for listing in listings),
+                self._ledger.answers,
+                self._ledger.not_modified,
+                budget.describe(),
+            )
+        return listings
+
+    def _list_all(
+        self,
+        repositories: Sequence[str],
+        numbers_with_environment: Callable[[str], Collection[int]],
+    ) -> list[Listing]:
+        wanted = [(name, frozenset(numbers_with_environment(name))) for name in repositories]
+        workers = min(self._workers, len(wanted))
+        if workers <= 1 or self._new_client is None:
+            return [self._list_within_budget(name, numbers) for name, numbers in wanted]
+        new_client = self._new_client
+        local = threading.local()
+        first: list[Listing] = []
+        if self._ledger is not None and self._ledger.budget().remaining is None:
+            # Nothing says yet how many points are left: one listing alone finds out,
+            # so that the reserve holds from the second repository on, whatever the concurrency.
+            first = [self._list_within_budget(*wanted[0])]
+            wanted = wanted[1:]
+
+        def list_one(item: tuple[str, frozenset[int]]) -> Listing:
+            if not hasattr(local, "source"):
+                local.source = self._on(new_client())
+            source: GitHubSource = local.source
+            return source._list_within_budget(*item)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="prgen-listing") as pool:
+            return first + list(pool.map(list_one, wanted))
+
+    def _list_within_budget(self, repository: str, numbers: Collection[int]) -> Listing:
+        refusal = self._over_budget()
+        if refusal is not None:
+            log.warning("%s %s", repository, refusal)
+            return Listing(repository, (), refusal)
+        return self.list_open(repository, numbers)
+
+    def _over_budget(self) -> str | None:
+        """Why no more may be listed: fewer points left than the reserve (None: go on)."""
+        if self._ledger is None:
+            return None
+        budget = self._ledger.budget()
+        if budget.remaining is None or budget.remaining > self._reserve:
+            return None
+        when = f", resets at {utc_time(budget.reset)}" if budget.reset is not None else ""
+        return (
+            f"not listed: {budget.remaining} rate-limit points left, reserve {self._reserve} "
+            f"(github.rateLimitReserve){when}; its environments are kept"
+        )
 
     def _bounds(self) -> _Bounds:
         return _Bounds(self._max_pages, self._timeout, self._clock)

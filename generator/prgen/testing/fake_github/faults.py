@@ -25,22 +25,41 @@ class RecordedRequest:
         return int(page) if page.isdigit() and int(page) > 0 else 1
 
 
+@dataclass(frozen=True)
+class Answer:
+    """How the fake answered one request: its status (None: dropped) and its rate-limit cost."""
+
+    request: RecordedRequest
+    status: int | None
+    charged: bool  # whether it cost a rate-limit point (a 304 and a dropped request cost none)
+
+
 class RequestLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._answers: list[Answer] = []
 
     def append(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
 
+    def answered(self, answer: Answer) -> None:
+        with self._lock:
+            self._answers.append(answer)
+
     def snapshot(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
 
+    def answers(self) -> list[Answer]:
+        with self._lock:
+            return list(self._answers)
+
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._answers.clear()
 
 
 @dataclass

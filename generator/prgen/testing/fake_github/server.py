@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +19,13 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from prgen.testing.fake_github.auth import ANONYMOUS, Credentials
-from prgen.testing.fake_github.faults import Fault, Faults, RecordedRequest, RequestLog
+from prgen.testing.fake_github.faults import (
+    Answer,
+    Fault,
+    Faults,
+    RecordedRequest,
+    RequestLog,
+)
 from prgen.testing.fake_github.model import (
     SHA,
     ApiError,
@@ -33,6 +40,11 @@ from prgen.testing.fake_github.payloads import API_PREFIX, Renderer, error_body
 from prgen.testing.fake_github.routes import Response, Routes
 
 RATE_LIMIT = 5000
+# What GitHub sends with every cacheable answer (a GET answered 200 or 304).
+CACHE_HEADERS = {
+    "Cache-Control": "private, max-age=60, s-maxage=60",
+    "Vary": "Accept, Authorization, Cookie, X-GitHub-OTP",
+}
 ASSOCIATIONS = {
     "COLLABORATOR",
     "CONTRIBUTOR",
@@ -46,6 +58,40 @@ ASSOCIATIONS = {
 Hook = Callable[[RecordedRequest], None]
 
 
+class _VersionedLock:
+    """The state's lock, counting the times it is taken for anything but an API read.
+
+    Every change to the state happens under it, so a GET answer rendered at one version is
+    still the answer while the version stays: the fake renders each distinct page once, as
+    GitHub's own answers cost it nothing to repeat (a benchmark then measures prgen, not the
+    fake's JSON rendering).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self.version = 0
+
+    def __enter__(self) -> _VersionedLock:
+        self._lock.acquire()
+        if not getattr(self._local, "reading", False):
+            self.version += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[_VersionedLock]:
+        """Taken for an API read: the version stays."""
+        self._local.reading = True
+        try:
+            with self:
+                yield self
+        finally:
+            self._local.reading = False
+
+
 class _Same(Enum):
     REPO = "same repository"
 
@@ -56,9 +102,19 @@ SAME_REPO = _Same.REPO
 class FakeGitHub:
     """A GitHub REST API on 127.0.0.1 for PyGithub: `Github(base_url=fake.base_url, ...)`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0) -> None:
+        """`latency`: seconds every answer waits before it goes out (for benchmarks)."""
+        if latency < 0:
+            raise ValueError("latency must not be negative")
         self._address = (host, port)
+        self._latency = latency
         self._state = State()
+        self._lock = _VersionedLock()
+        self._state.lock = self._lock  # type: ignore[assignment]
+        # (path, query, login) -> (state version, body) of GET answers rendered so far
+        self._rendered: dict[
+            tuple[str, tuple[tuple[str, str], ...], str], tuple[int, bytes, dict[str, str]]
+        ] = {}
         self._credentials = Credentials()
         self._faults = Faults()
         self._log = RequestLog()
@@ -71,6 +127,8 @@ class FakeGitHub:
         self._counter_lock = threading.Lock()
         self._used = 0
         self._reset = int(time.time()) + 3600
+        self._in_flight = 0
+        self._in_flight_peak = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -264,7 +322,36 @@ class FakeGitHub:
         )
 
     def clear_requests(self) -> None:
+        """Forget the request and answer logs (the rate-limit counter goes on)."""
         self._log.clear()
+
+    @property
+    def answers(self) -> list[Answer]:
+        """How each request so far was answered (status, cost), oldest first."""
+        return self._log.answers()
+
+    def points_used(self) -> int:
+        """Rate-limit points the logged answers cost: every answer but a 304 (or a drop)."""
+        return sum(answer.charged for answer in self.answers)
+
+    def not_modified(self) -> int:
+        """How many logged answers were 304 Not Modified."""
+        return sum(answer.status == 304 for answer in self.answers)
+
+    def set_rate_limit_remaining(self, remaining: int) -> None:
+        """Spend points as if other clients had used them: `remaining` are left."""
+        with self._counter_lock:
+            self._used = RATE_LIMIT - max(0, min(RATE_LIMIT, remaining))
+
+    @property
+    def in_flight_peak(self) -> int:
+        """The most API requests that were being answered at the same time since the last reset."""
+        with self._counter_lock:
+            return self._in_flight_peak
+
+    def reset_in_flight_peak(self) -> None:
+        with self._counter_lock:
+            self._in_flight_peak = self._in_flight
 
     def on_request(self, hook: Hook) -> None:
         """Call `hook` with each request before it is answered (on the server's thread)."""
@@ -359,6 +446,8 @@ class FakeGitHub:
                 response = Response(exc.status, error_body(exc.message, exc.errors))
             if fault is not None and fault.passes_through:
                 if fault.rewrite is not None:
+                    if response.raw is not None and response.body is None:  # a rendered page
+                        response.body, response.raw = json.loads(response.raw), None
                     response.body = fault.rewrite(response.body)
                 response.headers.update(fault.headers)
             return response
@@ -382,12 +471,26 @@ class FakeGitHub:
             core = self._rate_limit()
             return Response(200, {"resources": {"core": core}, "rate": core})
         assert self._routes is not None
-        with self._state.lock:
-            return self._routes.dispatch(request, login)
+        if request.method != "GET":
+            with self._state.lock:
+                return self._routes.dispatch(request, login)
+        key = (request.path, tuple(request.query.items()), login)  # Link keeps their order
+        with self._lock.reading():
+            rendered = self._rendered.get(key)
+            if rendered is not None and rendered[0] == self._lock.version:
+                return Response(200, None, dict(rendered[2]), raw=rendered[1])
+            response = self._routes.dispatch(request, login)
+            if response.status == 200 and response.body is not None and response.raw is None:
+                raw = json.dumps(response.body).encode()
+                self._rendered[key] = (self._lock.version, raw, dict(response.headers))
+                return Response(200, None, response.headers, raw=raw)
+            return response
 
-    def _count_request(self) -> dict[str, str]:
-        with self._counter_lock:
-            self._used += 1
+    def _rate_headers(self, *, charge: bool) -> dict[str, str]:
+        """GitHub's rate-limit headers; `charge` spends a point first (a 304 spends none)."""
+        if charge:
+            with self._counter_lock:
+                self._used += 1
         limits = self._rate_limit()
         return {
             "X-RateLimit-Limit": str(limits["limit"]),
@@ -397,11 +500,36 @@ class FakeGitHub:
             "X-RateLimit-Resource": "core",
         }
 
+    def _enter(self) -> None:
+        with self._counter_lock:
+            self._in_flight += 1
+            self._in_flight_peak = max(self._in_flight_peak, self._in_flight)
+        if self._latency:
+            self._stopping.wait(self._latency)
+
+    def _leave(self) -> None:
+        with self._counter_lock:
+            self._in_flight -= 1
+
     def _rate_limit(self) -> dict[str, int]:
         with self._counter_lock:
             used = self._used
         remaining = max(0, RATE_LIMIT - used)
         return {"limit": RATE_LIMIT, "remaining": remaining, "reset": self._reset, "used": used}
+
+
+def etag_of(data: bytes) -> str:
+    """A weak entity tag of a body, as GitHub sends them: W/"<hash>"."""
+    return f'W/"{hashlib.sha256(data).hexdigest()}"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match's weak comparison: any listed tag (or *) equal to `etag`, W/ aside."""
+    if not if_none_match:
+        return False
+    wanted = etag.removeprefix("W/")
+    tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
+    return any(tag in ("*", wanted) for tag in tags)
 
 
 def _check_sha(sha: str | None) -> None:
@@ -451,6 +579,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         assert isinstance(self.server, _Server)
         fake = self.server.fake
+        fake._enter()
+        try:
+            self._answer(fake)
+        finally:
+            fake._leave()
+
+    def _answer(self, fake: FakeGitHub) -> None:
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
@@ -476,21 +611,32 @@ class _Handler(BaseHTTPRequestHandler):
             fake._log.append(request)
             response = Response(404, error_body("Not Found (the API is under /api/v3)"))
         if response is None:
+            fake._log.answered(Answer(request, None, charged=False))
             self.close_connection = True
             return
         if response.raw is not None:
             data = response.raw
         else:
             data = b"" if response.body is None else json.dumps(response.body).encode()
+        status = response.status
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "Content-Length": str(len(data)),
             "X-GitHub-Media-Type": "github.v3; format=json",
-            **fake._count_request(),
-            **response.headers,
         }
+        if request.method == "GET" and status == 200:
+            etag = etag_of(data)
+            headers.update({"ETag": etag, **CACHE_HEADERS})
+            if _matches(request.headers.get("if-none-match"), etag):
+                # Not Modified: no body, and free (GitHub does not count it against the limit).
+                status, data = 304, b""
+                del headers["Content-Type"], headers["Content-Length"]
+        charged = status != 304
+        headers.update(fake._rate_headers(charge=charged))
+        headers.update(response.headers)
+        fake._log.answered(Answer(request, status, charged))
         try:
-            self.send_response(response.status)
+            self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
