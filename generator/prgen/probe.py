@@ -4,12 +4,17 @@ A probe's URL comes from the configuration only (PR text can reach it only
 through slug placeholders, checked in config), and it never follows a redirect
 to another host. Each probe is bounded by its timeout as a whole, by the wall
 clock: requests' own timeout applies to each socket read, so a server that
-drips a byte at a time would hold a probe (and the round, whose reports wait
-for every probe) for as long as it likes. So `probe_all` runs each probe on a
+drips a byte at a time would hold a probe (and the round, which ends with its
+last probe) for as long as it likes. So `probe_each` runs each probe on a
 daemon thread; at the probe's deadline a watchdog shuts the probe's sockets,
 which ends it at once, and a probe still running a moment later is reported as
 timed out and left behind (a daemon thread never holds up the process's exit).
 One hanging or dripping environment costs one timeout, not the round.
+
+The bound (probe.concurrency, default 128) counts a hanging probe until its timeout:
+it is set above the number of environments expected to hang at once (a tenth of a
+thousand), so that they wait out their timeout side by side while the others go on.
+A probe costs a thread and a socket, nothing more, while it waits.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -293,20 +298,38 @@ def probe_all(
 ) -> list[ProbeResult | None]:
     """Results in the order of `targets`; at most `concurrency` probes in flight.
 
+    See `probe_each`, which this collects.
+    """
+    results: list[ProbeResult | None] = [None] * len(targets)
+    for index, result in probe_each(targets, concurrency, run, until=until):
+        results[index] = result
+    return results
+
+
+def probe_each(
+    targets: Sequence[ProbeTarget],
+    concurrency: int,
+    run: Callable[[ProbeTarget], ProbeResult] = probe,
+    *,
+    until: float | None = None,
+) -> Iterator[tuple[int, ProbeResult | None]]:
+    """(index into `targets`, result) of each probe as it ends; at most `concurrency` in flight.
+
+    As they end, so that a caller can report the quick ones while slow ones still run.
     Each probe gets its timeout by the wall clock: at its deadline its sockets are
     shut and it counts as timed out; if it has not ended `GRACE` seconds later it
     is left to end on its own thread (its answer is ignored) and frees its slot.
     With `until` (the round's end, by time.monotonic) no probe starts after it and a
     probe still running then is shut like one timed out: neither has a result (None),
-    for they say nothing about the environment.
+    for they say nothing about the environment. Every index comes out exactly once.
     """
-    results: list[ProbeResult | None] = [None] * len(targets)
     waiting = deque(range(len(targets)))
     running: dict[int, _Running] = {}
     finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
     while waiting or running:
         if until is not None and time.monotonic() >= until:
-            waiting.clear()  # not probed in time
+            while waiting:  # not probed in time
+                yield waiting.popleft(), None
         while waiting and len(running) < max(1, concurrency):
             index = waiting.popleft()
             watch = _Watch()
@@ -321,30 +344,38 @@ def probe_all(
             ).start()
         if not running:
             break
-        next_due = min(r.deadline + (GRACE if r.watch.fired else 0.0) for r in running.values())
-        try:
-            answers = [finished.get(timeout=max(0.0, next_due - time.monotonic()))]
-        except queue.Empty:
-            answers = []
-        while not finished.empty():
-            answers.append(finished.get_nowait())
-        for index, outcome, late in answers:
-            item = running.pop(index, None)
-            if item is None:
-                continue  # left behind already: its answer came too late
-            if isinstance(outcome, Exception):
-                outcome = probe_failed(outcome)  # that environment's failure, not the round's
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            results[index] = _shut_at_deadline(targets[index], item) if late else outcome
-        now = time.monotonic()
-        for index, item in list(running.items()):
-            if not item.watch.fired and now >= item.deadline:
-                item.watch.fire()
-            elif item.watch.fired and now >= item.deadline + GRACE:
-                del running[index]
-                results[index] = _shut_at_deadline(targets[index], item)
-    return results
+        yield from _collect(targets, running, finished)
+
+
+def _collect(
+    targets: Sequence[ProbeTarget],
+    running: dict[int, _Running],
+    finished: queue.SimpleQueue[_Finished],
+) -> Iterator[tuple[int, ProbeResult | None]]:
+    """Waits for the next probe to end or fall due; yields what ended, drops what is overdue."""
+    next_due = min(r.deadline + (GRACE if r.watch.fired else 0.0) for r in running.values())
+    try:
+        answers = [finished.get(timeout=max(0.0, next_due - time.monotonic()))]
+    except queue.Empty:
+        answers = []
+    while not finished.empty():
+        answers.append(finished.get_nowait())
+    for index, outcome, late in answers:
+        item = running.pop(index, None)
+        if item is None:
+            continue  # left behind already: its answer came too late
+        if isinstance(outcome, Exception):
+            outcome = probe_failed(outcome)  # that environment's failure, not the round's
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        yield index, _shut_at_deadline(targets[index], item) if late else outcome
+    now = time.monotonic()
+    for index, item in list(running.items()):
+        if not item.watch.fired and now >= item.deadline:
+            item.watch.fire()
+        elif item.watch.fired and now >= item.deadline + GRACE:
+            del running[index]
+            yield index, _shut_at_deadline(targets[index], item)
 
 
 def _shut_at_deadline(target: ProbeTarget, item: _Running) -> ProbeResult | None:

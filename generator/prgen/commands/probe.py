@@ -61,7 +61,10 @@ def command(config_path: Path | None, output: str, workdir: Path | None) -> None
     config = load(config_path)
     client = make_client(config.github)
     fleet = FleetRepo(config.fleet, workdir or default_workdir(config.fleet))
-    result = probe_and_report(config, client, fleet)
+    # One client a report worker: a PyGithub client is not thread-safe.
+    result = probe_and_report(
+        config, client, fleet, client_factory=lambda: make_client(config.github)
+    )
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
