@@ -1,0 +1,213 @@
+"""Figures for the probe round at organisation scale (issue 11).
+
+    python benchmarks/bench_probe.py [--environments 1000] [--hanging 0.1] [--timeout 5]
+                                     [--latency 0.05] [--report-concurrency 8]
+
+N environments of one repository in a bare fleet repository, a tenth of them hanging
+(real HTTP servers on 127.0.0.1 that never answer), the fake GitHub answering each
+request after `latency` seconds; both run in a process of their own. Runs `prgen probe`'s round twice, as the CLI does
+(listing included, one client per report worker): the first writes every report, the
+second finds nothing changed. Prints each round's wall time against 2 x the probe
+timeout, reports written, GitHub requests by kind, and the threads and memory used.
+Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from prgen.config import Config, parse_config
+from prgen.feedback import ProbeRunResult, probe_and_report
+from prgen.github.client import make_client
+from prgen.github.pulls import GitHubSource
+from prgen.sync import Syncer
+from prgen.testing.environments import Environments
+from prgen.testing.fake_github import FakeGitHub
+
+TOKEN = "bench-token-0123456789"  # noqa: S105 - the fake accepts only this
+ENVIRON = {"BENCH_TOKEN": TOKEN}
+CONFIG = """\
+github: {{apiUrl: '{api}', tokenEnv: BENCH_TOKEN, requestInterval: 0, retries: 0}}
+fleet: {{url: '{fleet}', path: previews/dev}}
+safety: {{maxDeletions: 100000}}
+repositories:
+  - name: acme/shop
+    chart: {{chart: shop, sourceRef: {{kind: HelmRepository, name: charts, namespace: flux-system}}}}
+    values: {{image: {{tag: '<<PR_HEAD_SHA>>'}}}}
+    healthCheck: {{url: '{envs}/pr-<<PR_NUMBER>>/healthz', timeout: {timeout}s}}
+"""
+
+
+class Sampler:
+    """The most threads alive at once while a round runs, sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        self.most = threading.active_count()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.most = max(self.most, threading.active_count())
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class StandIns:
+    """The parent's handle on the stand-ins' process."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=stand_ins, args=(child, args), daemon=True)
+        self._process.start()
+        self.api, self.envs, self.hanging = self._conn.recv()
+
+    def tell(self, command: str) -> None:
+        self._conn.send(command)
+        self._conn.recv()
+
+    def requests(self) -> list[str]:
+        """The method of every request since the last 'clear'."""
+        self._conn.send("requests")
+        methods: list[str] = self._conn.recv()
+        return methods
+
+    def stop(self) -> None:
+        self._conn.send("stop")
+        self._process.join(10)
+
+
+def round_rows(
+    label: str, servers: StandIns, timeout: float, action: Callable[[], ProbeRunResult]
+) -> list[tuple[str, str]]:
+    servers.tell("clear")
+    threads_before = threading.active_count()
+    with Sampler() as sampler:
+        started = time.perf_counter()
+        cpu = time.process_time()
+        result = action()
+        cpu = time.process_time() - cpu
+        elapsed = time.perf_counter() - started
+    methods = collections.Counter(servers.requests())
+    kinds = ", ".join(f"{method} {count}" for method, count in sorted(methods.items()))
+    writes = sum(e.outcome.writes for e in result.environments)
+    verdict = "within" if elapsed <= 2 * timeout else "OVER"
+    return [
+        (label, f"{elapsed:7.2f} s  ({verdict} 2 x timeout = {2 * timeout:g} s)"),
+        ("  prgen's CPU time", f"{cpu:7.2f} s"),
+        ("  environments reported / late / failed", _counts(result)),
+        ("  reports written", f"{writes}"),
+        ("  GitHub requests", f"{methods.total()}  ({kinds or 'none'})"),
+        ("  threads at most (before the round)", f"{sampler.most}  ({threads_before})"),
+    ]
+
+
+def _counts(result: ProbeRunResult) -> str:
+    failed = len(result.failed_environments) + len(result.failed_repositories)
+    return f"{len(result.environments)} / {len(result.late)} / {failed}"
+
+
+def stand_ins(conn: Connection, args: argparse.Namespace) -> None:
+    """The fake GitHub and the environments, in a process of their own: they answer as
+    servers elsewhere would, without taking prgen's interpreter lock. Told over `conn`."""
+    with FakeGitHub() as github, Environments().running() as envs:
+        github.add_token(TOKEN)
+        github.add_repo("acme/shop")
+        numbers = [
+            github.open_pull("acme/shop", title=f"PR {n}", head_branch=f"b{n}")
+            for n in range(args.environments)
+        ]
+        every = max(1, round(1 / args.hanging)) if args.hanging > 0 else 0
+        for index, number in enumerate(numbers):
+            if every and index % every == 0:
+                envs.behaviour[number] = "hanging"
+        hanging = sum(1 for b in envs.behaviour.values() if b == "hanging")
+        conn.send((github.base_url, envs.url, hanging))
+        while (command := conn.recv()) != "stop":
+            if command == "latency":
+                github.on_request(lambda _: time.sleep(args.latency))
+            elif command == "clear":
+                github.clear_requests()
+            elif command == "requests":
+                conn.send([request.method for request in github.requests])
+            conn.send("ok") if command != "requests" else None
+
+
+def build_fleet(root: Path, api: str, envs: str, args: argparse.Namespace) -> Config:
+    fleet = root / "fleet.git"
+    subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(fleet)], check=True)
+    config = parse_config(CONFIG.format(api=api, fleet=fleet, envs=envs, timeout=args.timeout))
+    client = make_client(config.github, ENVIRON)
+    Syncer(config, GitHubSource(client), root / "work").run()
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--environments", type=int, default=1000)
+    parser.add_argument("--hanging", type=float, default=0.1, help="share of environments")
+    parser.add_argument("--timeout", type=float, default=5.0, help="probe timeout, seconds")
+    parser.add_argument("--latency", type=float, default=0.05, help="per GitHub request")
+    parser.add_argument("--report-concurrency", type=int, default=8)
+    args = parser.parse_args()
+    print(
+        f"probe round: {args.environments} environments, {args.hanging:.0%} hanging, "
+        f"probe timeout {args.timeout:g} s, GitHub latency {args.latency * 1000:g} ms, "
+        f"{args.report_concurrency} report workers"
+    )
+    rows: list[tuple[str, str]] = []
+    servers = StandIns(args)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            started = time.perf_counter()
+            config = build_fleet(root, servers.api, servers.envs, args)
+            print(
+                f"  fleet of {args.environments} environments ({servers.hanging} hanging) synced"
+                f" in {time.perf_counter() - started:.1f} s (no latency; not part of the figures)"
+            )
+            servers.tell("latency")
+            client = make_client(config.github, ENVIRON)
+            syncer = Syncer(config, GitHubSource(client), root / "work")
+
+            def probe_round() -> ProbeRunResult:
+                return probe_and_report(
+                    config,
+                    client,
+                    syncer.fleet,
+                    client_factory=lambda: make_client(config.github, ENVIRON),
+                    report_concurrency=args.report_concurrency,
+                )
+
+            first = "first round (every report written)"
+            rows += round_rows(first, servers, args.timeout, probe_round)
+            rows += round_rows("idle round (nothing changed)", servers, args.timeout, probe_round)
+    finally:
+        servers.stop()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows.append(("peak memory of prgen's process", f"{peak:.0f} MB"))
+    for label, value in rows:
+        print(f"  {label:<48} {value}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
