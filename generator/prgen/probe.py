@@ -69,6 +69,20 @@ class _Watch:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.fired = False
+        self._ended = False  # the probe returned
+        self._left_behind = False  # the round stopped waiting for it
+
+    def leave_behind(self) -> bool:
+        """Stop waiting for the probe, unless it has just ended (its answer is on the way)."""
+        with self._lock:
+            self._left_behind = not self._ended
+            return self._left_behind
+
+    def left_behind(self) -> bool:
+        """The probe has ended: whether the round had stopped waiting for it."""
+        with self._lock:
+            self._ended = True
+            return self._left_behind
 
     def add(self, sock: socket.socket) -> None:
         with self._lock:
@@ -272,21 +286,67 @@ class _Running:
 
 
 _Finished = tuple[int, ProbeResult | BaseException, bool]  # index, answer, after the deadline
+_Task = tuple[int, ProbeTarget, _Watch]
 
 
-def _work(
-    run: Callable[[ProbeTarget], ProbeResult],
-    target: ProbeTarget,
-    index: int,
-    watch: _Watch,
-    finished: queue.SimpleQueue[_Finished],
-) -> None:
-    _current.watch = watch
-    try:
-        outcome: ProbeResult | BaseException = run(target)
-    except BaseException as exc:  # handed to the caller's thread
-        outcome = exc
-    finished.put((index, outcome, watch.fired))
+class _Threads:
+    """The threads that run a round's probes, each probe after probe.
+
+    A thread per probe would do, but `Thread.start` waits for the new thread to run: with
+    a thousand probes and the reports beside them, that wait held the last probes back by
+    seconds, and a probe that starts late ends late. A probe left behind keeps its thread;
+    that thread ends with the probe, and another takes its place.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[ProbeTarget], ProbeResult],
+        finished: queue.SimpleQueue[_Finished],
+    ) -> None:
+        self._run = run
+        self._finished = finished
+        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a task
+        self._count = 0  # threads started, for their names
+        self._stopped = False
+
+    def give(self, task: _Task) -> None:
+        with self._lock:
+            idle = self._idle > 0
+            if idle:
+                self._idle -= 1  # taken by this task: the next one needs another
+        if not idle:
+            self._count += 1
+            name = f"prgen-probe-{self._count}"
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
+        self._tasks.put(task)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            idle, self._idle = self._idle, 0
+        for _ in range(idle):
+            self._tasks.put(None)
+
+    def _serve(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            index, target, watch = task
+            _current.watch = watch
+            try:
+                outcome: ProbeResult | BaseException = self._run(target)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome = exc
+            finally:
+                _current.watch = None
+            if watch.left_behind():
+                return  # its slot went to another probe, on another thread
+            with self._lock:
+                stopped = self._stopped
+                self._idle += 0 if stopped else 1  # before its answer: a task may come at once
+            self._finished.put((index, outcome, watch.fired))
+            if stopped:
+                return
 
 
 def probe_all(
@@ -326,25 +386,24 @@ def probe_each(
     waiting = deque(range(len(targets)))
     running: dict[int, _Running] = {}
     finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
-    while waiting or running:
-        if until is not None and time.monotonic() >= until:
-            while waiting:  # not probed in time
-                yield waiting.popleft(), None
-        while waiting and len(running) < max(1, concurrency):
-            index = waiting.popleft()
-            watch = _Watch()
-            own = time.monotonic() + targets[index].check.timeout
-            deadline = own if until is None else min(own, until)
-            running[index] = _Running(deadline, watch, cut=deadline < own)
-            threading.Thread(
-                target=_work,
-                args=(run, targets[index], index, watch, finished),
-                name=f"prgen-probe-{index}",
-                daemon=True,
-            ).start()
-        if not running:
-            break
-        yield from _collect(targets, running, finished)
+    threads = _Threads(run, finished)
+    try:
+        while waiting or running:
+            if until is not None and time.monotonic() >= until:
+                while waiting:  # not probed in time
+                    yield waiting.popleft(), None
+            while waiting and len(running) < max(1, concurrency):
+                index = waiting.popleft()
+                watch = _Watch()
+                own = time.monotonic() + targets[index].check.timeout
+                deadline = own if until is None else min(own, until)
+                running[index] = _Running(deadline, watch, cut=deadline < own)
+                threads.give((index, targets[index], watch))
+            if not running:
+                break
+            yield from _collect(targets, running, finished)
+    finally:
+        threads.stop()
 
 
 def _collect(
@@ -373,7 +432,7 @@ def _collect(
     for index, item in list(running.items()):
         if not item.watch.fired and now >= item.deadline:
             item.watch.fire()
-        elif item.watch.fired and now >= item.deadline + GRACE:
+        elif item.watch.fired and now >= item.deadline + GRACE and item.watch.leave_behind():
             del running[index]
             yield index, _shut_at_deadline(targets[index], item)
 
