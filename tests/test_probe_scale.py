@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -117,6 +117,17 @@ def test_without_a_client_factory_reports_run_one_at_a_time_on_the_one_client(
     in_flight = InFlight(hold=0.02)
     github.on_request(in_flight)
     result = synced.round(report_concurrency=8)
+    assert len(result.environments) == len(synced.numbers)
+    assert in_flight.most == 1
+
+
+def test_a_request_interval_keeps_the_reports_serial(github: FakeGitHub, synced: Setup) -> None:
+    config = replace(synced.config, github=replace(synced.config.github, request_interval=0.01))
+    in_flight = InFlight(hold=0.02)
+    github.on_request(in_flight)
+    result = Setup(config, synced.fleet, synced.numbers).round(
+        client_factory=synced.factory(), report_concurrency=8
+    )
     assert len(result.environments) == len(synced.numbers)
     assert in_flight.most == 1
 

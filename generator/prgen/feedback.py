@@ -243,7 +243,8 @@ class Prober:
     """One probe round: probe the live environments, judge each, report what differs.
 
     With `client_factory`, reports run on up to `report_concurrency` threads, one client
-    each (a PyGithub client is not thread-safe); without it, on one thread with `client`.
+    each (a PyGithub client is not thread-safe); without it, or with github.requestInterval,
+    on one thread.
     """
 
     def __init__(
@@ -267,7 +268,10 @@ class Prober:
         self.reporter = reporter or GitHubReporter(client)
         self._start_at = start_at  # where in the list of n environments a round begins
         self._client_factory = client_factory
-        self._report_concurrency = max(1, report_concurrency)
+        # github.requestInterval asks for strictly serial calls, this far apart: one worker
+        # (each client keeps its own interval, so several would not keep it).
+        serial = config.github.request_interval > 0
+        self._report_concurrency = 1 if serial else max(1, report_concurrency)
         self._by_name: dict[str, RepositorySettings] = {}
         for repo in config.repositories:
             self._by_name.setdefault(repo.name.lower(), repo)
