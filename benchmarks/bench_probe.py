@@ -5,11 +5,13 @@
 
 N environments of one repository in a bare fleet repository, a tenth of them hanging
 (real HTTP servers on 127.0.0.1 that never answer), the fake GitHub answering each
-request after `latency` seconds; both run in a process of their own. Runs `prgen probe`'s round twice, as the CLI does
-(listing included, one client per report worker): the first writes every report, the
-second finds nothing changed. Prints each round's wall time against 2 x the probe
-timeout, reports written, GitHub requests by kind, and the threads and memory used.
-Asserts nothing.
+request after `latency` seconds; both run in a process of their own, so that they do not
+share prgen's interpreter lock. Runs `prgen probe`'s round twice, as the CLI does (fetch,
+inventory and listing included, one client per report worker): the first writes every
+report, the second finds nothing changed. Prints each round's wall time against 2 x the
+probe timeout, with and without what comes before the probes, prgen's CPU time, reports
+written, GitHub requests by kind, and the threads and memory used. Asserts nothing.
+The machine's load average is printed first: the figures are only as quiet as the machine.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import multiprocessing
+import os
 import resource
 import subprocess
 import sys
@@ -28,9 +31,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from prgen.config import Config, parse_config
-from prgen.feedback import ProbeRunResult, probe_and_report
+from prgen.feedback import Prober, ProbeRunResult
 from prgen.github.client import make_client
 from prgen.github.pulls import GitHubSource
+from prgen.inventory import read_inventory
 from prgen.sync import Syncer
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
@@ -95,29 +99,39 @@ class StandIns:
         self._process.join(10)
 
 
-def round_rows(
-    label: str, servers: StandIns, timeout: float, action: Callable[[], ProbeRunResult]
-) -> list[tuple[str, str]]:
+Round = Callable[[], tuple[ProbeRunResult, float]]  # the result, seconds before the probes
+Row = tuple[str, str]
+
+
+def round_rows(label: str, servers: StandIns, timeout: float, action: Round) -> list[Row]:
     servers.tell("clear")
     threads_before = threading.active_count()
     with Sampler() as sampler:
         started = time.perf_counter()
         cpu = time.process_time()
-        result = action()
+        result, before = action()
         cpu = time.process_time() - cpu
         elapsed = time.perf_counter() - started
     methods = collections.Counter(servers.requests())
     kinds = ", ".join(f"{method} {count}" for method, count in sorted(methods.items()))
     writes = sum(e.outcome.writes for e in result.environments)
-    verdict = "within" if elapsed <= 2 * timeout else "OVER"
     return [
-        (label, f"{elapsed:7.2f} s  ({verdict} 2 x timeout = {2 * timeout:g} s)"),
+        (label, f"{elapsed:7.2f} s  {_verdict(elapsed, timeout)}"),
+        ("  of which fetch, inventory, listing", f"{before:7.2f} s"),
+        (
+            "  of which probes and reports",
+            f"{elapsed - before:7.2f} s  {_verdict(elapsed - before, timeout)}",
+        ),
         ("  prgen's CPU time", f"{cpu:7.2f} s"),
         ("  environments reported / late / failed", _counts(result)),
         ("  reports written", f"{writes}"),
         ("  GitHub requests", f"{methods.total()}  ({kinds or 'none'})"),
         ("  threads at most (before the round)", f"{sampler.most}  ({threads_before})"),
     ]
+
+
+def _verdict(seconds: float, timeout: float) -> str:
+    return f"({'within' if seconds <= 2 * timeout else 'OVER'} 2 x timeout = {2 * timeout:g} s)"
 
 
 def _counts(result: ProbeRunResult) -> str:
@@ -168,12 +182,14 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="per GitHub request")
     parser.add_argument("--report-concurrency", type=int, default=8)
     args = parser.parse_args()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
+        f"load average before: {load} on {os.cpu_count()} cores\n"
         f"probe round: {args.environments} environments, {args.hanging:.0%} hanging, "
         f"probe timeout {args.timeout:g} s, GitHub latency {args.latency * 1000:g} ms, "
         f"{args.report_concurrency} report workers"
     )
-    rows: list[tuple[str, str]] = []
+    rows: list[Row] = []
     servers = StandIns(args)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -188,14 +204,27 @@ def main() -> None:
             client = make_client(config.github, ENVIRON)
             syncer = Syncer(config, GitHubSource(client), root / "work")
 
-            def probe_round() -> ProbeRunResult:
-                return probe_and_report(
+            def probe_round() -> tuple[ProbeRunResult, float]:
+                """What `prgen probe` does (probe_and_report), the time before the probes apart."""
+                started = time.perf_counter()
+                fleet = syncer.fleet
+                snapshot = fleet.refresh()
+                removed = fleet.recently_removed(config.probe.closed_lookback)
+                inventory = read_inventory(snapshot.files)
+                source = GitHubSource.for_settings(client, config.github)
+                listings = [
+                    source.list_open(repo.name, inventory.numbers_of(repo.name))
+                    for repo in config.repositories
+                ]
+                before = time.perf_counter() - started
+                prober = Prober(
                     config,
                     client,
-                    syncer.fleet,
+                    fleet,
                     client_factory=lambda: make_client(config.github, ENVIRON),
                     report_concurrency=args.report_concurrency,
                 )
+                return prober.run(inventory, listings, removed), before
 
             first = "first round (every report written)"
             rows += round_rows(first, servers, args.timeout, probe_round)

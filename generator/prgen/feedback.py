@@ -207,10 +207,14 @@ class _Reports:
     def submit(self, key: int, task: _Task) -> None:
         self._tasks.put((key, task))
 
-    def finish(self) -> dict[int, _Reported | _Failed]:
-        """What was done by the round's end (and the grace), by key; the rest is late."""
+    def close(self) -> None:
+        """No more tasks: each worker ends after those queued (or at the round's end)."""
         for _ in self._workers:
             self._tasks.put(None)
+
+    def finish(self) -> dict[int, _Reported | _Failed]:
+        """What was done by the round's end (and the grace), by key; the rest is late."""
+        self.close()
         for worker in self._workers:
             worker.join(max(0.0, self._until + REPORT_GRACE - time.monotonic()))
         with self._lock:
@@ -381,6 +385,17 @@ class Prober:
         # Keys: 0..len(live)-1 the live environments, then the removals.
         for offset in self._rotation(len(removals)):
             reports.submit(len(live) + offset, removals[offset])
+        try:
+            not_probed = self._probe(live, reports, until)
+        except BaseException:
+            reports.close()  # its workers end, instead of waiting for tasks that never come
+            raise
+        self._account(result, live, removals, not_probed, reports.finish())
+        return result
+
+    def _probe(self, live: Sequence[_Live], reports: _Reports, until: float) -> set[int]:
+        """Probes every live environment, each handed to the reports as it ends; the indexes
+        of those not probed in time."""
         order = self._rotation(len(live))
         not_probed: set[int] = set()
         probed = probe_each(
@@ -395,7 +410,17 @@ class Prober:
                 not_probed.add(index)
             else:
                 reports.submit(index, partial(self._job, live[index], answer))
-        done = reports.finish()
+        return not_probed
+
+    def _account(
+        self,
+        result: ProbeRunResult,
+        live: Sequence[_Live],
+        removals: Sequence[_Job],
+        not_probed: set[int],
+        done: Mapping[int, _Reported | _Failed],
+    ) -> None:
+        """Each environment in the result, in the order of `live` then `removals`."""
         jobs: list[tuple[int, _Job | None]] = []
         for index, item in enumerate(live):
             if index in not_probed:
@@ -419,7 +444,6 @@ class Prober:
                 )
             else:
                 result.late.append(self._not_reported(live[key] if job is None else job))
-        return result
 
     @staticmethod
     def _not_reported(item: _Live | _Job) -> Unfinished:
