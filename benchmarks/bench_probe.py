@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -88,11 +89,11 @@ class StandIns:
         self._conn.send(command)
         self._conn.recv()
 
-    def requests(self) -> list[str]:
-        """The method of every request since the last 'clear'."""
+    def requests(self) -> Requests:
+        """The requests since the last 'clear'."""
         self._conn.send("requests")
-        methods: list[str] = self._conn.recv()
-        return methods
+        requests: Requests = self._conn.recv()
+        return requests
 
     def stop(self) -> None:
         self._conn.send("stop")
@@ -112,8 +113,12 @@ def round_rows(label: str, servers: StandIns, timeout: float, action: Round) -> 
         result, before = action()
         cpu = time.process_time() - cpu
         elapsed = time.perf_counter() - started
-    methods = collections.Counter(servers.requests())
+    requests = servers.requests()
+    methods = collections.Counter(requests.methods)
     kinds = ", ".join(f"{method} {count}" for method, count in sorted(methods.items()))
+    unknown = "not counted by this fake GitHub"
+    not_modified = unknown if requests.not_modified is None else f"{requests.not_modified}"
+    points = unknown if requests.points is None else f"{requests.points}"
     writes = sum(e.outcome.writes for e in result.environments)
     return [
         (label, f"{elapsed:7.2f} s  {_verdict(elapsed, timeout)}"),
@@ -126,6 +131,9 @@ def round_rows(label: str, servers: StandIns, timeout: float, action: Round) -> 
         ("  environments reported / late / failed", _counts(result)),
         ("  reports written", f"{writes}"),
         ("  GitHub requests", f"{methods.total()}  ({kinds or 'none'})"),
+        ("  GitHub requests in flight at most", f"{requests.most_in_flight}"),
+        ("  answered 304 Not Modified", not_modified),
+        ("  rate-limit points", points),
         ("  threads at most (before the round)", f"{sampler.most}  ({threads_before})"),
     ]
 
@@ -139,9 +147,42 @@ def _counts(result: ProbeRunResult) -> str:
     return f"{len(result.environments)} / {len(result.late)} / {failed}"
 
 
+class Latency:
+    """Holds each GitHub request `seconds` before it is answered; counts those held at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._now = 0
+        self.most = 0
+
+    def __call__(self, _: object) -> None:
+        with self._lock:
+            self._now += 1
+            self.most = max(self.most, self._now)
+        try:
+            time.sleep(self._seconds)
+        finally:
+            with self._lock:
+                self._now -= 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.most = self._now
+
+
+@dataclass
+class Requests:
+    methods: list[str]  # of each request since the last "clear"
+    most_in_flight: int
+    not_modified: int | None  # once the fake GitHub counts them
+    points: int | None
+
+
 def stand_ins(conn: Connection, args: argparse.Namespace) -> None:
     """The fake GitHub and the environments, in a process of their own: they answer as
     servers elsewhere would, without taking prgen's interpreter lock. Told over `conn`."""
+    latency = Latency(args.latency)
     with FakeGitHub() as github, Environments().running() as envs:
         github.add_token(TOKEN)
         github.add_repo("acme/shop")
@@ -157,12 +198,26 @@ def stand_ins(conn: Connection, args: argparse.Namespace) -> None:
         conn.send((github.base_url, envs.url, hanging))
         while (command := conn.recv()) != "stop":
             if command == "latency":
-                github.on_request(lambda _: time.sleep(args.latency))
+                github.on_request(latency)
             elif command == "clear":
                 github.clear_requests()
-            elif command == "requests":
-                conn.send([request.method for request in github.requests])
-            conn.send("ok") if command != "requests" else None
+                latency.reset()
+            if command == "requests":
+                conn.send(_requests(github, latency))
+            else:
+                conn.send("ok")
+
+
+def _requests(github: FakeGitHub, latency: Latency) -> Requests:
+    # The counts of 304s and points come with the GitHub helper's fake (issue 11).
+    not_modified = getattr(github, "not_modified", None)
+    points = getattr(github, "points_used", None)
+    return Requests(
+        [request.method for request in github.requests],
+        latency.most,
+        not_modified() if callable(not_modified) else None,
+        points() if callable(points) else None,
+    )
 
 
 def build_fleet(root: Path, api: str, envs: str, args: argparse.Namespace) -> Config:
