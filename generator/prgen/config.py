@@ -113,7 +113,9 @@ class ReportSettings:
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    concurrency: int = 16
+    # Above the environments expected to hang at once (a tenth of a thousand): a hanging
+    # probe holds its slot for its whole timeout.
+    concurrency: int = 128
     closed_lookback: int = 20
     # A whole round's time, probes and GitHub writes with their retries: well inside the
     # example CronJob's activeDeadlineSeconds (240), which the sync before it shares.
@@ -240,7 +242,7 @@ def _compile_probe(entry: Mapping[str, Any], source: str) -> ProbeSettings:
     if round_timeout <= 0:
         raise ConfigError("must be more than zero", "probe.roundTimeout", source)
     return ProbeSettings(
-        concurrency=entry.get("concurrency", 16),
+        concurrency=entry.get("concurrency", ProbeSettings.concurrency),
         closed_lookback=entry.get("closedLookback", 20),
         round_timeout=round_timeout,
     )

@@ -4,21 +4,28 @@ Inputs are what sync already has (the fleet and the listings), so
 `prgen sync --probe` costs no second listing.
 
 A round has a time budget (probe.roundTimeout): no probe and no GitHub call starts
-after it, a back-off never outlasts it, and the reports run on a worker thread that the
+after it, a back-off never outlasts it, and the reports run on worker threads that the
 round leaves behind a moment after its end if a call hangs. What was not reported by
 then is said so and is picked up next round; the round starts at a different
 environment each time, so a budget too small for all never leaves the same ones out.
+
+At scale (a thousand environments, a tenth of them hanging) the round takes about one
+probe timeout and the reports' GitHub time divided among their workers: an environment
+is reported as soon as its probe ends, on one of a bounded number of workers, each with
+its own client; the fleet's history is read only for an environment that is not healthy.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +39,7 @@ from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment, Inventory, read_inventory
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
-from prgen.probe import ProbeResult, ProbeTarget, probe, probe_all
+from prgen.probe import ProbeResult, ProbeTarget, probe, probe_each
 from prgen.redact import redact
 from prgen.report import (
     NOT_IN_TIME,
@@ -153,10 +160,97 @@ class _Live:
     pr: PullRequest
     target: ProbeTarget
     environment_url: str
-    since: datetime | None
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """Judging an environment failed: no report, the environment counts as failed."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Reported:
+    job: _Job
+    outcome: ReportOutcome
+
+
+REPORT_CONCURRENCY = 8  # GitHub requests in flight in a round's reports, by default
+# A job ready to report, or what judges an environment on a report worker (it may read git
+# history, which is better not done on the thread that runs the probes).
+_Task = _Job | Callable[[], _Job]
+
+
+class _Reports:
+    """A round's reports, on a bounded number of worker threads, each with its own reporter.
+
+    Tasks are handed in as probes end, so the quick environments are reported while slow
+    ones are still probed. No task starts once the round's time ran out; `finish` waits
+    until then (and `REPORT_GRACE`), and a worker still inside a GitHub call after that is
+    left behind: its environment has no outcome, so it counts as not reported in time.
+    """
+
+    def __init__(self, reporters: Sequence[GitHubReporter], until: float) -> None:
+        self._until = until
+        self._tasks: queue.SimpleQueue[tuple[int, _Task] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._done: dict[int, _Reported | _Failed] = {}
+        self._workers = [
+            threading.Thread(
+                target=self._work, args=(reporter,), name=f"prgen-report-{n}", daemon=True
+            )
+            for n, reporter in enumerate(reporters)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, key: int, task: _Task) -> None:
+        self._tasks.put((key, task))
+
+    def close(self) -> None:
+        """No more tasks: each worker ends after those queued (or at the round's end)."""
+        for _ in self._workers:
+            self._tasks.put(None)
+
+    def finish(self) -> dict[int, _Reported | _Failed]:
+        """What was done by the round's end (and the grace), by key; the rest is late."""
+        self.close()
+        for worker in self._workers:
+            worker.join(max(0.0, self._until + REPORT_GRACE - time.monotonic()))
+        with self._lock:
+            return dict(self._done)
+
+    def _work(self, reporter: GitHubReporter) -> None:
+        while (item := self._tasks.get()) is not None:
+            if time.monotonic() >= self._until:
+                return  # what is still queued is not reported in time
+            key, task = item
+            done: _Reported | _Failed
+            try:
+                job = task if isinstance(task, _Job) else task()
+            except Exception as exc:
+                done = _Failed(_unexpected(exc))
+            else:
+                done = _Reported(job, _report(reporter, job, self._until))
+            with self._lock:
+                self._done[key] = done
+
+
+def _report(reporter: GitHubReporter, job: _Job, until: float) -> ReportOutcome:
+    try:
+        return reporter.report(job.observation, job.wanted, until)
+    except Exception as exc:  # this environment's report failed; the others' go on
+        return ReportOutcome(error=_unexpected(exc))
 
 
 class Prober:
+    """One probe round: probe the live environments, judge each, report what differs.
+
+    With `client_factory`, reports run on up to `report_concurrency` threads, one client
+    each (a PyGithub client is not thread-safe); without it, or with github.requestInterval,
+    on one thread.
+    """
+
     def __init__(
         self,
         config: Config,
@@ -167,6 +261,8 @@ class Prober:
         run_probe: Callable[[ProbeTarget], ProbeResult] = probe,
         reporter: GitHubReporter | None = None,
         start_at: Callable[[int], int] = random.randrange,
+        client_factory: Callable[[], Github] | None = None,
+        report_concurrency: int = REPORT_CONCURRENCY,
     ) -> None:
         self.config = config
         self.client = client
@@ -175,14 +271,26 @@ class Prober:
         self._run_probe = run_probe
         self.reporter = reporter or GitHubReporter(client)
         self._start_at = start_at  # where in the list of n environments a round begins
+        self._client_factory = client_factory
+        # github.requestInterval asks for strictly serial calls, this far apart: one worker
+        # (each client keeps its own interval, so several would not keep it).
+        serial = config.github.request_interval > 0
+        self._report_concurrency = 1 if serial else max(1, report_concurrency)
+        self._by_name: dict[str, RepositorySettings] = {}
+        for repo in config.repositories:
+            self._by_name.setdefault(repo.name.lower(), repo)
+        # FleetRepo reads history through one long-running `git cat-file --batch`: one
+        # worker at a time.
+        self._history = threading.Lock()
 
     def _configured(self, name: str) -> RepositorySettings | None:
-        return next((r for r in self.config.repositories if r.name.lower() == name.lower()), None)
+        return self._by_name.get(name.lower())
 
     def _live_environments(
         self, inventory: Inventory, listings: Mapping[str, Listing], result: ProbeRunResult
     ) -> list[_Live]:
         live = []
+        open_pulls: dict[str, dict[int, PullRequest]] = {}
         for env in inventory.environments:
             repo = self._configured(env.repository)
             if repo is None or repo.health_check is None:
@@ -193,7 +301,12 @@ class Prober:
                     listing.error if listing else None
                 ) or "not listed"
                 continue
-            pr = next((p for p in listing.pull_requests if p.number == env.number), None)
+            pulls = open_pulls.get(repo.name.lower())
+            if pulls is None:
+                pulls = open_pulls[repo.name.lower()] = {
+                    p.number: p for p in reversed(listing.pull_requests)
+                }  # reversed: the first of a number wins, as a search from the front would
+            pr = pulls.get(env.number)
             if pr is None or pr.head_sha != env.head_sha:
                 continue  # closed, or the fleet does not carry its head yet: the next sync will
             try:
@@ -204,22 +317,26 @@ class Prober:
                 )
         return live
 
-    def _prepare(self, env: CurrentEnvironment, repo: RepositorySettings, pr: PullRequest) -> _Live:
+    @staticmethod
+    def _prepare(env: CurrentEnvironment, repo: RepositorySettings, pr: PullRequest) -> _Live:
         assert repo.health_check is not None
         subst = Substitution(pull_request_values(pr, env.folder))
         check = repo.health_check
         url = subst.text(check.url)
         target = ProbeTarget(url, check, subst.text(check.contains) if check.contains else None)
         environment_url = subst.text(repo.environment_url) if repo.environment_url else origin(url)
-        since = self.fleet.carried_since(env.folder, pr.head_sha)
-        return _Live(env, repo, pr, target, environment_url, since)
+        return _Live(env, repo, pr, target, environment_url)
 
     def _judge(self, item: _Live, probed: ProbeResult) -> Observation:
         assert item.repo.health_check is not None
         if probed.healthy:
             health = Health.READY
         else:
-            elapsed = (self._now() - item.since).total_seconds() if item.since else 0.0
+            # Only an unhealthy environment is judged against its deadline, so only it
+            # costs a look at the fleet's history.
+            with self._history:
+                since = self.fleet.carried_since(item.env.folder, item.pr.head_sha)
+            elapsed = (self._now() - since).total_seconds() if since else 0.0
             health = Health.FAILED if elapsed >= item.repo.health_check.deadline else Health.PENDING
         return Observation(
             item.repo.name,
@@ -230,6 +347,14 @@ class Prober:
             health,
             probed.reason,
         )
+
+    def _job(self, item: _Live, probed: ProbeResult) -> _Job:
+        observation = self._judge(item, probed)
+        values = pull_request_values(item.pr, item.env.folder)
+        wanted = desired_report(
+            item.repo.report, observation, self._deployment_environment(item.repo, values)
+        )
+        return _Job(observation, item.target.url, wanted)
 
     def _deployment_environment(
         self, repo: RepositorySettings, values: dict[str, str]
@@ -245,49 +370,94 @@ class Prober:
         *,
         until: float | None = None,
     ) -> ProbeRunResult:
-        """One round; `until` (time.monotonic) is its end, by default probe.roundTimeout from now."""
+        """One round; `until` (time.monotonic) is its end, by default probe.roundTimeout from now.
+
+        Each environment is reported as soon as its probe ends, while the others are
+        still probed; removed ones (no probe) first.
+        """
         if until is None:
             until = time.monotonic() + self.config.probe.round_timeout
         result = ProbeRunResult()
         by_name = {listing.repository.lower(): listing for listing in listings}
         live = self._live_environments(inventory, by_name, result)
+        removals = self._removals(inventory, removed)
+        reports = _Reports(self._reporters(len(live) + len(removals)), until)
+        # Keys: 0..len(live)-1 the live environments, then the removals.
+        for offset in self._rotation(len(removals)):
+            reports.submit(len(live) + offset, removals[offset])
+        try:
+            not_probed = self._probe(live, reports, until)
+        except BaseException:
+            reports.close()  # its workers end, instead of waiting for tasks that never come
+            raise
+        self._account(result, live, removals, not_probed, reports.finish())
+        return result
+
+    def _probe(self, live: Sequence[_Live], reports: _Reports, until: float) -> set[int]:
+        """Probes every live environment, each handed to the reports as it ends; the indexes
+        of those not probed in time."""
         order = self._rotation(len(live))
-        probed = probe_all(
+        not_probed: set[int] = set()
+        probed = probe_each(
             [live[i].target for i in order],
             self.config.probe.concurrency,
             self._run_probe,
             until=until,
         )
-        answers = dict(zip(order, probed, strict=True))
-        jobs: list[_Job] = []
-        for index, item in enumerate(live):
-            answer = answers[index]
+        for position, answer in probed:
+            index = order[position]
             if answer is None:
+                not_probed.add(index)
+            else:
+                reports.submit(index, partial(self._job, live[index], answer))
+        return not_probed
+
+    def _account(
+        self,
+        result: ProbeRunResult,
+        live: Sequence[_Live],
+        removals: Sequence[_Job],
+        not_probed: set[int],
+        done: Mapping[int, _Reported | _Failed],
+    ) -> None:
+        """Each environment in the result, in the order of `live` then `removals`."""
+        jobs: list[tuple[int, _Job | None]] = []
+        for index, item in enumerate(live):
+            if index in not_probed:
                 result.late.append(
                     Unfinished(item.repo.name, item.pr.number, item.env.folder, NOT_PROBED_IN_TIME)
                 )
-                continue
-            try:
-                observation = self._judge(item, answer)
-                values = pull_request_values(item.pr, item.env.folder)
-                wanted = desired_report(
-                    item.repo.report, observation, self._deployment_environment(item.repo, values)
-                )
-            except Exception as exc:
+            elif isinstance(failed := done.get(index), _Failed):
                 result.failed_environments.append(
-                    Unfinished(item.repo.name, item.pr.number, item.env.folder, _unexpected(exc))
+                    Unfinished(item.repo.name, item.pr.number, item.env.folder, failed.reason)
                 )
-                continue
-            jobs.append(_Job(observation, item.target.url, wanted))
-        jobs += self._removals(inventory, removed)
-        outcomes = self._report_all(jobs, self._rotation(len(jobs)), until)
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            if outcome is None:
-                o = job.observation
-                result.late.append(Unfinished(o.repository, o.number, o.namespace, NOT_IN_TIME))
             else:
-                result.environments.append(EnvironmentFeedback(job.observation, job.url, outcome))
-        return result
+                jobs.append((index, None))
+        jobs += [(len(live) + offset, job) for offset, job in enumerate(removals)]
+        for key, job in jobs:
+            reported = done.get(key)
+            if isinstance(reported, _Reported):
+                result.environments.append(
+                    EnvironmentFeedback(
+                        reported.job.observation, reported.job.url, reported.outcome
+                    )
+                )
+            else:
+                result.late.append(self._not_reported(live[key] if job is None else job))
+
+    @staticmethod
+    def _not_reported(item: _Live | _Job) -> Unfinished:
+        if isinstance(item, _Job):
+            o = item.observation
+            return Unfinished(o.repository, o.number, o.namespace, NOT_IN_TIME)
+        return Unfinished(item.repo.name, item.pr.number, item.env.folder, NOT_IN_TIME)
+
+    def _reporters(self, jobs: int) -> list[GitHubReporter]:
+        """One reporter a worker: as many as the jobs need, up to the bound, one client each."""
+        if self._client_factory is None:
+            return [self.reporter]
+        count = max(1, min(self._report_concurrency, jobs))
+        return [self.reporter.for_client(self._client_factory()) for _ in range(count)]
 
     def _rotation(self, count: int) -> list[int]:
         """0..count-1, from where this round begins: a round cut short leaves others out next."""
@@ -328,40 +498,6 @@ class Prober:
             jobs.append(_Job(observation, None, wanted))
         return jobs
 
-    def _report_all(
-        self, jobs: Sequence[_Job], order: Sequence[int], until: float
-    ) -> list[ReportOutcome | None]:
-        """Each job's outcome, None for those not reported by `until` (and `REPORT_GRACE`).
-
-        On a worker thread, so that a GitHub call that hangs past the round's end (a slow
-        read with the client's own retries, say) cannot hold the round: it is left behind,
-        its environment counts as not reported, and the next round reads it afresh.
-        """
-        outcomes: list[ReportOutcome | None] = [None] * len(jobs)
-        lock = threading.Lock()
-
-        def work() -> None:
-            for index in order:
-                if time.monotonic() >= until:
-                    return
-                outcome = self._report(jobs[index].observation, jobs[index].wanted, until)
-                with lock:
-                    outcomes[index] = outcome
-
-        worker = threading.Thread(target=work, name="prgen-report", daemon=True)
-        worker.start()
-        worker.join(max(0.0, until - time.monotonic()) + REPORT_GRACE)
-        with lock:
-            return list(outcomes)
-
-    def _report(
-        self, observation: Observation, wanted: DesiredReport, until: float
-    ) -> ReportOutcome:
-        try:
-            return self.reporter.report(observation, wanted, until)
-        except Exception as exc:  # this environment's report failed; the others' go on
-            return ReportOutcome(error=_unexpected(exc))
-
     @staticmethod
     def _unique(removed: Iterable[RemovedEnvironment]) -> list[RemovedEnvironment]:
         seen: set[tuple[str, int]] = set()
@@ -381,8 +517,13 @@ def probe_and_report(
     listings: Sequence[Listing] | None = None,
     *,
     source: GitHubSource | None = None,
+    client_factory: Callable[[], Github] | None = None,
+    report_concurrency: int = REPORT_CONCURRENCY,
 ) -> ProbeRunResult:
-    """Probe what the fleet holds now; list PRs first (through `source`) unless a sync just did."""
+    """Probe what the fleet holds now; list PRs first (through `source`) unless a sync just did.
+
+    `client_factory` makes a client for each report worker (see `Prober`).
+    """
     until = time.monotonic() + config.probe.round_timeout  # the fetch and listing count too
     with fleet.locked():
         snapshot = fleet.refresh()
@@ -393,4 +534,11 @@ def probe_and_report(
             listings = source.list_all(
                 [repo.name for repo in config.repositories], inventory.numbers_of
             )
-        return Prober(config, client, fleet).run(inventory, listings, removed, until=until)
+        prober = Prober(
+            config,
+            client,
+            fleet,
+            client_factory=client_factory,
+            report_concurrency=report_concurrency,
+        )
+        return prober.run(inventory, listings, removed, until=until)

@@ -4,12 +4,17 @@ A probe's URL comes from the configuration only (PR text can reach it only
 through slug placeholders, checked in config), and it never follows a redirect
 to another host. Each probe is bounded by its timeout as a whole, by the wall
 clock: requests' own timeout applies to each socket read, so a server that
-drips a byte at a time would hold a probe (and the round, whose reports wait
-for every probe) for as long as it likes. So `probe_all` runs each probe on a
+drips a byte at a time would hold a probe (and the round, which ends with its
+last probe) for as long as it likes. So `probe_each` runs each probe on a
 daemon thread; at the probe's deadline a watchdog shuts the probe's sockets,
 which ends it at once, and a probe still running a moment later is reported as
 timed out and left behind (a daemon thread never holds up the process's exit).
 One hanging or dripping environment costs one timeout, not the round.
+
+The bound (probe.concurrency, default 128) counts a hanging probe until its timeout:
+it is set above the number of environments expected to hang at once (a tenth of a
+thousand), so that they wait out their timeout side by side while the others go on.
+A probe costs a thread and a socket, nothing more, while it waits.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -64,6 +69,20 @@ class _Watch:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.fired = False
+        self._ended = False  # the probe returned
+        self._left_behind = False  # the round stopped waiting for it
+
+    def leave_behind(self) -> bool:
+        """Stop waiting for the probe, unless it has just ended (its answer is on the way)."""
+        with self._lock:
+            self._left_behind = not self._ended
+            return self._left_behind
+
+    def left_behind(self) -> bool:
+        """The probe has ended: whether the round had stopped waiting for it."""
+        with self._lock:
+            self._ended = True
+            return self._left_behind
 
     def add(self, sock: socket.socket) -> None:
         with self._lock:
@@ -267,21 +286,67 @@ class _Running:
 
 
 _Finished = tuple[int, ProbeResult | BaseException, bool]  # index, answer, after the deadline
+_Task = tuple[int, ProbeTarget, _Watch]
 
 
-def _work(
-    run: Callable[[ProbeTarget], ProbeResult],
-    target: ProbeTarget,
-    index: int,
-    watch: _Watch,
-    finished: queue.SimpleQueue[_Finished],
-) -> None:
-    _current.watch = watch
-    try:
-        outcome: ProbeResult | BaseException = run(target)
-    except BaseException as exc:  # handed to the caller's thread
-        outcome = exc
-    finished.put((index, outcome, watch.fired))
+class _Threads:
+    """The threads that run a round's probes, each probe after probe.
+
+    A thread per probe would do, but `Thread.start` waits for the new thread to run: with
+    a thousand probes and the reports beside them, that wait held the last probes back by
+    seconds, and a probe that starts late ends late. A probe left behind keeps its thread;
+    that thread ends with the probe, and another takes its place.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[ProbeTarget], ProbeResult],
+        finished: queue.SimpleQueue[_Finished],
+    ) -> None:
+        self._run = run
+        self._finished = finished
+        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a task
+        self._count = 0  # threads started, for their names
+        self._stopped = False
+
+    def give(self, task: _Task) -> None:
+        with self._lock:
+            idle = self._idle > 0
+            if idle:
+                self._idle -= 1  # taken by this task: the next one needs another
+        if not idle:
+            self._count += 1
+            name = f"prgen-probe-{self._count}"
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
+        self._tasks.put(task)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            idle, self._idle = self._idle, 0
+        for _ in range(idle):
+            self._tasks.put(None)
+
+    def _serve(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            index, target, watch = task
+            _current.watch = watch
+            try:
+                outcome: ProbeResult | BaseException = self._run(target)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome = exc
+            finally:
+                _current.watch = None
+            if watch.left_behind():
+                return  # its slot went to another probe, on another thread
+            with self._lock:
+                stopped = self._stopped
+                self._idle += 0 if stopped else 1  # before its answer: a task may come at once
+            self._finished.put((index, outcome, watch.fired))
+            if stopped:
+                return
 
 
 def probe_all(
@@ -293,58 +358,83 @@ def probe_all(
 ) -> list[ProbeResult | None]:
     """Results in the order of `targets`; at most `concurrency` probes in flight.
 
+    See `probe_each`, which this collects.
+    """
+    results: list[ProbeResult | None] = [None] * len(targets)
+    for index, result in probe_each(targets, concurrency, run, until=until):
+        results[index] = result
+    return results
+
+
+def probe_each(
+    targets: Sequence[ProbeTarget],
+    concurrency: int,
+    run: Callable[[ProbeTarget], ProbeResult] = probe,
+    *,
+    until: float | None = None,
+) -> Iterator[tuple[int, ProbeResult | None]]:
+    """(index into `targets`, result) of each probe as it ends; at most `concurrency` in flight.
+
+    As they end, so that a caller can report the quick ones while slow ones still run.
     Each probe gets its timeout by the wall clock: at its deadline its sockets are
     shut and it counts as timed out; if it has not ended `GRACE` seconds later it
     is left to end on its own thread (its answer is ignored) and frees its slot.
     With `until` (the round's end, by time.monotonic) no probe starts after it and a
     probe still running then is shut like one timed out: neither has a result (None),
-    for they say nothing about the environment.
+    for they say nothing about the environment. Every index comes out exactly once.
     """
-    results: list[ProbeResult | None] = [None] * len(targets)
     waiting = deque(range(len(targets)))
     running: dict[int, _Running] = {}
     finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
-    while waiting or running:
-        if until is not None and time.monotonic() >= until:
-            waiting.clear()  # not probed in time
-        while waiting and len(running) < max(1, concurrency):
-            index = waiting.popleft()
-            watch = _Watch()
-            own = time.monotonic() + targets[index].check.timeout
-            deadline = own if until is None else min(own, until)
-            running[index] = _Running(deadline, watch, cut=deadline < own)
-            threading.Thread(
-                target=_work,
-                args=(run, targets[index], index, watch, finished),
-                name=f"prgen-probe-{index}",
-                daemon=True,
-            ).start()
-        if not running:
-            break
-        next_due = min(r.deadline + (GRACE if r.watch.fired else 0.0) for r in running.values())
-        try:
-            answers = [finished.get(timeout=max(0.0, next_due - time.monotonic()))]
-        except queue.Empty:
-            answers = []
-        while not finished.empty():
-            answers.append(finished.get_nowait())
-        for index, outcome, late in answers:
-            item = running.pop(index, None)
-            if item is None:
-                continue  # left behind already: its answer came too late
-            if isinstance(outcome, Exception):
-                outcome = probe_failed(outcome)  # that environment's failure, not the round's
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            results[index] = _shut_at_deadline(targets[index], item) if late else outcome
-        now = time.monotonic()
-        for index, item in list(running.items()):
-            if not item.watch.fired and now >= item.deadline:
-                item.watch.fire()
-            elif item.watch.fired and now >= item.deadline + GRACE:
-                del running[index]
-                results[index] = _shut_at_deadline(targets[index], item)
-    return results
+    threads = _Threads(run, finished)
+    try:
+        while waiting or running:
+            if until is not None and time.monotonic() >= until:
+                while waiting:  # not probed in time
+                    yield waiting.popleft(), None
+            while waiting and len(running) < max(1, concurrency):
+                index = waiting.popleft()
+                watch = _Watch()
+                own = time.monotonic() + targets[index].check.timeout
+                deadline = own if until is None else min(own, until)
+                running[index] = _Running(deadline, watch, cut=deadline < own)
+                threads.give((index, targets[index], watch))
+            if not running:
+                break
+            yield from _collect(targets, running, finished)
+    finally:
+        threads.stop()
+
+
+def _collect(
+    targets: Sequence[ProbeTarget],
+    running: dict[int, _Running],
+    finished: queue.SimpleQueue[_Finished],
+) -> Iterator[tuple[int, ProbeResult | None]]:
+    """Waits for the next probe to end or fall due; yields what ended, drops what is overdue."""
+    next_due = min(r.deadline + (GRACE if r.watch.fired else 0.0) for r in running.values())
+    try:
+        answers = [finished.get(timeout=max(0.0, next_due - time.monotonic()))]
+    except queue.Empty:
+        answers = []
+    while not finished.empty():
+        answers.append(finished.get_nowait())
+    for index, outcome, late in answers:
+        item = running.pop(index, None)
+        if item is None:
+            continue  # left behind already: its answer came too late
+        if isinstance(outcome, Exception):
+            outcome = probe_failed(outcome)  # that environment's failure, not the round's
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        yield index, _shut_at_deadline(targets[index], item) if late else outcome
+    now = time.monotonic()
+    for index, item in list(running.items()):
+        if not item.watch.fired and now >= item.deadline:
+            item.watch.fire()
+        elif item.watch.fired and now >= item.deadline + GRACE and item.watch.leave_behind():
+            del running[index]
+            yield index, _shut_at_deadline(targets[index], item)
 
 
 def _shut_at_deadline(target: ProbeTarget, item: _Running) -> ProbeResult | None:

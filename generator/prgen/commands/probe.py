@@ -71,7 +71,15 @@ def command(
     config = load(config_path)
     clients = github_clients(config, cache_dir)
     fleet = FleetRepo(config.fleet, workdir or default_workdir(config.fleet))
-    result = probe_and_report(config, clients.main, fleet, source=GitHubSource.for_clients(clients))
+    # One client a report worker: a PyGithub client is not thread-safe.
+    result = probe_and_report(
+        config,
+        clients.main,
+        fleet,
+        source=GitHubSource.for_clients(clients),
+        client_factory=clients.new,
+        report_concurrency=config.github.concurrency,
+    )
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

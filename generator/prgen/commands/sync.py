@@ -119,7 +119,14 @@ def command(
     probe_failure: Exception | None = None
     if then_probe:
         try:
-            probed = probe_and_report(config, clients.main, syncer.fleet, result.listings)
+            probed = probe_and_report(
+                config,
+                clients.main,
+                syncer.fleet,
+                result.listings,
+                client_factory=clients.new,  # one a report worker
+                report_concurrency=config.github.concurrency,
+            )
         except Exception as exc:  # the sync is done and pushed: its result is printed all the same
             probe_failure = exc
     exit_code = max(result.exit_code, probed.exit_code if probed else 0)

@@ -25,6 +25,7 @@ and reopen at the same head, it can match while the rest shows the other state.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -147,10 +148,55 @@ def _late(outcome: ReportOutcome, channel: str) -> ReportOutcome:
     return outcome
 
 
+class ReportRun:
+    """What one run's reports learn and share, on however many worker threads they run.
+
+    prgen's own login, asked once per run (its failure too), and the posts (a PR's comment;
+    a deployment of a head to an environment) that got no clear answer: posting again
+    before a read shows what they made could make a second one, so they wait for a later
+    read (next round's).
+    """
+
+    def __init__(self, login: str | None = None) -> None:
+        self._lock = threading.Lock()
+        # Held while the login is asked: the other workers wait for that answer instead of
+        # asking too.
+        self._login_lock = threading.Lock()
+        self._login = login
+        self._unknown_login: UnknownLogin | None = None
+        self._unsettled_posts: set[tuple[str, ...]] = set()
+
+    def login(self, ask: Callable[[], str]) -> str:
+        with self._login_lock:
+            if self._unknown_login is not None:
+                raise self._unknown_login  # asked once per run, not once per environment
+            if self._login is None:
+                try:
+                    self._login = ask()
+                except GithubException as exc:
+                    if _retryable(exc):
+                        raise
+                    # GitHub Actions' GITHUB_TOKEN, say: an app's token without the app's key.
+                    self._unknown_login = UnknownLogin(
+                        f"cannot tell prgen's own login ({describe_error(exc)}), so not its comment"
+                    )
+                    raise self._unknown_login from exc
+            return self._login
+
+    def unsettled(self, key: tuple[str, ...]) -> bool:
+        with self._lock:
+            return key in self._unsettled_posts
+
+    def unsettle(self, key: tuple[str, ...]) -> None:
+        with self._lock:
+            self._unsettled_posts.add(key)
+
+
 class GitHubReporter:
     """Reads, compares and writes one environment's report; retries transient GitHub errors.
 
-    One reporter serves one run: it learns prgen's own login once, on first need.
+    One reporter serves one run on one thread (a PyGithub client is not thread-safe):
+    `for_client` makes one for another thread, with another client and the same `ReportRun`.
     """
 
     def __init__(
@@ -160,16 +206,16 @@ class GitHubReporter:
         attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         login: str | None = None,
+        run: ReportRun | None = None,
     ) -> None:
         self._client = client
         self._attempts = attempts
         self._sleep = sleep
-        self._login = login
-        self._unknown_login: UnknownLogin | None = None
-        # Posts this run may have made (a PR's comment; a deployment of a head to an
-        # environment): posting again before a read shows what they made could make a second
-        # one, so they wait for a later read (next round's).
-        self._unsettled_posts: set[tuple[str, ...]] = set()
+        self._run = run or ReportRun(login)
+
+    def for_client(self, client: Github) -> GitHubReporter:
+        """A reporter for another worker thread: its own client, this run's memory."""
+        return GitHubReporter(client, attempts=self._attempts, sleep=self._sleep, run=self._run)
 
     def report(
         self, observation: Observation, wanted: DesiredReport, until: float | None = None
@@ -431,20 +477,7 @@ class GitHubReporter:
     # -- comment: one read (a page of the PR's comments, usually the first) --
 
     def login(self) -> str:
-        if self._unknown_login is not None:
-            raise self._unknown_login  # asked once per run, not once per environment
-        if self._login is None:
-            try:
-                self._login = own_login(self._client)
-            except GithubException as exc:
-                if _retryable(exc):
-                    raise
-                # GitHub Actions' GITHUB_TOKEN, say: an app's token without the app's key.
-                self._unknown_login = UnknownLogin(
-                    f"cannot tell prgen's own login ({describe_error(exc)}), so not its comment"
-                )
-                raise self._unknown_login from exc
-        return self._login
+        return self._run.login(lambda: own_login(self._client))
 
     def _find_comments(self, repo: Repository, number: int) -> list[IssueComment]:
         """prgen's own comments, oldest first: the marker alone would let anyone plant one.
@@ -505,11 +538,11 @@ class GitHubReporter:
         the retry's read came too soon to see it, so posting again could make a second one.
         A later read (the next round's) decides.
         """
-        if key in self._unsettled_posts:
+        if self._run.unsettled(key):
             raise UnsettledPost(f"{unsettled} until a later read finds none")
         try:
             return post()
         except Exception as exc:
             if _outcome_unknown(exc):
-                self._unsettled_posts.add(key)
+                self._run.unsettle(key)
             raise
