@@ -18,6 +18,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from prgen import emit
 from prgen.config import RepositorySettings
 from prgen.errors import PrgenError
 from prgen.model import PullRequest
@@ -75,10 +76,15 @@ def _quote_unsafe(value: Any) -> Any:
 
 
 def dump(obj: Any, header: str) -> bytes:
-    stream = io.StringIO()
-    stream.write(f"{MARKER} - {header}\n")
-    _yaml().dump(_quote_unsafe(obj), stream)
-    return stream.getvalue().encode("utf-8")
+    try:
+        body = emit.document(obj)
+    except emit.Unsupported:
+        # A template value the fast emitter does not write (an unquoted date, say):
+        # the general one, as byte-stable, for this document only.
+        stream = io.StringIO()
+        _yaml().dump(_quote_unsafe(obj), stream)
+        body = stream.getvalue()
+    return f"{MARKER} - {header}\n{body}".encode()
 
 
 @cache
