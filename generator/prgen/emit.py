@@ -20,6 +20,7 @@ the caller falls back to a general emitter.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -70,6 +71,7 @@ def quoted(text: str) -> str:
     return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
 
 
+@functools.lru_cache(maxsize=8192)  # keys and template values recur in every document
 def string(text: str) -> str:
     if _PLAIN.match(text):
         return text if text.lower() not in _SPECIAL_WORDS else quoted(text)
