@@ -19,6 +19,7 @@ and sends the fleet's credentials to the fleet's host only.
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import fcntl
 import hashlib
@@ -258,6 +259,7 @@ class FleetRepo:
         self._env = _git_environment(settings, url, credentials)
         self._repo: Repo | None = None
         self._format: str | None = None  # the repository's object format (sha1, sha256)
+        self._facts: dict[str, FileFacts] = {}  # by blob id, as the last refresh knew them
 
     @property
     def display_url(self) -> str:
@@ -483,6 +485,7 @@ class FleetRepo:
                 blobs[relative] = sha
         if seen != known:
             self._save_cache(seen)
+        self._facts = seen
         object_format = self._object_format()
 
         def folder_files(folder: str, names: list[str]) -> StoredFiles:
@@ -538,7 +541,7 @@ class FleetRepo:
         self, writes: Mapping[str, bytes | None], identities: Mapping[str, Identity]
     ) -> None:
         """Add the facts of the blobs a commit wrote, so the next run reads none of them."""
-        facts = self._load_cache()
+        facts = dict(self._facts)  # what the refresh before this commit knew
         object_format = self._object_format()
         for relative, content in writes.items():
             if content is None:
@@ -559,16 +562,13 @@ class FleetRepo:
     def _check_writes(self, snapshot: Snapshot, writes: Mapping[str, bytes | None]) -> None:
         """Every path inside the managed folder, and none through a file or link of the fleet."""
         files = snapshot.files
-        folders: set[str] | None = None
+        ordered: list[str] | None = None  # the fleet's paths, sorted: is a path a folder?
         for relative in writes:
-            parts = PurePosixPath(relative).parts
+            parts = relative.split("/")
             if (
-                not relative
-                or PurePosixPath(relative).is_absolute()
-                or ".." in parts
-                or "." in relative.split("/")
-                or "" in relative.split("/")
-                or "\n" in relative
+                relative.startswith("/")
+                or any(p in ("", ".", "..") for p in parts)
+                or ("\n" in relative)
             ):
                 raise FleetError(f"refusing to write {relative!r}: outside {self.settings.path}")
             for depth in range(1, len(parts)):
@@ -579,13 +579,9 @@ class FleetRepo:
                         f"{self.settings.path}/{above} is a file or a symbolic link"
                     )
             if writes[relative] is not None:
-                if folders is None:
-                    folders = {
-                        "/".join(PurePosixPath(path).parts[:depth])
-                        for path in files
-                        for depth in range(1, len(PurePosixPath(path).parts))
-                    }
-                if relative in folders:
+                ordered = ordered if ordered is not None else sorted(files)
+                below = bisect.bisect_left(ordered, relative + "/")
+                if below < len(ordered) and ordered[below].startswith(relative + "/"):
                     raise FleetError(
                         f"refusing to write {self.settings.path}/{relative}: it is a folder"
                     )

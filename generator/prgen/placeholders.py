@@ -145,6 +145,8 @@ class Substitution:
             position = match.end()
         pieces.append((template[position:], False))
         result = "".join(piece for piece, _ in pieces)
+        if not any(piece for piece, untrusted in pieces if untrusted):
+            return result  # no character of it came from PR text
         from_pr = [untrusted for piece, untrusted in pieces for _ in piece]
         if pr_made_flux_variable(result, from_pr):
             self.introduced_flux_variable = True

@@ -329,7 +329,8 @@ def make_plan(
     if not inventory.index_is_handwritten:
         # A folder leaves the index only when prgen deletes it: dropping one it left alone
         # (unrecognised, or kept through a conflict) would make Flux prune a live preview.
-        indexed = inventory.indexed
+        # The index is parsed only when an unrecognised folder asks what it lists.
+        indexed = inventory.indexed if inventory.unrecognised else frozenset()
         environments = [f for f in claimed if f not in inventory.unrecognised or f in indexed]
         index = render_index([*environments, *inventory.top_level_handwritten()])
         if index != inventory.index:
