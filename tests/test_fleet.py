@@ -106,3 +106,21 @@ def test_the_example_fleets_managed_folder_is_what_prgen_writes_for_its_example_
         assert committed[path] == data, (
             f"{path}: regenerate with python tests/test_fleet_repo_example.py"
         )
+
+
+def test_any_path_is_one_path_in_the_commit_and_nothing_else(
+    fleet_remote: Path, tmp_path: Path
+) -> None:
+    # Paths go to git fast-import on stdin: a quote, a backslash or a line break in a name
+    # (a hand-made file of prgen's may have any) stays inside that one path.
+    odd = ['"quoted/a.yaml', "line\nM 100644 inline x/b.yaml", "back\\slash/c.yaml", "é ü/d.yaml"]
+    fleet = FleetRepo(settings(fleet_remote), tmp_path / "work")
+    snapshot = fleet.refresh()
+    fleet.commit_and_push(snapshot, {path: b"# prgen:managed\n" for path in odd}, "odd")
+    listing = git(
+        "ls-tree", "-r", "-z", "--name-only", "main", "--", "previews/dev", cwd=fleet_remote
+    )
+    assert sorted(filter(None, listing.split("\0"))) == sorted(f"previews/dev/{p}" for p in odd)
+    snapshot = fleet.refresh()
+    fleet.commit_and_push(snapshot, dict.fromkeys(odd), "gone")
+    assert git("ls-tree", "-r", "--name-only", "main", "--", "previews", cwd=fleet_remote) == ""

@@ -565,11 +565,7 @@ class FleetRepo:
         ordered: list[str] | None = None  # the fleet's paths, sorted: is a path a folder?
         for relative in writes:
             parts = relative.split("/")
-            if (
-                relative.startswith("/")
-                or any(p in ("", ".", "..") for p in parts)
-                or ("\n" in relative)
-            ):
+            if relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
                 raise FleetError(f"refusing to write {relative!r}: outside {self.settings.path}")
             for depth in range(1, len(parts)):
                 above = "/".join(parts[:depth])
@@ -766,11 +762,12 @@ def _identity(value: Any) -> Identity:
 
 
 def _fast_import_path(path: str) -> bytes:
-    """A path as fast-import reads it: C-quoted when it starts with a quote (prgen's paths
-    hold no line break: see _check_writes)."""
-    if path.startswith('"'):
-        return b'"' + path.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
-    return path.encode()
+    """A path as fast-import reads it: C-quoted when it starts with a quote or holds a line
+    break (a hand-made file of prgen's may have any name), so it is one path, never more."""
+    if not path.startswith('"') and "\n" not in path:
+        return path.encode()
+    escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return b'"' + escaped.encode() + b'"'
 
 
 def _write_import(
