@@ -48,11 +48,20 @@ def test_the_next_run_recovers_from_whatever_a_killed_run_left(
     (workdir / "stray.txt").write_text("x")
     (workdir / ".git/index.lock").write_text("")
 
-    snapshot = FleetRepo(settings(fleet_remote), workdir).refresh()
-    assert snapshot.files == {}
-    assert (workdir / "README.md").read_text() == "fleet\n"
-    assert not (workdir / "stray.txt").exists()
-    assert git("rev-parse", "HEAD", cwd=workdir) == git("rev-parse", "main", cwd=fleet_remote)
+    tip = git("rev-parse", "main", cwd=fleet_remote).strip()
+    again = FleetRepo(settings(fleet_remote), workdir)
+    snapshot = again.refresh()
+    assert snapshot.files == {} and snapshot.commit == tip
+    # The next commit is built from the remote's tip alone (nothing is checked out): none
+    # of the leftovers, staged, committed or stray, reaches the fleet.
+    sha = again.commit_and_push(snapshot, {"kustomization.yaml": render_index([])}, "next")
+    assert git("rev-parse", "main", cwd=fleet_remote).strip() == sha
+    assert git("rev-parse", f"{sha}^", cwd=fleet_remote).strip() == tip
+    files = git("ls-tree", "-r", "--name-only", "main", cwd=fleet_remote).split()
+    before = git("ls-tree", "-r", "--name-only", tip, cwd=fleet_remote).split()
+    assert sorted(files) == sorted([*before, "previews/dev/kustomization.yaml"])
+    assert "previews/dev/half.yaml" not in files and "stray.txt" not in files
+    assert git("show", "main:README.md", cwd=fleet_remote) == "fleet\n"
 
 
 def test_a_half_made_clone_is_replaced(fleet_remote: Path, tmp_path: Path) -> None:
@@ -97,3 +106,21 @@ def test_the_example_fleets_managed_folder_is_what_prgen_writes_for_its_example_
         assert committed[path] == data, (
             f"{path}: regenerate with python tests/test_fleet_repo_example.py"
         )
+
+
+def test_any_path_is_one_path_in_the_commit_and_nothing_else(
+    fleet_remote: Path, tmp_path: Path
+) -> None:
+    # Paths go to git fast-import on stdin: a quote, a backslash or a line break in a name
+    # (a hand-made file of prgen's may have any) stays inside that one path.
+    odd = ['"quoted/a.yaml', "line\nM 100644 inline x/b.yaml", "back\\slash/c.yaml", "é ü/d.yaml"]
+    fleet = FleetRepo(settings(fleet_remote), tmp_path / "work")
+    snapshot = fleet.refresh()
+    fleet.commit_and_push(snapshot, {path: b"# prgen:managed\n" for path in odd}, "odd")
+    listing = git(
+        "ls-tree", "-r", "-z", "--name-only", "main", "--", "previews/dev", cwd=fleet_remote
+    )
+    assert sorted(filter(None, listing.split("\0"))) == sorted(f"previews/dev/{p}" for p in odd)
+    snapshot = fleet.refresh()
+    fleet.commit_and_push(snapshot, dict.fromkeys(odd), "gone")
+    assert git("ls-tree", "-r", "--name-only", "main", "--", "previews", cwd=fleet_remote) == ""

@@ -454,7 +454,7 @@ def test_the_readme_states_the_flux_version_the_example_needs() -> None:
 
 
 def sync_a_fleet_made_from_the_example(tmp_path: Path, github: FakeGitHub) -> tuple[Path, Path]:
-    """(the bare fleet repository, prgen's checkout of it) after one sync of the example PRs."""
+    """(the bare fleet repository, a checkout of it) after one sync of the example PRs."""
     # A fleet repository made from fleet-repo-example, as a user would start one.
     seed = tmp_path / "seed"
     shutil.copytree(EXAMPLE, seed)
@@ -477,10 +477,12 @@ def sync_a_fleet_made_from_the_example(tmp_path: Path, github: FakeGitHub) -> tu
     YAML(typ="safe", pure=True).dump(document, text)
     config = parse_config(text.getvalue(), base_dir=CONFIG.parent)
 
-    workdir = tmp_path / "work"
-    result = Syncer(config, GitHubSource(make_client(config.github)), workdir).run()
+    result = Syncer(config, GitHubSource(make_client(config.github)), tmp_path / "work").run()
     assert result.exit_code == 0 and result.commit
-    return bare, workdir
+    # prgen checks nothing out (it builds its commit from git's objects): a checkout of its own.
+    checkout = tmp_path / "checkout"
+    git("clone", "--quiet", str(bare), str(checkout))
+    return bare, checkout
 
 
 def test_a_sync_against_this_layout_changes_only_prgens_folder(

@@ -152,3 +152,53 @@ def test_an_environment_of_a_repository_no_longer_configured_is_kept_and_says_so
     (kept,) = plan.changes
     assert kept.action is Action.KEEP and "not in the config any more" in kept.reason
     assert not plan.has_changes
+
+
+def _stored(files: dict[str, bytes]) -> dict[str, bytes]:
+    """`files` as the fleet reads them: each environment's files as blob ids, unreadable."""
+    from prgen.inventory import StoredFiles, blob_id
+
+    def never(sha: str) -> bytes:
+        raise AssertionError(f"read blob {sha}: a plan compares by blob id")
+
+    inventory = read_inventory(files)
+    return {
+        env.folder: StoredFiles(  # type: ignore[misc]
+            {name: blob_id(content) for name, content in env.files.items()}, never, "sha1"
+        )
+        for env in inventory.environments
+    }
+
+
+def test_the_plan_compares_stored_files_by_blob_id_without_reading_them() -> None:
+    from dataclasses import replace
+
+    before = render_environment(SHOP, pull_request(1))
+    after = render_environment(SHOP, pull_request(1, head_sha="b" * 40))
+    files = files_of(before)
+    inventory = read_inventory(files)
+    stored = _stored(files)
+    inventory = replace(
+        inventory,
+        environments=tuple(replace(e, files=stored[e.folder]) for e in inventory.environments),
+    )
+    same = make_plan([before], inventory, {"acme/shop"})
+    assert actions(same) == {1: Action.KEEP} and not same.has_changes
+    changed = make_plan([after], inventory, {"acme/shop"})
+    assert actions(changed) == {1: Action.UPDATE}
+    assert set(changed.writes) == {"shop-pr-1/helmrelease.yaml"}
+
+
+def test_an_environment_with_the_same_input_hash_is_kept_without_comparing() -> None:
+    env = render_environment(SHOP, pull_request(1))
+    files = files_of(env)
+    inventory = read_inventory(files)
+    assert inventory.environments[0].inputs == env.inputs != ""
+    # Same inputs: kept even were the bytes to differ (they cannot: rendering is byte-stable).
+    from dataclasses import replace
+
+    odd = replace(env, files={name: b"# prgen:managed - other\n" for name in env.files})
+    assert actions(make_plan([odd], inventory, {"acme/shop"})) == {1: Action.KEEP}
+    # Other inputs: compared, and written.
+    other = replace(odd, inputs="0" * 20)
+    assert actions(make_plan([other], inventory, {"acme/shop"})) == {1: Action.UPDATE}

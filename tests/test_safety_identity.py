@@ -200,7 +200,7 @@ def test_an_environment_without_a_recorded_identity_is_this_configs_own() -> Non
     repo = repository()
     env = render_environment(repo, pull_request(1))
     current = {
-        path: content.replace(f"  {ANNOTATION_CONFIG}: {repo.identity}\n".encode(), b"")
+        path: content.replace(f"    {ANNOTATION_CONFIG}: {repo.identity}\n".encode(), b"")
         for path, content in files_of(env).items()
     }
     assert identity_of(current["shop-pr-1/helmrelease.yaml"]).config is None  # type: ignore[union-attr]

@@ -38,7 +38,7 @@ import pytest
 from click.testing import CliRunner
 
 from prgen.cli import main
-from prgen.fleet import WORKDIR_MARK
+from prgen.fleet import INVENTORY_CACHE, WORKDIR_MARK
 from prgen.testing.fake_github import FakeGitHub, RecordedRequest
 from processes import (
     MANAGED,
@@ -822,8 +822,9 @@ def test_a_killed_sync_leaves_no_partial_change_and_the_next_run_converges(
 # -- 5. the leftovers of a killed run, made on purpose -------------------------------------------
 
 
-def _first_environment(workdir: Path) -> Path:
-    return sorted(p for p in (workdir / MANAGED).iterdir() if p.is_dir())[0]
+# prgen never checks the fleet out: its commit is built from the fetched commit's objects
+# (git fast-import), so what a killed run can leave is in the git directory: a commit made
+# but not pushed, an inventory cache half-written, a remote-tracking ref left behind.
 
 
 def _stale(relative: str) -> Callable[[Path, Path], str | None]:
@@ -837,20 +838,31 @@ def _stale(relative: str) -> Callable[[Path, Path], str | None]:
 
 
 def _half_written_files(workdir: Path, remote: Path) -> str | None:
-    folder = _first_environment(workdir)
-    release = folder / "helmrelease.yaml"
-    release.write_bytes(release.read_bytes()[: release.stat().st_size // 2])
-    git("rm", "--quiet", "--cached", str(folder / "namespace.yaml"), cwd=workdir)
-    (workdir / MANAGED / "shop-pr-999").mkdir()
-    (workdir / MANAGED / "shop-pr-999" / "namespace.yaml").write_text("# prgen:managed\nkind: Nam")
+    git_dir = workdir / ".git"
+    cache = git_dir / INVENTORY_CACHE
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])  # not JSON any more
+    (git_dir / f"{INVENTORY_CACHE}.12345").write_text('{"version": 1, "blo')
     return None
 
 
 def _unpushed_partial_commit(workdir: Path, remote: Path) -> str | None:
-    (_first_environment(workdir) / "helmrelease.yaml").unlink()
-    git("add", "--all", cwd=workdir)
-    git("commit", "--quiet", "-m", "half a change", cwd=workdir)
-    return git("rev-parse", "HEAD", cwd=workdir).strip()
+    """A commit prgen made with half of its changes, killed before the push."""
+    tip = git("rev-parse", "refs/remotes/origin/main", cwd=workdir).strip()
+    stream = (
+        "commit refs/prgen/commit\n"
+        "committer prgen <prgen@example.com> 0 +0000\n"
+        "data 13\nhalf a change\n"
+        f"from {tip}\n"
+        f"D {MANAGED}\n"
+        "done\n"
+    )
+    subprocess.run(
+        ["git", "fast-import", "--quiet", "--done", "--force"],
+        cwd=workdir,
+        input=stream.encode(),
+        check=True,
+    )
+    return git("rev-parse", "refs/prgen/commit", cwd=workdir).strip()
 
 
 def _fresh(workdir: Path) -> None:
@@ -879,7 +891,8 @@ def _git_dir_without_head(workdir: Path, remote: Path) -> str | None:
 
 
 def _detached_at_an_older_commit(workdir: Path, remote: Path) -> str | None:
-    git("checkout", "--quiet", "--detach", "HEAD~1", cwd=workdir)
+    # The remote-tracking ref an older run left (the run after fetches anew).
+    git("update-ref", "refs/remotes/origin/main", "refs/remotes/origin/main~1", cwd=workdir)
     return None
 
 

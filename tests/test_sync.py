@@ -403,7 +403,7 @@ def test_an_environment_whose_pr_does_not_exist_is_kept_and_the_run_says_why(
     target.mkdir()
     for name in ("namespace.yaml", "kustomization.yaml", "helmrelease.yaml"):
         text = (source / name).read_text().replace("shop-pr-1", "shop-pr-42")
-        (target / name).write_text(text.replace("pull-request: '1'", "pull-request: '42'"))
+        (target / name).write_text(text.replace('pull-request: "1"', 'pull-request: "42"'))
     git("add", "-A", cwd=clone)
     git("commit", "-m", "copied", cwd=clone)
     git("push", "origin", "HEAD:main", cwd=clone)

@@ -36,7 +36,7 @@ from prgen.errors import ExitCode
 from prgen.fleet import FleetRepo, RemovedEnvironment
 from prgen.github.channels import GitHubReporter
 from prgen.github.pulls import GitHubSource
-from prgen.inventory import CurrentEnvironment, Inventory, read_inventory
+from prgen.inventory import CurrentEnvironment, Inventory
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
 from prgen.probe import ProbeResult, ProbeTarget, probe, probe_each
@@ -528,7 +528,7 @@ def probe_and_report(
     with fleet.locked():
         snapshot = fleet.refresh()
         removed = fleet.recently_removed(config.probe.closed_lookback)
-        inventory = read_inventory(snapshot.files)
+        inventory = snapshot.inventory
         if listings is None:
             source = source or GitHubSource.for_settings(client, config.github)
             listings = source.list_all(

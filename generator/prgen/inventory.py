@@ -6,8 +6,10 @@ under the folder is hand-written and is never changed or removed.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, KeysView, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -17,6 +19,7 @@ from ruamel.yaml.error import YAMLError
 from prgen.render import (
     ANNOTATION_CONFIG,
     ANNOTATION_HEAD_SHA,
+    ANNOTATION_INPUTS,
     ANNOTATION_PULL_REQUEST,
     ANNOTATION_REPOSITORY,
     HELMRELEASE_FILE,
@@ -34,6 +37,9 @@ class CurrentEnvironment:
     files: Mapping[str, bytes]  # prgen's own files in the folder, by name
     # The identity of the config that wrote it; None when written before prgen recorded one.
     config_identity: str | None = None
+    # What it was rendered from (see render.input_hash); None when written before prgen
+    # recorded it. The same inputs give the same files: such an environment is kept unread.
+    inputs: str | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -61,8 +67,15 @@ class Inventory:
 
     def numbers_of(self, repository: str) -> frozenset[int]:
         """The PR numbers of `repository` that have an environment here."""
-        name = repository.lower()
-        return frozenset(e.number for e in self.environments if e.repository.lower() == name)
+        return self._numbers.get(repository.lower(), frozenset())
+
+    @functools.cached_property
+    def _numbers(self) -> dict[str, frozenset[int]]:
+        # Asked once per repository and run: one pass over the environments, not one each.
+        numbers: dict[str, set[int]] = {}
+        for env in self.environments:
+            numbers.setdefault(env.repository.lower(), set()).add(env.number)
+        return {name: frozenset(found) for name, found in numbers.items()}
 
     @property
     def index_is_handwritten(self) -> bool:
@@ -78,6 +91,11 @@ class Inventory:
             ) or rest == KUSTOMIZATION_FILE:
                 entries.add(top)
         return sorted(entries)
+
+
+# What the inventory holds for a file that is not prgen's: never its content (a
+# hand-written file may be huge), never anything that starts with the marker.
+NOT_OWNED = b""
 
 
 def is_owned(content: bytes) -> bool:
@@ -96,6 +114,7 @@ class Identity(NamedTuple):
     number: int
     head_sha: str | None
     config: str | None  # which config wrote it (see config.config_identity)
+    inputs: str | None = None  # what it was rendered from (see render.input_hash)
 
 
 def identity_of(content: bytes) -> Identity | None:
@@ -106,32 +125,120 @@ def identity_of(content: bytes) -> Identity | None:
             document: Any = _LOADER.load(text)
         annotations = document["metadata"]["annotations"]
         config = annotations.get(ANNOTATION_CONFIG)
+        inputs = annotations.get(ANNOTATION_INPUTS)
         return Identity(
             str(annotations[ANNOTATION_REPOSITORY]),
             int(annotations[ANNOTATION_PULL_REQUEST]),
             annotations.get(ANNOTATION_HEAD_SHA),
             None if config is None else str(config),
+            None if inputs is None else str(inputs),
         )
     except (YAMLError, UnicodeDecodeError, KeyError, TypeError, ValueError):
         return None
 
 
+class FileFacts(NamedTuple):
+    """What prgen needs to know of one file under the managed folder."""
+
+    owned: bool  # starts with the marker (and is a small plain file)
+    identity: Identity | None  # of an owned HelmRelease, when it reads as one
+
+
+def facts_of(name: str, content: bytes) -> FileFacts:
+    """The facts of a file called `name` (its last path part) holding `content`."""
+    if not is_owned(content):
+        return FileFacts(False, None)
+    return FileFacts(True, identity_of(content) if name == HELMRELEASE_FILE else None)
+
+
+def blob_id(content: bytes, object_format: str = "sha1") -> str:
+    """The id git gives `content` as a blob: comparing ids compares contents, unread."""
+    digest = hashlib.new(object_format)
+    digest.update(b"blob %d\0" % len(content))
+    digest.update(content)
+    return digest.hexdigest()
+
+
+class StoredFiles(Mapping[str, bytes]):
+    """prgen's files of one folder as git stores them: names and blob ids.
+
+    A content is read (through `read`, by blob id) only when asked for: a sync that keeps
+    an environment or compares a new rendering to it never reads it (see `same`).
+    """
+
+    def __init__(
+        self, blobs: Mapping[str, str], read: Callable[[str], bytes], object_format: str
+    ) -> None:
+        self.blobs = blobs
+        self._read = read
+        self._format = object_format
+
+    def __getitem__(self, name: str) -> bytes:
+        return self._read(self.blobs[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.blobs)
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.blobs  # never read a content to say whether it is there
+
+    def keys(self) -> KeysView[str]:
+        return self.blobs.keys()
+
+    def same(self, name: str, content: bytes) -> bool:
+        return self.blobs.get(name) == blob_id(content, self._format)
+
+
+def holds_same(files: Mapping[str, bytes], name: str, content: bytes) -> bool:
+    """Whether `files` holds `content` as `name`: by blob id when stored, else by bytes."""
+    if isinstance(files, StoredFiles):
+        return files.same(name, content)
+    return files.get(name) == content
+
+
 def read_inventory(files: Mapping[str, bytes]) -> Inventory:
     """`files`: every file under the managed folder, by path relative to it."""
+    facts = {path: facts_of(path.rpartition("/")[2], content) for path, content in files.items()}
+    return assemble_inventory(
+        facts, lambda folder, names: {name: files[join(folder, name)] for name in names}
+    )
+
+
+def join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def assemble_inventory(
+    facts: Mapping[str, FileFacts],
+    folder_files: Callable[[str, list[str]], Mapping[str, bytes]],
+    index: bytes | None = None,
+    *,
+    index_known: bool = False,
+) -> Inventory:
+    """The inventory from each file's facts, by path relative to the managed folder.
+
+    `folder_files(folder, names)`: the files of an environment (contents, or stored
+    files read on demand). `index`: the managed folder's kustomization.yaml when the
+    caller read it (`index_known`), else it is taken through `folder_files`.
+    """
     handwritten: dict[str, bytes] = {}
-    owned_by_folder: dict[str, dict[str, bytes]] = {}
-    for path, content in files.items():
-        if not is_owned(content):
+    owned_by_folder: dict[str, dict[str, FileFacts]] = {}
+    for path, fact in facts.items():
+        if not fact.owned:
             if path != KUSTOMIZATION_FILE:
-                handwritten[path] = content
+                handwritten[path] = NOT_OWNED
             continue
         folder, _, name = path.partition("/")
         if name and "/" not in name:
-            owned_by_folder.setdefault(folder, {})[name] = content
+            owned_by_folder.setdefault(folder, {})[name] = fact
     environments = []
     unrecognised = []
     for folder, owned in sorted(owned_by_folder.items()):
-        identity = identity_of(owned[HELMRELEASE_FILE]) if HELMRELEASE_FILE in owned else None
+        release = owned.get(HELMRELEASE_FILE)
+        identity = release.identity if release is not None else None
         if identity is None:
             unrecognised.append(folder)
             continue
@@ -141,13 +248,16 @@ def read_inventory(files: Mapping[str, bytes]) -> Inventory:
                 identity.number,
                 identity.head_sha,
                 folder,
-                owned,
+                folder_files(folder, sorted(owned)),
                 identity.config,
+                identity.inputs,
             )
         )
+    if not index_known and KUSTOMIZATION_FILE in facts:
+        index = folder_files("", [KUSTOMIZATION_FILE])[KUSTOMIZATION_FILE]
     return Inventory(
         environments=tuple(environments),
         handwritten=handwritten,
-        index=files.get(KUSTOMIZATION_FILE),
+        index=index,
         unrecognised=tuple(unrecognised),
     )

@@ -83,6 +83,33 @@ def unknown_placeholders(value: Any, path: str) -> Iterator[tuple[str, str]]:
 BRANCH_SLUG_MAX = 40
 
 
+class LazyValues(Mapping[str, str]):
+    """pull_request_values, each computed only when a template asks for it: the
+    namespace of every PR is worked out every run, and it rarely needs them all."""
+
+    def __init__(self, pr: PullRequest) -> None:
+        self._pr = pr
+        self._all: dict[str, str] | None = None
+
+    def __getitem__(self, name: str) -> str:
+        pr = self._pr
+        if name == "PR_NUMBER":
+            return str(pr.number)
+        if name == "REPO_NAME":
+            return pr.repository.split("/", 1)[1]
+        if name == "REPO_OWNER":
+            return pr.repository.split("/", 1)[0]
+        if self._all is None:
+            self._all = pull_request_values(pr)
+        return self._all[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(pull_request_values(self._pr))
+
+    def __len__(self) -> int:
+        return len(pull_request_values(self._pr))
+
+
 def pull_request_values(pr: PullRequest, namespace: str = "") -> dict[str, str]:
     owner, name = pr.repository.split("/", 1)
     values = {
@@ -118,6 +145,8 @@ class Substitution:
             position = match.end()
         pieces.append((template[position:], False))
         result = "".join(piece for piece, _ in pieces)
+        if not any(piece for piece, untrusted in pieces if untrusted):
+            return result  # no character of it came from PR text
         from_pr = [untrusted for piece, untrusted in pieces for _ in piece]
         if pr_made_flux_variable(result, from_pr):
             self.introduced_flux_variable = True
@@ -129,7 +158,8 @@ class Substitution:
         Keys are left alone: PR text must never add, rename or merge fields.
         """
         if isinstance(value, str):
-            return self.text(value)
+            # No placeholder, no PR text: the string as it is (and no `${` PR text made).
+            return self.text(value) if "<<" in value else value
         if isinstance(value, Mapping):
             copied = CommentedMap() if isinstance(value, CommentedMap) else {}
             for key, item in value.items():

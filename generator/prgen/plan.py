@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from prgen.inventory import CurrentEnvironment, Inventory
+from prgen.inventory import CurrentEnvironment, Inventory, holds_same
 from prgen.render import KUSTOMIZATION_FILE, RenderedEnvironment, render_index
 
 
@@ -52,6 +52,7 @@ class Plan:
     changes: tuple[Change, ...]
     conflicts: tuple[Conflict, ...]
     writes: Mapping[str, bytes | None] = field(default_factory=dict)  # relative to managed path
+    rendered: tuple[RenderedEnvironment, ...] = ()  # the desired environments it was made from
 
     def of(self, action: Action) -> list[Change]:
         return [change for change in self.changes if change.action is action]
@@ -66,11 +67,23 @@ def _file_writes(
 ) -> dict[str, bytes | None]:
     writes: dict[str, bytes | None] = {}
     for name, content in new.items():
-        if old.get(name) != content:
+        if not holds_same(old, name, content):
             writes[f"{folder}/{name}"] = content
     for name in old.keys() - new.keys():
         writes[f"{folder}/{name}"] = None
     return writes
+
+
+def _rendered_alike(old: CurrentEnvironment | None, new: RenderedEnvironment) -> bool:
+    """Whether `old` was rendered from the same inputs as `new`, with the same files: then
+    it holds the same bytes (rendering is byte-stable), and is kept without comparing them.
+    """
+    return (
+        old is not None
+        and bool(new.inputs)
+        and old.inputs == new.inputs
+        and old.files.keys() == new.files.keys()
+    )
 
 
 def _blocked_by_handwritten(
@@ -288,7 +301,11 @@ def make_plan(
                     env.namespace,
                 )
             )
-        env_writes = _file_writes(env.namespace, old.files if old else {}, env.files)
+        env_writes = (
+            {}
+            if _rendered_alike(old, env)
+            else _file_writes(env.namespace, old.files if old else {}, env.files)
+        )
         writes.update(env_writes)
         if not existing:
             action, reason = Action.CREATE, "new pull request"
@@ -312,13 +329,14 @@ def make_plan(
     if not inventory.index_is_handwritten:
         # A folder leaves the index only when prgen deletes it: dropping one it left alone
         # (unrecognised, or kept through a conflict) would make Flux prune a live preview.
-        indexed = inventory.indexed
+        # The index is parsed only when an unrecognised folder asks what it lists.
+        indexed = inventory.indexed if inventory.unrecognised else frozenset()
         environments = [f for f in claimed if f not in inventory.unrecognised or f in indexed]
         index = render_index([*environments, *inventory.top_level_handwritten()])
         if index != inventory.index:
             all_writes[KUSTOMIZATION_FILE] = index
     changes.sort(key=lambda c: (c.repository.lower(), c.number, c.action != Action.DELETE))
-    return Plan(tuple(changes), tuple(conflicts), all_writes)
+    return Plan(tuple(changes), tuple(conflicts), all_writes, tuple(desired))
 
 
 def deletion_limit(current: int, max_deletions: int | None) -> int:

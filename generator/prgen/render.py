@@ -8,21 +8,29 @@ environment, so a template or a PR can't take those away.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from prgen import __version__, emit
 from prgen.config import RepositorySettings
 from prgen.errors import PrgenError
 from prgen.model import PullRequest
 from prgen.naming import HELM_RELEASE_NAME_MAX, dns_label, pr_text_label
-from prgen.placeholders import PLACEHOLDER, PR_TEXT, Substitution, pull_request_values
+from prgen.placeholders import (
+    PLACEHOLDER,
+    PR_TEXT,
+    LazyValues,
+    Substitution,
+    pull_request_values,
+)
 
 MARKER = "# prgen:managed"
 OWNER_LABEL = "app.kubernetes.io/managed-by"
@@ -30,6 +38,7 @@ ANNOTATION_REPOSITORY = "prgen.io/repository"
 ANNOTATION_PULL_REQUEST = "prgen.io/pull-request"
 ANNOTATION_HEAD_SHA = "prgen.io/head-sha"
 ANNOTATION_CONFIG = "prgen.io/config"  # the identity of the config that wrote it
+ANNOTATION_INPUTS = "prgen.io/inputs"  # what it was rendered from: see input_hash
 FLUX_COMMIT = "event.toolkit.fluxcd.io/commit"
 FLUX_CHANGE_REQUEST = "event.toolkit.fluxcd.io/change_request"
 FLUX_SUBSTITUTE = "kustomize.toolkit.fluxcd.io/substitute"
@@ -39,8 +48,12 @@ NAMESPACE_FILE = "namespace.yaml"
 KUSTOMIZATION_FILE = "kustomization.yaml"
 HELM_RELEASE_TYPE = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease"}
 NAMESPACE_TYPE = {"apiVersion": "v1", "kind": "Namespace"}
+ENVIRONMENT_FILES = frozenset({NAMESPACE_FILE, HELMRELEASE_FILE, KUSTOMIZATION_FILE})
 # Chart sources whose charts change without a version bump.
 _REVISION_SOURCES = frozenset({"GitRepository", "Bucket"})
+# Bumped whenever the same inputs would render other bytes (part of every input hash),
+# so an environment written by an earlier rendering is re-rendered once.
+RENDERING = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,8 @@ class RenderedEnvironment:
     head_sha: str
     namespace: str  # also the environment's folder name under the managed path
     files: Mapping[str, bytes]
+    inputs: str = ""  # input_hash of what it was rendered from (in its HelmRelease)
+    config_identity: str = ""  # recorded in its HelmRelease too
 
 
 def _yaml() -> YAML:
@@ -75,20 +90,82 @@ def _quote_unsafe(value: Any) -> Any:
 
 
 def dump(obj: Any, header: str) -> bytes:
-    stream = io.StringIO()
-    stream.write(f"{MARKER} - {header}\n")
-    _yaml().dump(_quote_unsafe(obj), stream)
-    return stream.getvalue().encode("utf-8")
+    try:
+        body = emit.document(obj)
+    except emit.Unsupported:
+        # A template value the fast emitter does not write (an unquoted date, say):
+        # the general one, as byte-stable, for this document only.
+        stream = io.StringIO()
+        _yaml().dump(_quote_unsafe(obj), stream)
+        body = stream.getvalue()
+    return f"{MARKER} - {header}\n{body}".encode()
 
 
-@cache
+# Parsed templates by their bytes: a template edited while prgen runs (a test, a
+# long-lived process) is parsed again, never served stale.
+_PARSED: dict[bytes, dict[str, Any]] = {}
+
+
 def _parsed_template(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    data = path.read_bytes()
+    document = _PARSED.get(data)
+    if document is None:
+        document = YAML(typ="safe", pure=True).load(data.decode("utf-8"))
+        if len(_PARSED) > 64:  # a handful of templates per config: bounded all the same
+            _PARSED.clear()
+        _PARSED[data] = document
     return document
 
 
 def _load_template(path: Path) -> dict[str, Any]:
-    return copy.deepcopy(_parsed_template(path))
+    # Shared, never changed: every use copies what it changes (Substitution.apply copies
+    # every mapping and list), so no deep copy per environment.
+    return _parsed_template(path)
+
+
+def config_digest(repo: RepositorySettings) -> str:
+    """A hash of everything render reads besides the PR: the repository's config entry
+    (as canonical JSON), its templates' bytes, prgen's version and its rendering.
+
+    Computed once per repository and run; part of every environment's input hash.
+    """
+    material = {
+        "prgen": __version__,
+        "rendering": RENDERING,
+        "name": repo.name,
+        "namespace": repo.namespace,
+        "chart": repo.chart,
+        "chartRef": repo.chart_ref,
+        "values": repo.values,
+        "identity": repo.identity,
+        "templates": [
+            hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in (repo.templates.helm_release, repo.templates.namespace)
+        ],
+    }
+    return _sha256_json(material)
+
+
+def input_hash(config: str, pr: PullRequest) -> str:
+    """What an environment is rendered from: `config` (see config_digest) and the PR's
+    fields templates and filters read. Equal hashes, equal files."""
+    fields = [
+        pr.repository,
+        pr.number,
+        pr.title,
+        pr.head_sha,
+        pr.head_branch,
+        pr.base_branch,
+        pr.author,
+        sorted(pr.labels),
+    ]
+    return _sha256_json([config, fields])[:20]
+
+
+def _sha256_json(value: Any) -> str:
+    # default=str: a template value YAML read as a date hashes as its text, the same every run.
+    text = json.dumps(value, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _deep_merge(base: Any, override: Any) -> Any:
@@ -105,7 +182,7 @@ class ReservedNamespace(PrgenError):
 
 
 def environment_namespace(repo: RepositorySettings, pr: PullRequest) -> str:
-    text = Substitution(pull_request_values(pr)).text(repo.namespace)
+    text = Substitution(LazyValues(pr)).text(repo.namespace)
     if any(match.group(1) in PR_TEXT for match in PLACEHOLDER.finditer(repo.namespace)):
         # PR text must not slug onto another PR's name: `feature/login`, `feature_login`.
         return pr_text_label(text)
@@ -143,8 +220,14 @@ def _chart_fields(repo: RepositorySettings, subst: Substitution) -> dict[str, An
     return {"chart": {"spec": chart_spec}}
 
 
-def _helm_release(repo: RepositorySettings, pr: PullRequest, namespace: str) -> dict[str, Any]:
-    subst = Substitution(pull_request_values(pr, namespace))
+def _helm_release(
+    repo: RepositorySettings,
+    pr: PullRequest,
+    namespace: str,
+    inputs: str,
+    values: Mapping[str, str],
+) -> dict[str, Any]:
+    subst = Substitution(values)
     template = _load_template(repo.templates.helm_release)
     spec = dict(template.get("spec") or {})
     spec.pop("chart", None)
@@ -170,6 +253,7 @@ def _helm_release(repo: RepositorySettings, pr: PullRequest, namespace: str) -> 
     )
     if repo.identity:
         metadata["annotations"][ANNOTATION_CONFIG] = repo.identity
+    metadata["annotations"][ANNOTATION_INPUTS] = inputs
     if subst.introduced_flux_variable:
         # PR text formed a `${...}`: Flux must apply it verbatim, never expand it.
         metadata["annotations"][FLUX_SUBSTITUTE] = "disabled"
@@ -177,8 +261,10 @@ def _helm_release(repo: RepositorySettings, pr: PullRequest, namespace: str) -> 
     return release
 
 
-def _namespace(repo: RepositorySettings, pr: PullRequest, namespace: str) -> dict[str, Any]:
-    subst = Substitution(pull_request_values(pr, namespace))
+def _namespace(
+    repo: RepositorySettings, pr: PullRequest, namespace: str, values: Mapping[str, str]
+) -> dict[str, Any]:
+    subst = Substitution(values)
     template = _load_template(repo.templates.namespace)
     document: dict[str, Any] = subst.apply({**NAMESPACE_TYPE, **template, **NAMESPACE_TYPE})
     metadata = document.get("metadata") or {}
@@ -199,19 +285,40 @@ def kustomization(resources: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def render_environment(repo: RepositorySettings, pr: PullRequest) -> RenderedEnvironment:
-    """Raises ReservedNamespace when the PR's namespace is a system or reserved one."""
+# The same in every environment's folder.
+_ENVIRONMENT_KUSTOMIZATION = emit.document(kustomization([NAMESPACE_FILE, HELMRELEASE_FILE]))
+
+
+def checked_namespace(repo: RepositorySettings, pr: PullRequest) -> str:
+    """The PR's namespace; raises ReservedNamespace when it is a system or reserved one."""
     namespace = environment_namespace(repo, pr)
     if namespace in repo.reserved_namespaces:
         raise ReservedNamespace(
             f"{repo.name}#{pr.number} would get namespace {namespace}, which is reserved "
             "(a system namespace or one in safety.reservedNamespaces): prgen never writes it"
         )
+    return namespace
+
+
+def render_environment(
+    repo: RepositorySettings,
+    pr: PullRequest,
+    config: str | None = None,
+    namespace: str | None = None,
+) -> RenderedEnvironment:
+    """Raises ReservedNamespace when the PR's namespace is a system or reserved one.
+
+    `config`: config_digest(repo), and `namespace`: checked_namespace(repo, pr), when the
+    caller has them already.
+    """
+    namespace = namespace or checked_namespace(repo, pr)
+    inputs = input_hash(config if config is not None else config_digest(repo), pr)
     header = f"preview environment of {repo.name} pull request {pr.number}; prgen overwrites edits"
+    values = pull_request_values(pr, namespace)
     files = {
-        NAMESPACE_FILE: dump(_namespace(repo, pr, namespace), header),
-        HELMRELEASE_FILE: dump(_helm_release(repo, pr, namespace), header),
-        KUSTOMIZATION_FILE: dump(kustomization([NAMESPACE_FILE, HELMRELEASE_FILE]), header),
+        NAMESPACE_FILE: dump(_namespace(repo, pr, namespace, values), header),
+        HELMRELEASE_FILE: dump(_helm_release(repo, pr, namespace, inputs, values), header),
+        KUSTOMIZATION_FILE: f"{MARKER} - {header}\n{_ENVIRONMENT_KUSTOMIZATION}".encode(),
     }
     return RenderedEnvironment(
         repository=repo.name,
@@ -219,6 +326,8 @@ def render_environment(repo: RepositorySettings, pr: PullRequest) -> RenderedEnv
         head_sha=pr.head_sha,
         namespace=namespace,
         files=files,
+        inputs=inputs,
+        config_identity=repo.identity,
     )
 
 

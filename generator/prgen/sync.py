@@ -11,15 +11,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prgen.config import Config
+from prgen.config import Config, RepositorySettings
 from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.github.pulls import PullRequestSource
-from prgen.inventory import Inventory, read_inventory
-from prgen.model import Listing
-from prgen.plan import Action, Conflict, ConflictKind, Plan, deletion_limit, make_plan
-from prgen.render import RenderedEnvironment, ReservedNamespace, render_environment
+from prgen.inventory import CurrentEnvironment, Identity, Inventory
+from prgen.model import Listing, PullRequest
+from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
+from prgen.render import (
+    ENVIRONMENT_FILES,
+    HELMRELEASE_FILE,
+    RenderedEnvironment,
+    ReservedNamespace,
+    checked_namespace,
+    config_digest,
+    input_hash,
+    render_environment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +119,25 @@ class SyncResult:
         }
 
 
+# A commit message lists at most this many changes: readable in `git log` at any size.
+MESSAGE_CHANGES = 200
+
+
 def commit_message(plan: Plan) -> str:
     created, updated, deleted = (plan.of(a) for a in (Action.CREATE, Action.UPDATE, Action.DELETE))
     counts = [f"{len(created)} created", f"{len(updated)} updated", f"{len(deleted)} removed"]
     lines = [f"prgen: {', '.join(counts)}", ""]
+    changes = _change_lines(created, updated, deleted)
+    lines.extend(changes[:MESSAGE_CHANGES])
+    if len(changes) > MESSAGE_CHANGES:
+        lines.append(f"... and {len(changes) - MESSAGE_CHANGES} more")
+    if not (created or updated or deleted):
+        lines.append("refreshed the environment index")
+    return "\n".join(lines) + "\n"
+
+
+def _change_lines(created: list[Change], updated: list[Change], deleted: list[Change]) -> list[str]:
+    lines = []
     for change in created:
         lines.append(
             f"created {change.repository}#{change.number} in {change.folder} at {change.head_sha}"
@@ -127,9 +151,7 @@ def commit_message(plan: Plan) -> str:
         lines.append(
             f"removed {change.repository}#{change.number} from {change.folder}: {change.reason}"
         )
-    if not (created or updated or deleted):
-        lines.append("refreshed the environment index")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def unified_diff(fleet_path: str, snapshot: Snapshot, plan: Plan) -> str:
@@ -146,6 +168,39 @@ def unified_diff(fleet_path: str, snapshot: Snapshot, plan: Plan) -> str:
             )
         )
     return "".join(chunks)
+
+
+def _desired(
+    repo: RepositorySettings,
+    pr: PullRequest,
+    digest: str,
+    current: dict[tuple[tuple[str, int], str], CurrentEnvironment],
+) -> RenderedEnvironment:
+    """The PR's environment: the one in its folder as it is when rendered from the same
+    inputs (so an idle run renders and compares nothing), else freshly rendered.
+
+    Raises ReservedNamespace, as rendering would.
+    """
+    namespace = checked_namespace(repo, pr)
+    inputs = input_hash(digest, pr)
+    old = current.get(((repo.name.lower(), pr.number), namespace))
+    if old is not None and old.inputs == inputs and old.files.keys() == ENVIRONMENT_FILES:
+        return RenderedEnvironment(
+            repo.name, pr.number, pr.head_sha, namespace, old.files, inputs, repo.identity
+        )
+    return render_environment(repo, pr, digest, namespace)
+
+
+def _written_identities(plan: Plan) -> dict[str, Identity]:
+    """What each HelmRelease this commit writes says about itself, for the fleet's cache
+    (the same as reading it back would give: see inventory.identity_of)."""
+    return {
+        f"{env.namespace}/{HELMRELEASE_FILE}": Identity(
+            env.repository, env.number, env.head_sha, env.config_identity or None, env.inputs
+        )
+        for env in plan.rendered
+        if f"{env.namespace}/{HELMRELEASE_FILE}" in plan.writes
+    }
 
 
 class Syncer:
@@ -196,11 +251,13 @@ class Syncer:
         refused: list[Conflict] = []
         skipped: list[Skipped] = []
         outcomes = []
+        current = {(env.key, env.folder): env for env in inventory.environments}
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             eligible, left_out = select(repo, listing.pull_requests)
+            digest = config_digest(repo) if eligible else ""
             for pr in eligible:
                 try:
-                    desired.append(render_environment(repo, pr))
+                    desired.append(_desired(repo, pr, digest, current))
                 except ReservedNamespace as exc:
                     refused.append(Conflict(repo.name, pr.number, str(exc), ConflictKind.RESERVED))
             skipped.extend(left_out)
@@ -294,7 +351,7 @@ class Syncer:
         with self.fleet.locked():
             for attempt in range(1, retries + 2):
                 snapshot = self.fleet.refresh()
-                inventory = read_inventory(snapshot.files)
+                inventory = snapshot.inventory
                 listings = self._confirm_removals(inventory, self._list(inventory))
                 plan, result = self._plan(inventory, listings)
                 result.attempts = attempt
@@ -306,7 +363,7 @@ class Syncer:
                     return result
                 try:
                     result.commit = self.fleet.commit_and_push(
-                        snapshot, plan.writes, commit_message(plan)
+                        snapshot, plan.writes, commit_message(plan), _written_identities(plan)
                     )
                     return result
                 except ConcurrentUpdate:
