@@ -16,7 +16,7 @@ from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.github.pulls import PullRequestSource
-from prgen.inventory import CurrentEnvironment, Identity, Inventory
+from prgen.inventory import CurrentEnvironment, Identity, Inventory, StoredFiles, unedited
 from prgen.model import Listing, PullRequest
 from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
 from prgen.render import (
@@ -176,15 +176,21 @@ def _desired(
     digest: str,
     current: dict[tuple[tuple[str, int], str], CurrentEnvironment],
 ) -> RenderedEnvironment:
-    """The PR's environment: the one in its folder as it is when rendered from the same
-    inputs (so an idle run renders and compares nothing), else freshly rendered.
+    """The PR's environment: the one in its folder as it is when prgen rendered it from the
+    same inputs and nobody edited it since (so an idle run renders and compares nothing),
+    else freshly rendered.
 
     Raises ReservedNamespace, as rendering would.
     """
     namespace = checked_namespace(repo, pr)
     inputs = input_hash(digest, pr)
     old = current.get(((repo.name.lower(), pr.number), namespace))
-    if old is not None and old.inputs == inputs and old.files.keys() == ENVIRONMENT_FILES:
+    if (
+        old is not None
+        and old.inputs == inputs
+        and unedited(old.files)
+        and old.files.keys() == ENVIRONMENT_FILES
+    ):
         return RenderedEnvironment(
             repo.name, pr.number, pr.head_sha, namespace, old.files, inputs, repo.identity
         )
@@ -356,6 +362,11 @@ class Syncer:
                 listings = self._confirm_removals(inventory, self._list(inventory))
                 plan, result = self._plan(inventory, listings)
                 result.attempts = attempt
+                # Each folder rendered afresh, as a tree id: the next run keeps it unread
+                # if it is still exactly that (whether this run writes it or finds it equal).
+                self.fleet.remember_renderings(
+                    env.files for env in plan.rendered if not isinstance(env.files, StoredFiles)
+                )
                 if dry_run:
                     result.dry_run = True
                     result.diff = unified_diff(self.config.fleet.path, snapshot, plan)
