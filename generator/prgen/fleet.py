@@ -264,6 +264,7 @@ class FleetRepo:
         self._format: str | None = None  # the repository's object format (sha1, sha256)
         self._facts: dict[str, FileFacts] = {}  # by blob id, as the last refresh knew them
         self._rendered: set[str] = set()  # tree ids of folders prgen rendered, ditto
+        self._unsaved = False  # learnt something the cache file does not hold yet
 
     @property
     def display_url(self) -> str:
@@ -493,9 +494,12 @@ class FleetRepo:
             if fact.owned:
                 blobs[relative] = sha
         still = rendered & set(trees.values())
-        if seen != known or still != rendered:
-            self._save_cache(seen, still)
         self._facts, self._rendered = seen, still
+        # Written when it learnt something, or when entries of blobs and folders the fleet no
+        # longer holds pile up: not for the one file a push replaced (the commit writes it).
+        stale = len(known.keys() - seen.keys()) + len(rendered - still)
+        self._unsaved = bool(seen.keys() - known.keys()) or stale > max(256, len(seen) // 10)
+        self.save_cache()
         object_format = self._object_format()
 
         def folder_files(folder: str, names: list[str]) -> StoredFiles:
@@ -572,16 +576,24 @@ class FleetRepo:
                 fact = FileFacts(is_owned(content), None)
             facts[blob_id(content, object_format)] = fact
         self._facts = facts
-        self._save_cache(facts, self._rendered)
+        self._unsaved = True
+        self.save_cache()
 
     def remember_renderings(self, folders: Iterable[Mapping[str, bytes]]) -> None:
         """Record the tree id of each folder prgen rendered (its files, by name): a folder
-        found exactly so in a later run is kept unread when its inputs are the same."""
+        found exactly so in a later run is kept unread when its inputs are the same.
+        Kept in memory until the commit or save_cache writes it."""
         object_format = self._object_format()
         new = {tree_id(files, object_format) for files in folders} - self._rendered
         if new:
             self._rendered |= new
+            self._unsaved = True
+
+    def save_cache(self) -> None:
+        """Write what this run learnt, if anything (never raises: a cache is only a cache)."""
+        if self._unsaved:
             self._save_cache(self._facts, self._rendered)
+            self._unsaved = False
 
     # -- writing: one commit built from the snapshot's commit, never from a work tree --
 
