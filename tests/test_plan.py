@@ -189,16 +189,31 @@ def test_the_plan_compares_stored_files_by_blob_id_without_reading_them() -> Non
     assert set(changed.writes) == {"shop-pr-1/helmrelease.yaml"}
 
 
-def test_an_environment_with_the_same_input_hash_is_kept_without_comparing() -> None:
-    env = render_environment(SHOP, pull_request(1))
-    files = files_of(env)
-    inventory = read_inventory(files)
-    assert inventory.environments[0].inputs == env.inputs != ""
-    # Same inputs: kept even were the bytes to differ (they cannot: rendering is byte-stable).
+def test_an_unedited_environment_with_the_same_input_hash_is_kept_without_comparing() -> None:
     from dataclasses import replace
 
+    from prgen.inventory import StoredFiles, blob_id
+
+    env = render_environment(SHOP, pull_request(1))
+    inventory = read_inventory(files_of(env))
+    assert inventory.environments[0].inputs == env.inputs != ""
+
+    def stored(rendered: bool) -> object:
+        def never(sha: str) -> bytes:
+            raise AssertionError("read")
+
+        ids = {name: blob_id(content) for name, content in env.files.items()}
+        files = StoredFiles(ids, never, "sha1", rendered=rendered)
+        return replace(inventory, environments=(replace(inventory.environments[0], files=files),))
+
+    # Bytes that differ (they cannot: rendering is byte-stable) show what is compared.
     odd = replace(env, files={name: b"# prgen:managed - other\n" for name in env.files})
-    assert actions(make_plan([odd], inventory, {"acme/shop"})) == {1: Action.KEEP}
+    # A folder as prgen rendered it, same inputs: kept, not compared.
+    assert actions(make_plan([odd], stored(True), {"acme/shop"})) == {1: Action.KEEP}  # type: ignore[arg-type]
+    # Edited since (not a tree prgen rendered): compared, and written.
+    assert actions(make_plan([odd], stored(False), {"acme/shop"})) == {1: Action.UPDATE}  # type: ignore[arg-type]
     # Other inputs: compared, and written.
     other = replace(odd, inputs="0" * 20)
-    assert actions(make_plan([other], inventory, {"acme/shop"})) == {1: Action.UPDATE}
+    assert actions(make_plan([other], stored(True), {"acme/shop"})) == {1: Action.UPDATE}  # type: ignore[arg-type]
+    # Plain contents (a pure reading) are always compared.
+    assert actions(make_plan([odd], inventory, {"acme/shop"})) == {1: Action.UPDATE}

@@ -278,12 +278,13 @@ def test_the_blob_cache_says_what_reading_the_blobs_says_and_a_broken_one_is_a_m
     syncer = Syncer(make_config(fleet_remote, names), source, tmp_path / "work")
     syncer.run()
     cache = tmp_path / "work" / ".git" / INVENTORY_CACHE
-    assert json.loads(cache.read_text())["version"] == 1
+    assert json.loads(cache.read_text())["version"] == 2
     reads = Reads(monkeypatch)
     cached = _inventory_summary(syncer)
     assert reads.count == 1  # the index alone: every environment came from the cache
 
-    for broken in (b"", b"{not json", b'{"version": 1, "blobs": {"x": [1, 2]}}', b"[]"):
+    wrong = b'{"version": 2, "blobs": {"x": [1, 2]}, "rendered": []}'
+    for broken in (b"", b"{not json", wrong, b"[]", b'{"version": 1, "blobs": {}}'):
         cache.write_bytes(broken)
         reads.count = 0
         assert _inventory_summary(syncer) == cached
@@ -306,3 +307,56 @@ def test_the_blob_cache_says_what_reading_the_blobs_says_and_a_broken_one_is_a_m
         f"{n[4:]}-pr-{i}" for n in names for i in range(1, 6)
     }
     assert HELMRELEASE_FILE in plain.environments[0].files
+
+
+def test_a_hand_edit_that_keeps_the_input_hash_is_still_overwritten(
+    fleet_remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = source_with(["org/a"], 3)
+    syncer = Syncer(make_config(fleet_remote, ["org/a"]), source, tmp_path / "work")
+    syncer.run()
+    rendered = git("show", "main:previews/dev/a-pr-2/helmrelease.yaml", cwd=fleet_remote)
+    clone = tmp_path / "clone"
+    git("clone", "--quiet", str(fleet_remote), str(clone))
+    release = clone / "previews/dev/a-pr-2/helmrelease.yaml"
+    release.write_text(rendered.replace("replicas: 1", "replicas: 9"))  # inputs unchanged
+    git("commit", "--quiet", "-am", "a hand edit", cwd=clone)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=clone)
+
+    renders = Renders(monkeypatch)
+    result = syncer.run()
+    # The edited folder is no tree prgen rendered: rendered again, compared, written back.
+    assert renders.count == 1
+    assert {c.number: c.action for c in result.plan.changes}[2] == Action.UPDATE
+    assert result.commit is not None
+    assert git("show", "main:previews/dev/a-pr-2/helmrelease.yaml", cwd=fleet_remote) == rendered
+    assert syncer.run().commit is None and renders.count == 1
+
+
+def test_with_the_cache_lost_one_run_renders_and_compares_all_then_none(
+    fleet_remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = source_with(["org/a", "org/b"], 5)
+    syncer = Syncer(make_config(fleet_remote, ["org/a", "org/b"]), source, tmp_path / "work")
+    syncer.run()
+    (tmp_path / "work" / ".git" / INVENTORY_CACHE).unlink()
+    renders = Renders(monkeypatch)
+    lost = syncer.run()
+    assert lost.commit is None and renders.count == 10
+    assert {c.action for c in lost.plan.changes} == {Action.KEEP}
+    assert syncer.run().commit is None and renders.count == 10
+
+
+def test_the_tree_id_of_a_rendered_folder_is_the_one_git_gives_it(
+    fleet_remote: Path, tmp_path: Path
+) -> None:
+    from prgen.inventory import tree_id
+    from prgen.render import render_environment
+
+    config = make_config(fleet_remote, ["org/a"])
+    source = source_with(["org/a"], 1)
+    Syncer(config, source, tmp_path / "work").run()
+    env = render_environment(config.repositories[0], source.get("org/a", 1))
+    assert (
+        tree_id(env.files) == git("rev-parse", "main:previews/dev/a-pr-1", cwd=fleet_remote).strip()
+    )

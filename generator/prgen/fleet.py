@@ -9,7 +9,9 @@ at all, and at 10,000 environments no run pays for a 30,000-file work tree.
 
 What each blob under the managed folder says (prgen's or not, and whose environment
 a HelmRelease is) is kept between runs in `.git/prgen-inventory-v1.json`, keyed by
-blob id: content-addressed, so never wrong; a broken or missing file is a miss.
+blob id, with the tree ids of the environment folders prgen rendered (a folder still
+exactly so, with the same input hash, is kept unread; an edited one is a new tree).
+Content-addressed, so never wrong; a broken or missing file is a miss.
 
 prgen only uses a work directory that is empty or that it made itself (marked inside
 its git directory), never writes a path through a file or symbolic link of the fleet,
@@ -29,7 +31,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -53,6 +55,7 @@ from prgen.inventory import (
     identity_of,
     is_owned,
     join,
+    tree_id,
 )
 from prgen.redact import redact, redact_url, register_secret, url_credentials
 from prgen.render import HELMRELEASE_FILE, KUSTOMIZATION_FILE
@@ -121,7 +124,7 @@ OWNED_FILE_LIMIT = 1024 * 1024
 
 # What each blob under the managed folder says, by blob id, kept between runs.
 INVENTORY_CACHE = "prgen-inventory-v1.json"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 _WORKDIR_GIT_ERRORS = (
     "Read-only file system",
@@ -260,6 +263,8 @@ class FleetRepo:
         self._repo: Repo | None = None
         self._format: str | None = None  # the repository's object format (sha1, sha256)
         self._facts: dict[str, FileFacts] = {}  # by blob id, as the last refresh knew them
+        self._rendered: set[str] = set()  # tree ids of folders prgen rendered, ditto
+        self._unsaved = False  # learnt something the cache file does not hold yet
 
     @property
     def display_url(self) -> str:
@@ -456,18 +461,23 @@ class FleetRepo:
         """
         try:
             listing = repo.git.ls_tree(
-                "-r", "-l", "-z", "--full-tree", commit, "--", self.settings.path
+                "-r", "-t", "-l", "-z", "--full-tree", commit, "--", self.settings.path
             )
         except GitCommandError as exc:
             raise self._git_error("reading the fleet tree", exc) from exc
-        known = self._load_cache()
+        known, rendered = self._load_cache()
         seen: dict[str, FileFacts] = {}
         facts: dict[str, FileFacts] = {}
         blobs: dict[str, str | None] = {}  # relative path -> blob id of an owned file
+        trees: dict[str, str] = {}  # folder (relative path) -> tree id
         prefix = self.settings.path.rstrip("/") + "/"
         for entry in filter(None, listing.split("\0")):
             meta, _, path = entry.partition("\t")
             mode, kind, sha, size = meta.split()
+            if kind == "tree":
+                if path.startswith(prefix):  # not the folders on the way to it
+                    trees[path.removeprefix(prefix)] = sha
+                continue
             relative = path.removeprefix(prefix)
             blobs[relative] = None
             if kind != "blob" or int(mode, 8) == Blob.link_mode or int(size) > OWNED_FILE_LIMIT:
@@ -483,14 +493,19 @@ class FleetRepo:
             facts[relative] = fact
             if fact.owned:
                 blobs[relative] = sha
-        if seen != known:
-            self._save_cache(seen)
-        self._facts = seen
+        still = rendered & set(trees.values())
+        self._facts, self._rendered = seen, still
+        # Written when it learnt something, or when entries of blobs and folders the fleet no
+        # longer holds pile up: not for the one file a push replaced (the commit writes it).
+        stale = len(known.keys() - seen.keys()) + len(rendered - still)
+        self._unsaved = bool(seen.keys() - known.keys()) or stale > max(256, len(seen) // 10)
+        self.save_cache()
         object_format = self._object_format()
 
         def folder_files(folder: str, names: list[str]) -> StoredFiles:
             ids = {name: blobs[join(folder, name)] or "" for name in names}
-            return StoredFiles(ids, self._read_blob, object_format)
+            unedited = trees.get(folder) in still
+            return StoredFiles(ids, self._read_blob, object_format, rendered=unedited)
 
         index = None
         if KUSTOMIZATION_FILE in blobs:
@@ -505,22 +520,26 @@ class FleetRepo:
     def _cache_path(self) -> Path:
         return self.workdir / ".git" / INVENTORY_CACHE
 
-    def _load_cache(self) -> dict[str, FileFacts]:
-        """The facts of blobs earlier runs read; empty when missing or not exactly as written."""
+    def _load_cache(self) -> tuple[dict[str, FileFacts], set[str]]:
+        """The facts of blobs earlier runs read, and the tree ids of folders prgen rendered;
+        both empty when the file is missing or not exactly as written."""
         try:
             document = json.loads(self._cache_path.read_bytes())
             if document.get("version") != _CACHE_VERSION:
-                return {}
+                return {}, set()
             facts = {}
             for sha, (owned, identity) in document["blobs"].items():
                 if not isinstance(sha, str) or not isinstance(owned, bool):
-                    return {}
+                    return {}, set()
                 facts[sha] = FileFacts(owned, None if identity is None else _identity(identity))
-            return facts
+            rendered = document["rendered"]
+            if not isinstance(rendered, list) or not all(isinstance(t, str) for t in rendered):
+                return {}, set()
+            return facts, set(rendered)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return {}
+            return {}, set()
 
-    def _save_cache(self, facts: Mapping[str, FileFacts]) -> None:
+    def _save_cache(self, facts: Mapping[str, FileFacts], rendered: set[str]) -> None:
         """Written whole to a new file, then renamed: a killed run leaves the old one or none."""
         document = {
             "version": _CACHE_VERSION,
@@ -528,6 +547,7 @@ class FleetRepo:
                 sha: [fact.owned, None if fact.identity is None else list(fact.identity)]
                 for sha, fact in sorted(facts.items())
             },
+            "rendered": sorted(rendered),
         }
         temporary = self._cache_path.with_name(f"{INVENTORY_CACHE}.{os.getpid()}")
         try:
@@ -555,7 +575,25 @@ class FleetRepo:
             else:
                 fact = FileFacts(is_owned(content), None)
             facts[blob_id(content, object_format)] = fact
-        self._save_cache(facts)
+        self._facts = facts
+        self._unsaved = True
+        self.save_cache()
+
+    def remember_renderings(self, folders: Iterable[Mapping[str, bytes]]) -> None:
+        """Record the tree id of each folder prgen rendered (its files, by name): a folder
+        found exactly so in a later run is kept unread when its inputs are the same.
+        Kept in memory until the commit or save_cache writes it."""
+        object_format = self._object_format()
+        new = {tree_id(files, object_format) for files in folders} - self._rendered
+        if new:
+            self._rendered |= new
+            self._unsaved = True
+
+    def save_cache(self) -> None:
+        """Write what this run learnt, if anything (never raises: a cache is only a cache)."""
+        if self._unsaved:
+            self._save_cache(self._facts, self._rendered)
+            self._unsaved = False
 
     # -- writing: one commit built from the snapshot's commit, never from a work tree --
 

@@ -167,11 +167,19 @@ class StoredFiles(Mapping[str, bytes]):
     """
 
     def __init__(
-        self, blobs: Mapping[str, str], read: Callable[[str], bytes], object_format: str
+        self,
+        blobs: Mapping[str, str],
+        read: Callable[[str], bytes],
+        object_format: str,
+        *,
+        rendered: bool = False,
     ) -> None:
         self.blobs = blobs
         self._read = read
         self._format = object_format
+        # The folder's tree is, file for file, one prgen rendered (so nobody edited it since):
+        # with the same input hash it is what rendering again would give, unread.
+        self.rendered = rendered
 
     def __getitem__(self, name: str) -> bytes:
         return self._read(self.blobs[name])
@@ -190,6 +198,23 @@ class StoredFiles(Mapping[str, bytes]):
 
     def same(self, name: str, content: bytes) -> bool:
         return self.blobs.get(name) == blob_id(content, self._format)
+
+
+def unedited(files: Mapping[str, bytes]) -> bool:
+    """Whether `files` are a folder exactly as prgen rendered it (see StoredFiles.rendered)."""
+    return isinstance(files, StoredFiles) and files.rendered
+
+
+def tree_id(files: Mapping[str, bytes], object_format: str = "sha1") -> str:
+    """The id git gives a folder holding exactly `files` (plain files, by name)."""
+    body = b"".join(
+        b"100644 " + name.encode() + b"\0" + bytes.fromhex(blob_id(files[name], object_format))
+        for name in sorted(files, key=lambda name: name.encode())
+    )
+    digest = hashlib.new(object_format)
+    digest.update(b"tree %d\0" % len(body))
+    digest.update(body)
+    return digest.hexdigest()
 
 
 def holds_same(files: Mapping[str, bytes], name: str, content: bytes) -> bool:

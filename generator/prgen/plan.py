@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from prgen.inventory import CurrentEnvironment, Inventory, holds_same
+from prgen.inventory import CurrentEnvironment, Inventory, holds_same, unedited
 from prgen.render import KUSTOMIZATION_FILE, RenderedEnvironment, render_index
 
 
@@ -75,13 +75,15 @@ def _file_writes(
 
 
 def _rendered_alike(old: CurrentEnvironment | None, new: RenderedEnvironment) -> bool:
-    """Whether `old` was rendered from the same inputs as `new`, with the same files: then
-    it holds the same bytes (rendering is byte-stable), and is kept without comparing them.
+    """Whether `old` is a folder prgen rendered, untouched since, from the same inputs as
+    `new`: then it holds the same bytes (rendering is byte-stable), kept without comparing.
+    A folder someone edited is compared, and so written again (prgen overwrites edits).
     """
     return (
         old is not None
         and bool(new.inputs)
         and old.inputs == new.inputs
+        and unedited(old.files)
         and old.files.keys() == new.files.keys()
     )
 

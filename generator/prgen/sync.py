@@ -16,7 +16,7 @@ from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.github.pulls import PullRequestSource
-from prgen.inventory import CurrentEnvironment, Identity, Inventory
+from prgen.inventory import CurrentEnvironment, Identity, Inventory, StoredFiles, unedited
 from prgen.model import Listing, PullRequest
 from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
 from prgen.render import (
@@ -176,15 +176,21 @@ def _desired(
     digest: str,
     current: dict[tuple[tuple[str, int], str], CurrentEnvironment],
 ) -> RenderedEnvironment:
-    """The PR's environment: the one in its folder as it is when rendered from the same
-    inputs (so an idle run renders and compares nothing), else freshly rendered.
+    """The PR's environment: the one in its folder as it is when prgen rendered it from the
+    same inputs and nobody edited it since (so an idle run renders and compares nothing),
+    else freshly rendered.
 
     Raises ReservedNamespace, as rendering would.
     """
     namespace = checked_namespace(repo, pr)
     inputs = input_hash(digest, pr)
     old = current.get(((repo.name.lower(), pr.number), namespace))
-    if old is not None and old.inputs == inputs and old.files.keys() == ENVIRONMENT_FILES:
+    if (
+        old is not None
+        and old.inputs == inputs
+        and unedited(old.files)
+        and old.files.keys() == ENVIRONMENT_FILES
+    ):
         return RenderedEnvironment(
             repo.name, pr.number, pr.head_sha, namespace, old.files, inputs, repo.identity
         )
@@ -347,29 +353,40 @@ class Syncer:
         )
 
     def run(self, *, dry_run: bool = False) -> SyncResult:
-        retries = self.config.fleet.push_retries
         with self.fleet.locked():
-            for attempt in range(1, retries + 2):
-                snapshot = self.fleet.refresh()
-                inventory = snapshot.inventory
-                listings = self._confirm_removals(inventory, self._list(inventory))
-                plan, result = self._plan(inventory, listings)
-                result.attempts = attempt
-                if dry_run:
-                    result.dry_run = True
-                    result.diff = unified_diff(self.config.fleet.path, snapshot, plan)
-                    return result
-                if not plan.has_changes:
-                    return result
-                try:
-                    result.commit = self.fleet.commit_and_push(
-                        snapshot, plan.writes, commit_message(plan), _written_identities(plan)
-                    )
-                    return result
-                except ConcurrentUpdate:
-                    if attempt > retries:
-                        break
-                    delay = min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
-                    log.info("the fleet branch moved during the sync: re-planning in %.1fs", delay)
-                    self._sleep(delay)
+            try:
+                return self._run(dry_run)
+            finally:
+                self.fleet.save_cache()  # what this run rendered, whether it committed or not
+
+    def _run(self, dry_run: bool) -> SyncResult:
+        retries = self.config.fleet.push_retries
+        for attempt in range(1, retries + 2):
+            snapshot = self.fleet.refresh()
+            inventory = snapshot.inventory
+            listings = self._confirm_removals(inventory, self._list(inventory))
+            plan, result = self._plan(inventory, listings)
+            result.attempts = attempt
+            # Each folder rendered afresh, as a tree id: the next run keeps it unread
+            # if it is still exactly that (whether this run writes it or finds it equal).
+            self.fleet.remember_renderings(
+                env.files for env in plan.rendered if not isinstance(env.files, StoredFiles)
+            )
+            if dry_run:
+                result.dry_run = True
+                result.diff = unified_diff(self.config.fleet.path, snapshot, plan)
+                return result
+            if not plan.has_changes:
+                return result
+            try:
+                result.commit = self.fleet.commit_and_push(
+                    snapshot, plan.writes, commit_message(plan), _written_identities(plan)
+                )
+                return result
+            except ConcurrentUpdate:
+                if attempt > retries:
+                    break
+                delay = min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+                log.info("the fleet branch moved during the sync: re-planning in %.1fs", delay)
+                self._sleep(delay)
         raise FleetError(f"gave up after {retries + 1} attempts: the fleet branch kept moving")
