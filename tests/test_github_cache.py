@@ -294,3 +294,28 @@ def test_an_idle_probe_round_reads_prgens_own_reports_conditionally(
         (a.request.path, a.request.query, a.status) for a in reads
     ]
     assert shop.points_used() == 0
+
+
+def test_a_bad_link_header_kept_in_the_cache_is_read_again_fresh(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    """A 304 confirms a page's body, not the Link header stored with it: a listing whose
+    stored link goes wrong is read once more with every page fresh."""
+    shop.open_pull("acme/shop", title="One", head_branch="one")
+    config = write_config()
+    assert sync(config).exit_code == 0
+    page = f"{shop.base_url}{PULLS}?state=open&sort=created&direction=desc&per_page=100&page=1"
+    # A single page, answered as it is, but linking to itself: stored with that link.
+    shop.inject("GET", PULLS, status=0, headers={"Link": f'<{page}>; rel="next"'})
+    shop.open_pull("acme/shop", title="Two", head_branch="two")
+    shop.clear_requests()
+    result = sync(config)
+    assert result.exit_code == 0, result.output
+    assert [(a.status, "if-none-match" in a.request.headers) for a in shop.answers] == [
+        (200, True),  # a new body, with the bad link: stored
+        (200, False),  # read again, unconditionally: no link
+    ]
+    assert environments(fleet_remote) == {"shop-pr-1", "shop-pr-2"}
+    shop.clear_requests()
+    assert sync(config).exit_code == 0
+    assert [a.status for a in shop.answers] == [304]

@@ -60,6 +60,14 @@ class ListingFailed(Exception):
     """A listing or a lookup that is not a complete, well-formed answer: nothing may be removed."""
 
 
+class _BadLink(ListingFailed):
+    """A page's Link header leads somewhere a listing must not go."""
+
+
+# Asks the HTTP cache for a fresh answer (requests-cache reads the request's no-cache).
+_FRESH = {"Cache-Control": "no-cache"}
+
+
 class _Repository:
     """The names and id GitHub knows the configured repository by.
 
@@ -105,7 +113,7 @@ def _next_link(header: str | None, current: str) -> str | None:
         if "next" in rels.split()
     }
     if len(targets) > 1:
-        raise ListingFailed("a page links to more than one next page")
+        raise _BadLink("a page links to more than one next page")
     return targets.pop() if targets else None
 
 
@@ -144,6 +152,7 @@ class GitHubSource:
         workers: int = 1,
         ledger: RateLimitLedger | None = None,
         reserve: int = 0,
+        cached: bool = False,
     ) -> None:
         """`new_client`: a client for each worker thread (with `workers` > 1); `ledger` and
         `reserve`: no repository is listed while the ledger shows `reserve` points or fewer."""
@@ -155,6 +164,7 @@ class GitHubSource:
         self._workers = workers
         self._ledger = ledger
         self._reserve = reserve
+        self._cached = cached  # the client's GETs go through the HTTP cache
 
     @classmethod
     def for_settings(cls, client: Github, settings: GitHubSettings) -> GitHubSource:
@@ -174,6 +184,7 @@ class GitHubSource:
             workers=settings.workers,
             ledger=clients.transport.ledger,
             reserve=settings.rate_limit_reserve,
+            cached=clients.transport.cache is not None,
         )
 
     def _on(self, client: Github) -> GitHubSource:
@@ -184,6 +195,7 @@ class GitHubSource:
             clock=self._clock,
             ledger=self._ledger,
             reserve=self._reserve,
+            cached=self._cached,
         )
 
     def list_all(
@@ -266,7 +278,14 @@ class GitHubSource:
         bounds = self._bounds()
         repo = _Repository(self._client.requester, repository)
         try:
-            found = self._pages(repo, bounds)
+            try:
+                found = self._pages(repo, bounds)
+            except _BadLink:
+                if not self._cached:
+                    raise
+                # A 304 confirms a page's body, not its Link header: a bad link may be a
+                # stored one that GitHub no longer sends. Once more, every page fresh.
+                found = self._pages(repo, bounds, fresh=True)
             missing = set(must_confirm) - found.keys()
             self._read_each(repo, missing, found, bounds)
             for number in missing & found.keys():
@@ -317,7 +336,9 @@ class GitHubSource:
         log.warning("listing %s failed: %s", repository, error)
         return Listing(repository, (), error)
 
-    def _pages(self, repo: _Repository, bounds: _Bounds) -> dict[int, PullRequest]:
+    def _pages(
+        self, repo: _Repository, bounds: _Bounds, *, fresh: bool = False
+    ) -> dict[int, PullRequest]:
         requester = self._client.requester
         api = urlsplit(requester.base_url)
         first = f"{requester.base_url}/repos/{repo.configured}/pulls"
@@ -335,12 +356,14 @@ class GitHubSource:
                 target.path.startswith(api.path + "/")
                 and repo.lists_pulls(target.path.removeprefix(api.path))
             ):
-                raise ListingFailed(f"page {bounds.pages} links to another place: {url[:200]}")
+                raise _BadLink(f"page {bounds.pages} links to another place: {url[:200]}")
             if key in seen:
-                raise ListingFailed(f"page {bounds.pages} links back to a page already read")
+                raise _BadLink(f"page {bounds.pages} links back to a page already read")
             seen.add(key)
             bounds.next_page()
-            headers, data = requester.requestJsonAndCheck("GET", url)
+            headers, data = requester.requestJsonAndCheck(
+                "GET", url, headers=dict(_FRESH) if fresh else None
+            )
             if not isinstance(data, list):
                 raise ListingFailed(f"page {bounds.pages} is not a list of pull requests")
             for item in data:
