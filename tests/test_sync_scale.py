@@ -140,7 +140,7 @@ def test_one_close_removes_that_folder_and_touches_the_index_only(
     "change",
     ["head", "title", "label", "branch", "config value", "template", "version"],
 )
-def test_each_kind_of_input_change_renders_the_environment_again(
+def test_each_kind_of_input_change_renders_the_environment_again_and_a_label_does_not(
     change: str, fleet_remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     template = tmp_path / "helmrelease.yaml"
@@ -170,10 +170,13 @@ def test_each_kind_of_input_change_renders_the_environment_again(
     result = Syncer(config, source, tmp_path / "work").run()
 
     per_pr = {c.number: c.action for c in result.plan.changes}
-    if change in ("head", "title", "label", "branch"):
+    if change == "label":
+        # Labels decide eligibility, not content: nothing is rendered and nothing committed.
+        assert renders.count == 0
+        assert per_pr == {1: Action.KEEP, 2: Action.KEEP, 3: Action.KEEP}
+        assert result.commit is None
+    elif change in ("head", "title", "branch"):
         assert renders.count == 1
-        # A label is an input (filters read labels) but no template uses it: rendered again,
-        # the same bytes but the input hash, which is all that changes.
         assert per_pr == {1: Action.KEEP, 2: Action.UPDATE, 3: Action.KEEP}
         assert result.commit is not None
         assert changed_files(fleet_remote, result.commit) == [

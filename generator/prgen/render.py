@@ -148,7 +148,9 @@ def config_digest(repo: RepositorySettings) -> str:
 
 def input_hash(config: str, pr: PullRequest) -> str:
     """What an environment is rendered from: `config` (see config_digest) and the PR's
-    fields templates and filters read. Equal hashes, equal files."""
+    fields the templates can read (`placeholders.pull_request_values`). Equal hashes, equal
+    files. Labels are not among them: they decide whether a PR has an environment, not what
+    it holds, so a label added or removed neither re-renders nor commits anything."""
     fields = [
         pr.repository,
         pr.number,
@@ -157,7 +159,6 @@ def input_hash(config: str, pr: PullRequest) -> str:
         pr.head_branch,
         pr.base_branch,
         pr.author,
-        sorted(pr.labels),
     ]
     return _sha256_json([config, fields])[:20]
 

@@ -207,15 +207,27 @@ class GitHubReporter:
         sleep: Callable[[float], None] = time.sleep,
         login: str | None = None,
         run: ReportRun | None = None,
+        login_client: Github | None = None,
     ) -> None:
         self._client = client
         self._attempts = attempts
         self._sleep = sleep
         self._run = run or ReportRun(login)
+        # Who asks GitHub for prgen's login: a GitHub App's bot is known from the App's own
+        # key (GET /app), which only the client made with the App's auth holds; a worker's
+        # client carries the installation token alone, and GET /user refuses one.
+        self._login_client = login_client or client
 
     def for_client(self, client: Github) -> GitHubReporter:
         """A reporter for another worker thread: its own client, this run's memory."""
-        return GitHubReporter(client, attempts=self._attempts, sleep=self._sleep, run=self._run)
+        app = isinstance(self._login_client.requester.auth, Auth.AppInstallationAuth)
+        return GitHubReporter(
+            client,
+            attempts=self._attempts,
+            sleep=self._sleep,
+            run=self._run,
+            login_client=self._login_client if app else client,
+        )
 
     def report(
         self, observation: Observation, wanted: DesiredReport, until: float | None = None
@@ -477,7 +489,7 @@ class GitHubReporter:
     # -- comment: one read (a page of the PR's comments, usually the first) --
 
     def login(self) -> str:
-        return self._run.login(lambda: own_login(self._client))
+        return self._run.login(lambda: own_login(self._login_client))
 
     def _find_comments(self, repo: Repository, number: int) -> list[IssueComment]:
         """prgen's own comments, oldest first: the marker alone would let anyone plant one.

@@ -7,7 +7,7 @@ often a run read GitHub, and a repository can be made to fail its listing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +65,13 @@ class MemorySource:
 
     def close(self, repository: str, number: int) -> None:
         del self.pulls[repository.lower()][number]
+
+    def list_all(
+        self,
+        repositories: Sequence[str],
+        numbers_with_environment: Callable[[str], Collection[int]],
+    ) -> list[Listing]:
+        return [self.list_open(name, numbers_with_environment(name)) for name in repositories]
 
     def list_open(self, repository: str, must_confirm: Collection[int] = ()) -> Listing:
         self.listed += 1

@@ -182,6 +182,9 @@ class Routes:
     # -- users and repositories ----------------------------------------------
 
     def get_user(self, call: Call) -> Response:
+        if call.login.endswith("[bot]"):
+            # As GitHub answers an installation token: an App's bot is no user.
+            raise ApiError(403, "Resource not accessible by integration")
         return Response(200, self.render.user(call.login))
 
     def get_repo(self, call: Call) -> Response:
