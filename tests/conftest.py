@@ -47,6 +47,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.delenv("PRGEN_CONFIG", raising=False)
     monkeypatch.delenv("PRGEN_WORKDIR", raising=False)
     monkeypatch.delenv("PRGEN_CACHE_DIR", raising=False)
+    monkeypatch.delenv("PRGEN_LOG_FORMAT", raising=False)
 
 
 @pytest.fixture
@@ -119,6 +120,7 @@ github:
   timeout: 5
   retries: 0
   requestInterval: 0
+  writeInterval: 0
 fleet:
   url: {fleet_url}
   branch: main

@@ -124,3 +124,28 @@ def test_any_path_is_one_path_in_the_commit_and_nothing_else(
     snapshot = fleet.refresh()
     fleet.commit_and_push(snapshot, dict.fromkeys(odd), "gone")
     assert git("ls-tree", "-r", "--name-only", "main", "--", "previews", cwd=fleet_remote) == ""
+
+
+def test_the_checkout_an_older_prgen_left_is_removed_and_nothing_else(
+    fleet_remote: Path, tmp_path: Path
+) -> None:
+    """Older prgens checked the fleet out in the work directory; nothing reads those files any
+    more, so the first run that opens the directory removes them, keeping its git directory."""
+    from prgen.config import FleetSettings
+    from prgen.fleet import FleetRepo
+
+    workdir = tmp_path / "work"
+    settings = FleetSettings(url=str(fleet_remote), path="previews/dev")
+    FleetRepo(settings, workdir).refresh()
+    (workdir / "previews" / "dev" / "shop-pr-1").mkdir(parents=True)
+    (workdir / "previews" / "dev" / "shop-pr-1" / "helmrelease.yaml").write_text("old\n")
+    (workdir / "README.md").write_text("fleet\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine\n")
+    (workdir / "link").symlink_to(outside)
+
+    FleetRepo(settings, workdir).refresh()
+
+    assert sorted(entry.name for entry in workdir.iterdir()) == [".git"]
+    assert (outside / "keep.txt").read_text() == "mine\n"  # a link is removed, not followed

@@ -63,6 +63,10 @@ class GitHubSettings:
     timeout: float = 30.0
     retries: int = 3
     request_interval: float = 0.0  # > 0: strictly serial calls, this far apart
+    # Writes (POST, PATCH, DELETE) go one at a time across all workers, this far apart:
+    # GitHub asks for serial writes at least a second apart to stay clear of its secondary
+    # limits; reads are conditional and concurrent.
+    write_interval: float = 1.0
     max_pages: int = DEFAULT_MAX_PAGES  # of one repository's listing
     listing_timeout: float = DEFAULT_LISTING_TIMEOUT  # seconds, one repository's listing
     concurrency: int = DEFAULT_CONCURRENCY  # requests in flight while listing
@@ -707,6 +711,7 @@ def _compile_github(entry: Mapping[str, Any], base: Path, source: str) -> GitHub
         timeout=float(entry.get("timeout", 30)),
         retries=entry.get("retries", 3),
         request_interval=float(entry.get("requestInterval", 0)),
+        write_interval=float(entry.get("writeInterval", GitHubSettings.write_interval)),
         max_pages=entry.get("maxPages", DEFAULT_MAX_PAGES),
         listing_timeout=float(entry.get("listingTimeout", DEFAULT_LISTING_TIMEOUT)),
         concurrency=entry.get("concurrency", DEFAULT_CONCURRENCY),

@@ -37,6 +37,7 @@ from prgen.fleet import FleetRepo, RemovedEnvironment
 from prgen.github.channels import GitHubReporter
 from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment, Inventory
+from prgen.logs import phase
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
 from prgen.probe import ProbeResult, ProbeTarget, probe, probe_each
@@ -526,14 +527,20 @@ def probe_and_report(
     """
     until = time.monotonic() + config.probe.round_timeout  # the fetch and listing count too
     with fleet.locked():
-        snapshot = fleet.refresh()
-        removed = fleet.recently_removed(config.probe.closed_lookback)
-        inventory = snapshot.inventory
+        with phase("read the fleet") as counts:
+            snapshot = fleet.refresh()
+            removed = fleet.recently_removed(config.probe.closed_lookback)
+            inventory = snapshot.inventory
+            counts["environments"] = len(inventory.environments)
+            counts["recentlyRemoved"] = len(removed)
         if listings is None:
-            source = source or GitHubSource.for_settings(client, config.github)
-            listings = source.list_all(
-                [repo.name for repo in config.repositories], inventory.numbers_of
-            )
+            with phase("list pull requests") as counts:
+                source = source or GitHubSource.for_settings(client, config.github)
+                listings = source.list_all(
+                    [repo.name for repo in config.repositories], inventory.numbers_of
+                )
+                counts["repositories"] = len(listings)
+                counts["failed"] = sum(not listing.complete for listing in listings)
         prober = Prober(
             config,
             client,
@@ -541,4 +548,13 @@ def probe_and_report(
             client_factory=client_factory,
             report_concurrency=report_concurrency,
         )
-        return prober.run(inventory, listings, removed, until=until)
+        with phase("probe and report") as counts:
+            result = prober.run(inventory, listings, removed, until=until)
+            counts["reported"] = len(result.environments)
+            counts["healthy"] = sum(
+                e.observation.health is Health.READY for e in result.environments
+            )
+            counts["githubWrites"] = sum(e.outcome.writes for e in result.environments)
+            counts["notInTime"] = len(result.late)
+            counts["failed"] = len(result.failed_environments) + len(result.unreported)
+        return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -73,16 +74,22 @@ def configure(verbosity: int, log_format: str = "text") -> None:
             logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
 
 
+def _words(key: str) -> str:
+    """A count's JSON name as words: `pullRequests` -> `pull requests`."""
+    return re.sub(r"(?<=[a-z])([A-Z])", lambda m: " " + m.group(1).lower(), key)
+
+
 def _describe(counts: Mapping[str, Any]) -> str:
-    return ", ".join(f"{value} {key}" for key, value in counts.items() if value is not None)
+    return ", ".join(f"{value} {_words(key)}" for key, value in counts.items() if value is not None)
 
 
 @contextlib.contextmanager
 def phase(name: str, **counts: Any) -> Iterator[dict[str, Any]]:
     """Time one phase of a run and log it at INFO when it ends, with the counts it gathered.
 
-    The caller fills the yielded dict (`counts["rendered"] = 12`); a phase that raises is
-    logged as failed, with what it had counted so far.
+    The caller fills the yielded dict (`counts["rendered"] = 12`; names in camelCase, as
+    they appear in JSON); a phase that raises is logged as failed, with what it had counted
+    so far.
     """
     found: dict[str, Any] = dict(counts)
     start = time.perf_counter()

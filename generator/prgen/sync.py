@@ -17,6 +17,7 @@ from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.github.pulls import PullRequestSource
 from prgen.inventory import CurrentEnvironment, Identity, Inventory, StoredFiles, unedited
+from prgen.logs import phase
 from prgen.model import Listing, PullRequest
 from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
 from prgen.render import (
@@ -362,16 +363,27 @@ class Syncer:
     def _run(self, dry_run: bool) -> SyncResult:
         retries = self.config.fleet.push_retries
         for attempt in range(1, retries + 2):
-            snapshot = self.fleet.refresh()
-            inventory = snapshot.inventory
-            listings = self._confirm_removals(inventory, self._list(inventory))
-            plan, result = self._plan(inventory, listings)
+            with phase("read the fleet", attempt=attempt) as counts:
+                snapshot = self.fleet.refresh()
+                inventory = snapshot.inventory
+                counts["environments"] = len(inventory.environments)
+            with phase("list pull requests") as counts:
+                listings = self._list(inventory)
+                counts["repositories"] = len(listings)
+                counts["failed"] = sum(not listing.complete for listing in listings)
+                counts["pullRequests"] = sum(len(listing.pull_requests) for listing in listings)
+            with phase("confirm removals"):
+                listings = self._confirm_removals(inventory, listings)
+            with phase("render and plan") as counts:
+                plan, result = self._plan(inventory, listings)
+                fresh = [env for env in plan.rendered if not isinstance(env.files, StoredFiles)]
+                counts["rendered"] = len(fresh)
+                counts["unchanged"] = len(plan.rendered) - len(fresh)
+                counts["filesToWrite"] = len(plan.writes)
             result.attempts = attempt
             # Each folder rendered afresh, as a tree id: the next run keeps it unread
             # if it is still exactly that (whether this run writes it or finds it equal).
-            self.fleet.remember_renderings(
-                env.files for env in plan.rendered if not isinstance(env.files, StoredFiles)
-            )
+            self.fleet.remember_renderings(env.files for env in fresh)
             if dry_run:
                 result.dry_run = True
                 result.diff = unified_diff(self.config.fleet.path, snapshot, plan)
@@ -379,9 +391,10 @@ class Syncer:
             if not plan.has_changes:
                 return result
             try:
-                result.commit = self.fleet.commit_and_push(
-                    snapshot, plan.writes, commit_message(plan), _written_identities(plan)
-                )
+                with phase("commit and push", files=len(plan.writes)):
+                    result.commit = self.fleet.commit_and_push(
+                        snapshot, plan.writes, commit_message(plan), _written_identities(plan)
+                    )
                 return result
             except ConcurrentUpdate:
                 if attempt > retries:

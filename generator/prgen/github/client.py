@@ -151,7 +151,9 @@ class GitHubClients:
                 if cache_max_bytes is not None
                 else settings.cache_max_mb * 1024 * 1024,
             )
-        self.transport = Transport(cache, max_wait=settings.listing_timeout)
+        self.transport = Transport(
+            cache, max_wait=settings.listing_timeout, write_interval=settings.write_interval
+        )
         self.main = make_client(settings, self._environ, transport=self.transport, auth=self._auth)
 
     def new(self) -> Github:

@@ -129,12 +129,18 @@ class Transport:
         cache: HttpCache | None,
         *,
         max_wait: float,
+        write_interval: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
         ledger: RateLimitLedger | None = None,
         gate: Gate | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cache = cache
         self.max_wait = max_wait  # most seconds one request may wait on secondary limits
+        self.write_interval = write_interval
+        self._write_lock = threading.Lock()
+        self._last_write: float | None = None
+        self._sleep = sleep
         self.ledger = ledger or RateLimitLedger()
         self.gate = gate or Gate(clock)
         self._clock = clock
@@ -154,10 +160,11 @@ class Transport:
 
     def send(self, verb: str, send: Callable[[], RequestsResponse]) -> RequestsResponse:
         """A read: `send()` once the gate is open, again after a secondary limit while the
-        bound lasts, every worker holding back meanwhile. A write: `send()` as it is (the
-        report channels re-read GitHub and retry writes on their own)."""
+        bound lasts, every worker holding back meanwhile. A write: `send()` once, after every
+        other worker's write has ended and `write_interval` has passed (the report channels
+        re-read GitHub and retry writes on their own)."""
         if verb.upper() != "GET":
-            return send()
+            return self._write(send)
         started = self._clock()
         while True:
             self.gate.pass_through()
@@ -169,6 +176,19 @@ class Transport:
                 return response  # PyGithub raises; describe_error says which limit
             log.info("secondary rate limit: every request waits %.0fs", limit.wait)
             self.gate.hold(limit.wait)
+
+    def _write(self, send: Callable[[], RequestsResponse]) -> RequestsResponse:
+        # GitHub: writes serially, not concurrently, and at least a second apart. The lock
+        # is held through the write, so the interval runs from the end of the last one.
+        with self._write_lock:
+            if self._last_write is not None:
+                wait = self._last_write + self.write_interval - self._clock()
+                if wait > 0:
+                    self._sleep(wait)
+            try:
+                return send()
+            finally:
+                self._last_write = self._clock()
 
 
 def _message(response: RequestsResponse) -> str | None:

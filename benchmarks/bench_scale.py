@@ -1,0 +1,196 @@
+"""Organisation scale: R repositories x P open PRs, GitHub answering after a delay.
+
+    python benchmarks/bench_scale.py [--repos 200] [--prs 50] [--latency 0.05]
+
+Each run is the `prgen sync` command in its own process, as a CronJob runs it: real HTTP to
+the project's fake GitHub on 127.0.0.1 (which serves ETags and 304s as GitHub does and
+counts rate-limit points), real git to a bare fleet repository on disk. Four runs: the first
+sync, an idle re-sync, one PR pushed, one PR closed; the same four again with the HTTP cache
+off, side by side. For each: wall time, GitHub requests by kind, the share answered 304,
+rate-limit points spent, files in the fleet commit, and the process's peak memory.
+Prints a table; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prgen.testing.fake_github import FakeGitHub
+
+TOKEN = "bench-token-0123456789"  # noqa: S105 - the fake accepts only this
+CONFIG = """\
+github: {{apiUrl: '{api}', tokenEnv: BENCH_TOKEN, requestInterval: 0}}
+fleet: {{url: '{fleet}', path: previews/dev}}
+safety: {{maxDeletions: 100000}}
+defaults:
+  chart: {{chart: shop, sourceRef: {{kind: HelmRepository, name: charts, namespace: flux-system}}}}
+  values: {{image: {{tag: '<<PR_HEAD_SHA>>'}}, title: '<<PR_TITLE>>'}}
+repositories:
+{repositories}
+"""
+
+
+@dataclass
+class Run:
+    label: str
+    wall: float
+    exit_code: int
+    peak_rss_mb: float
+    requests: Counter[str] = field(default_factory=Counter)
+    not_modified: int = 0
+    points: int = 0
+    files_in_commit: int = 0
+
+
+def _kind(method: str, path: str) -> str:
+    if method == "GET" and re.fullmatch(r"/repos/[^/]+/[^/]+/pulls", path):
+        return "list PRs"
+    if method == "GET" and re.fullmatch(r"/repos/[^/]+/[^/]+/pulls/\d+", path):
+        return "read one PR"
+    if method == "GET" and re.fullmatch(r"/repos/[^/]+/[^/]+", path):
+        return "read repository"
+    return f"{method} {re.sub(r'/repos/[^/]+/[^/]+', '/repos/…', path)}"
+
+
+def _files_in_commit(fleet: Path, before: str | None) -> int:
+    after = _tip(fleet)
+    if after is None or after == before:
+        return 0
+    out = subprocess.run(
+        ["git", "-C", str(fleet), "show", "--name-only", "--format=", after],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def _tip(fleet: Path) -> str | None:
+    out = subprocess.run(
+        ["git", "-C", str(fleet), "rev-parse", "--verify", "-q", "refs/heads/main"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return out or None
+
+
+def sync(
+    label: str, github: FakeGitHub, config: Path, fleet: Path, workdir: Path, cache: str
+) -> Run:
+    before = _tip(fleet)
+    github.clear_requests()
+    env = {
+        **os.environ,
+        "BENCH_TOKEN": TOKEN,
+        "PRGEN_CACHE_DIR": cache,
+        "PRGEN_WORKDIR": str(workdir),
+    }
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prgen", "sync", "-c", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    assert process.stderr is not None
+    errors = process.stderr.read().decode(errors="replace").strip()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        print(f"  ({label}: exit {process.returncode}) {errors[-300:]}", file=sys.stderr)
+    answers = github.answers
+    return Run(
+        label,
+        wall,
+        process.returncode,
+        usage.ru_maxrss / 1024,
+        Counter(_kind(a.request.method, a.request.path) for a in answers),
+        sum(1 for a in answers if a.status == 304),
+        sum(1 for a in answers if a.charged),
+        _files_in_commit(fleet, before),
+    )
+
+
+def scenario(
+    github: FakeGitHub, root: Path, repos: list[str], numbers: list[int], cache: str
+) -> list[Run]:
+    fleet = root / "fleet.git"
+    subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(fleet)], check=True)
+    config = root / "prgen.yaml"
+    listed = "\n".join(f"  - name: {name}" for name in repos)
+    config.write_text(CONFIG.format(api=github.base_url, fleet=fleet, repositories=listed))
+    workdir = root / "work"
+    runs = [sync("first sync", github, config, fleet, workdir, cache)]
+    runs.append(sync("idle re-sync", github, config, fleet, workdir, cache))
+    github.push(repos[0], numbers[0])
+    runs.append(sync("one PR pushed", github, config, fleet, workdir, cache))
+    github.close_pull(repos[-1], numbers[-1])
+    runs.append(sync("one PR closed", github, config, fleet, workdir, cache))
+    return runs
+
+
+def _row(name: str, cells: list[str]) -> str:
+    return f"  {name:<26}" + "".join(f"{cell:>16}" for cell in cells)
+
+
+def report(title: str, runs: list[Run]) -> None:
+    print(f"\n{title}")
+    print(_row("", [run.label for run in runs]))
+    print(_row("wall time", [f"{run.wall:.1f} s" for run in runs]))
+    print(_row("exit code", [str(run.exit_code) for run in runs]))
+    print(_row("GitHub requests", [str(sum(run.requests.values())) for run in runs]))
+    kinds = sorted({kind for run in runs for kind in run.requests})
+    for kind in kinds:
+        print(_row(f"  {kind}", [str(run.requests[kind]) for run in runs]))
+    print(
+        _row(
+            "answered 304",
+            [
+                f"{run.not_modified / max(1, sum(run.requests.values())):.0%} ({run.not_modified})"
+                for run in runs
+            ],
+        )
+    )
+    print(_row("rate-limit points", [str(run.points) for run in runs]))
+    print(_row("files in the commit", [str(run.files_in_commit) for run in runs]))
+    print(_row("peak memory", [f"{run.peak_rss_mb:.0f} MB" for run in runs]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repos", type=int, default=200)
+    parser.add_argument("--prs", type=int, default=50, help="open PRs per repository")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per GitHub answer")
+    parser.add_argument("--no-compare", action="store_true", help="skip the run without cache")
+    args = parser.parse_args()
+    with FakeGitHub(latency=args.latency) as github, tempfile.TemporaryDirectory() as tmp:
+        github.add_token(TOKEN)
+        repos = [f"acme/service-{index:03d}" for index in range(args.repos)]
+        numbers = []
+        for name in repos:
+            github.add_repo(name)
+            for n in range(args.prs):
+                numbers.append(github.open_pull(name, title=f"change {n}", head_branch=f"b{n}"))
+        print(
+            f"{args.repos} repositories x {args.prs} PRs = {args.repos * args.prs} open PRs, "
+            f"GitHub answering after {args.latency * 1000:.0f} ms"
+        )
+        with_cache = scenario(github, Path(tmp, "cached"), repos, numbers, str(Path(tmp, "http")))
+        report("with the HTTP cache", with_cache)
+        if not args.no_compare:
+            without = scenario(github, Path(tmp, "uncached"), repos, numbers[1:-1], "off")
+            report("without the HTTP cache (PRGEN_CACHE_DIR=off)", without)
+
+
+if __name__ == "__main__":
+    main()
