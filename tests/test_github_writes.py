@@ -4,6 +4,7 @@ concurrent."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -54,6 +55,6 @@ def test_report_writes_are_serial_and_spaced_while_reads_run_side_by_side(
     assert [e["reportError"] for e in probe["environments"]] == [None] * 6
     # A pending status, a deployment and its status, and a comment for each of the six.
     assert len(writes) == 6 * 4
-    gaps = [later - earlier for earlier, later in zip(writes, writes[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(writes)]
     assert min(gaps) >= 0.3 - 0.01, gaps  # never two at once, always the interval apart
     assert most_reads > 1  # the reads of the four workers did overlap
