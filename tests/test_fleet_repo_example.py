@@ -470,7 +470,7 @@ def sync_a_fleet_made_from_the_example(tmp_path: Path, github: FakeGitHub) -> tu
     github.close_pull("acme/shop", 2)
     # The example config, pointed at the fake GitHub and the bare fleet.
     document = load_one(CONFIG)
-    document["github"] = {"apiUrl": github.base_url, "requestInterval": 0}
+    document["github"] = {"apiUrl": github.base_url, "requestInterval": 0, "writeInterval": 0}
     document["fleet"]["url"] = str(bare)
     del document["fleet"]["tokenEnv"]
     text = io.StringIO()

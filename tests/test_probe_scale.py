@@ -239,7 +239,7 @@ def test_workers_share_the_run_so_an_unsettled_post_is_not_made_again_by_another
 
 def load_config_text(github: FakeGitHub) -> Config:
     return parse_config(
-        f"github: {{apiUrl: '{github.base_url}', retries: 0, requestInterval: 0}}\n"
+        f"github: {{apiUrl: '{github.base_url}', retries: 0, requestInterval: 0, writeInterval: 0}}\n"
         "fleet: {url: /nowhere, path: previews/dev}\n"
         "repositories:\n"
         "  - name: acme/shop\n"

@@ -210,7 +210,7 @@ class World:
         path = self.tmp / name
         path.write_text(
             f"""\
-github: {{apiUrl: '{self.github.base_url}', timeout: 5, retries: 0, requestInterval: 0{app}}}
+github: {{apiUrl: '{self.github.base_url}', timeout: 5, retries: 0, requestInterval: 0, writeInterval: 0{app}}}
 fleet:
   url: '{self.fleet_url(fleet)}'
   path: previews/dev

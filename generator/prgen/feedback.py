@@ -29,12 +29,11 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from github import Github
-
 from prgen.config import Config, RepositorySettings
 from prgen.errors import ExitCode
 from prgen.fleet import FleetRepo, RemovedEnvironment
 from prgen.github.channels import GitHubReporter
+from prgen.github.client import Client
 from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment, Inventory
 from prgen.logs import phase
@@ -255,14 +254,14 @@ class Prober:
     def __init__(
         self,
         config: Config,
-        client: Github,
+        client: Client,
         fleet: FleetRepo,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         run_probe: Callable[[ProbeTarget], ProbeResult] = probe,
         reporter: GitHubReporter | None = None,
         start_at: Callable[[int], int] = random.randrange,
-        client_factory: Callable[[], Github] | None = None,
+        client_factory: Callable[[], Client] | None = None,
         report_concurrency: int = REPORT_CONCURRENCY,
     ) -> None:
         self.config = config
@@ -513,12 +512,12 @@ class Prober:
 
 def probe_and_report(
     config: Config,
-    client: Github,
+    client: Client,
     fleet: FleetRepo,
     listings: Sequence[Listing] | None = None,
     *,
     source: GitHubSource | None = None,
-    client_factory: Callable[[], Github] | None = None,
+    client_factory: Callable[[], Client] | None = None,
     report_concurrency: int = REPORT_CONCURRENCY,
 ) -> ProbeRunResult:
     """Probe what the fleet holds now; list PRs first (through `source`) unless a sync just did.

@@ -42,6 +42,8 @@ def demo_config(api_url: str, fleet: Path, environments: str) -> str:
     yaml = YAML(typ="safe", pure=True)
     document = yaml.load(data_path(*EXAMPLE_CONFIG).read_text(encoding="utf-8"))
     document["github"] = {"apiUrl": api_url, "tokenEnv": "PRGEN_DEMO_TOKEN", "requestInterval": 0}
+    # The demo's GitHub is the local fake: no secondary limits to keep clear of.
+    document["github"]["writeInterval"] = 0
     document["fleet"]["url"] = str(fleet)
     document["fleet"].pop("tokenEnv", None)
     for repository in document["repositories"]:

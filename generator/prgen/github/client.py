@@ -19,6 +19,9 @@ from prgen.github.transport import Transport, use_transport
 from prgen.redact import register_secret
 
 PER_PAGE = 100
+# A client of the configured GitHub: modules outside this package name its type by this, so
+# that only prgen.github imports PyGithub.
+Client = Github
 
 
 def _read_private_key(settings: GitHubSettings, environ: Mapping[str, str]) -> str:
