@@ -21,11 +21,12 @@ repositories:
 def test_the_defaults_list_concurrently_and_keep_a_reserve() -> None:
     settings = parse_config(BASE.format(github="")).github
     assert (settings.concurrency, settings.rate_limit_reserve, settings.cache_max_mb) == (
-        8,
+        16,
         100,
         256,
     )
-    assert settings.request_interval == 0 and settings.workers == 8
+    assert settings.request_interval == 0 and settings.workers == 16
+    assert settings.write_interval == 1
 
 
 def test_a_request_interval_means_strictly_serial_calls() -> None:

@@ -35,7 +35,7 @@ DEFAULT_API_URL = "https://api.github.com"
 # Room for 30,000 open PRs at 100 a page; the time fits one run of the example CronJob.
 DEFAULT_MAX_PAGES = 300
 DEFAULT_LISTING_TIMEOUT = 180.0
-DEFAULT_CONCURRENCY = 8  # requests in flight; GitHub's secondary limit allows 100
+DEFAULT_CONCURRENCY = 16  # requests in flight; GitHub's secondary limit allows 100
 # Points a run leaves unspent: room for this run's report writes (never conditional, one point
 # each) and for whoever else uses the credential, so that prgen never spends the last of it.
 DEFAULT_RATE_LIMIT_RESERVE = 100
