@@ -33,9 +33,8 @@ from pathlib import Path
 
 from prgen.config import Config, parse_config
 from prgen.feedback import Prober, ProbeRunResult
-from prgen.github.client import make_client
+from prgen.github.client import GitHubClients, make_client
 from prgen.github.pulls import GitHubSource
-from prgen.inventory import read_inventory
 from prgen.sync import Syncer
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
@@ -43,7 +42,9 @@ from prgen.testing.fake_github import FakeGitHub
 TOKEN = "bench-token-0123456789"  # noqa: S105 - the fake accepts only this
 ENVIRON = {"BENCH_TOKEN": TOKEN}
 CONFIG = """\
-github: {{apiUrl: '{api}', tokenEnv: BENCH_TOKEN, requestInterval: 0, retries: 0}}
+# writeInterval 0: the fake has no secondary limits. Against GitHub, a first round's 4,000
+# writes go a second apart (github.writeInterval) and take many rounds; an idle round has none.
+github: {{apiUrl: '{api}', tokenEnv: BENCH_TOKEN, requestInterval: 0, writeInterval: 0, retries: 0}}
 fleet: {{url: '{fleet}', path: previews/dev}}
 safety: {{maxDeletions: 100000}}
 repositories:
@@ -235,7 +236,7 @@ def main() -> None:
     parser.add_argument("--hanging", type=float, default=0.1, help="share of environments")
     parser.add_argument("--timeout", type=float, default=5.0, help="probe timeout, seconds")
     parser.add_argument("--latency", type=float, default=0.05, help="per GitHub request")
-    parser.add_argument("--report-concurrency", type=int, default=8)
+    parser.add_argument("--report-concurrency", type=int, default=16, help="github.concurrency")
     args = parser.parse_args()
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
@@ -256,8 +257,10 @@ def main() -> None:
                 f" in {time.perf_counter() - started:.1f} s (no latency; not part of the figures)"
             )
             servers.tell("latency")
-            client = make_client(config.github, ENVIRON)
-            syncer = Syncer(config, GitHubSource(client), root / "work")
+            # As `prgen probe` makes them: every client on one transport and HTTP cache.
+            clients = GitHubClients(config.github, ENVIRON, cache_dir=root / "http")
+            client = clients.main
+            syncer = Syncer(config, GitHubSource.for_clients(clients), root / "work")
 
             def probe_round() -> tuple[ProbeRunResult, float]:
                 """What `prgen probe` does (probe_and_report), the time before the probes apart."""
@@ -265,18 +268,16 @@ def main() -> None:
                 fleet = syncer.fleet
                 snapshot = fleet.refresh()
                 removed = fleet.recently_removed(config.probe.closed_lookback)
-                inventory = read_inventory(snapshot.files)
-                source = GitHubSource.for_settings(client, config.github)
-                listings = [
-                    source.list_open(repo.name, inventory.numbers_of(repo.name))
-                    for repo in config.repositories
-                ]
+                inventory = snapshot.inventory
+                listings = GitHubSource.for_clients(clients).list_all(
+                    [repo.name for repo in config.repositories], inventory.numbers_of
+                )
                 before = time.perf_counter() - started
                 prober = Prober(
                     config,
                     client,
                     fleet,
-                    client_factory=lambda: make_client(config.github, ENVIRON),
+                    client_factory=clients.new,
                     report_concurrency=args.report_concurrency,
                 )
                 return prober.run(inventory, listings, removed), before

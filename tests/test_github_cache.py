@@ -319,3 +319,32 @@ def test_a_bad_link_header_kept_in_the_cache_is_read_again_fresh(
     shop.clear_requests()
     assert sync(config).exit_code == 0
     assert [a.status for a in shop.answers] == [304]
+
+
+def test_a_reopened_pr_beyond_a_full_page_is_found_on_the_next_run(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    """A 304 confirms a page's body, and the Link header stored with it is the old one: had a
+    full page stayed unchanged while a next page appeared (an old PR reopened lands at the end
+    of a listing newest first), the cache would hide that page. It cannot: every PR in a page
+    carries its base repository with its count of open issues and PRs, so the page changes
+    with any PR opened, closed or reopened, and GitHub answers it in full with its new Link.
+    """
+    oldest = shop.open_pull("acme/shop", title="oldest", head_branch="oldest")
+    shop.close_pull("acme/shop", oldest)
+    for n in range(100):  # exactly one full page
+        shop.open_pull("acme/shop", title=f"PR {n}", head_branch=f"b{n}")
+    config = write_config()
+    assert sync_process(config).returncode == 0
+    assert f"shop-pr-{oldest}" not in environments(fleet_remote)
+
+    shop.reopen_pull("acme/shop", oldest)
+    shop.clear_requests()
+    result = sync_process(config)
+    assert result.returncode == 0, result.stderr
+    assert f"shop-pr-{oldest}" in environments(fleet_remote)
+    assert shop.count_requests("GET", PULLS) == 2 and shop.not_modified() == 0
+
+    shop.clear_requests()
+    assert sync_process(config).returncode == 0
+    assert shop.count_requests("GET", PULLS) == 2 and shop.points_used() == 0
