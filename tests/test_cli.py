@@ -135,4 +135,6 @@ def test_demo_runs_the_whole_loop_offline(tmp_path: Path) -> None:
     assert "✓ acme/shop#3 success: HTTP 200" in result.output
     assert "deployment pr-2 at" in result.output and "-> inactive" in result.output
     assert "GitHub writes in this run: 0" in result.output
+    # Every channel was reported on every run: the comment too, which needs prgen's own login.
+    assert "NOT REPORTED" not in result.output and "WARNING" not in result.output
     assert int(git("rev-list", "--count", "main", cwd=fleet)) == 3

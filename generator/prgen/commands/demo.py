@@ -132,7 +132,9 @@ def command(directory: Path | None) -> None:
         raise click.UsageError(f"{directory} is not empty")
     token = secrets.token_hex(20)
     with FakeGitHub() as github, Environments().running() as environments:
-        github.add_token(token, login="prgen-demo[bot]")
+        # A token of a machine user (as a personal access token would be): GitHub answers
+        # GET /user to it, which is how prgen tells its own comment from a planted one.
+        github.add_token(token, login="prgen-demo")
         prs = seed_pull_requests(github)
         fleet = make_fleet(directory)
         config_path = directory / "prgen.yaml"
