@@ -333,7 +333,7 @@ class FleetRepo:
         """True for a checkout prgen made, False for a missing or empty directory.
 
         Anything else (an operator's clone of the fleet, another repository, other files)
-        is refused before anything in it is reset, cleaned or re-pointed.
+        is refused before anything in it is removed or re-pointed.
         """
         git_dir = self.workdir / ".git"
         try:
@@ -354,7 +354,8 @@ class FleetRepo:
         holds = "a git checkout" if os.path.lexists(git_dir) else "files"
         raise FleetError(
             f"work directory {self.workdir} exists and is not a git checkout prgen made (it holds "
-            f"{holds}): prgen resets and cleans its work directory, so it uses only an empty or "
+            f"{holds}): prgen removes everything but its own git data there and re-points its "
+            "remote, so it uses only an empty or "
             "new directory, or one it created; choose another with --workdir or PRGEN_WORKDIR"
         )
 
