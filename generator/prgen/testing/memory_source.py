@@ -9,33 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
+from prgen.commands.validate import example_pull_request
 from prgen.model import Listing, PullRequest
-
-_WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def make_pull_request(repository: str, number: int, **changes: Any) -> PullRequest:
-    """A plain, eligible PR of `repository` (same-repository head, not a draft)."""
-    pr = PullRequest(
-        repository=repository,
-        number=number,
-        title=f"PR {number}",
-        head_sha=f"{number:040x}",
-        head_branch=f"feature/{number}",
-        head_repository=repository,
-        base_branch="main",
-        author="alice",
-        author_association="MEMBER",
-        labels=(),
-        draft=False,
-        created_at=_WHEN,
-        updated_at=_WHEN,
-        html_url=f"https://github.example/{repository}/pull/{number}",
-    )
-    return replace(pr, **changes)
+    """A plain, eligible PR of `repository` (same-repository head, not a draft): validate's
+    example PR, with a title, head and branch of its own for each number."""
+    pr = example_pull_request(repository, number)
+    mine = {
+        "title": f"PR {number}",
+        "head_sha": f"{number:040x}",
+        "head_branch": f"feature/{number}",
+    }
+    return replace(pr, **{**mine, **changes})
 
 
 @dataclass
