@@ -25,6 +25,7 @@ from prgen.github.client import PER_PAGE, GitHubClients
 from prgen.github.errors import describe_error, utc_time
 from prgen.github.pull_json import MalformedPull, PullAnswer, parse_pull
 from prgen.github.transport import RateLimitLedger
+from prgen.logs import fields
 from prgen.model import Listing, PullRequest
 from prgen.redact import redact
 
@@ -208,19 +209,20 @@ class GitHubSource:
         A PyGithub client is not thread-safe: each worker thread lists with a client of its
         own. A repository not listed (the rate-limit reserve reached) is a failed listing.
         """
-        started = time.monotonic()
         listings = self._list_all(repositories, numbers_with_environment)
         if self._ledger is not None:
+            # What GitHub said while listing; the count and the time are the caller's phase.
             budget = self._ledger.budget()
             log.info(
-                "listed %d repositories in %.1fs (%d failed): %d GitHub answers so far, "
-                "%d of them 304 Not Modified; %s",
-                len(listings),
-                time.monotonic() - started,
-                sum(not listing.complete for listing in listings),
+                "GitHub so far: %d answers, %d of them 304 Not Modified; %s",
                 self._ledger.answers,
                 self._ledger.not_modified,
                 budget.describe(),
+                extra=fields(
+                    answers=self._ledger.answers,
+                    notModified=self._ledger.not_modified,
+                    rateLimitRemaining=budget.remaining,
+                ),
             )
         return listings
 
