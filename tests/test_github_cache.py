@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 
 from prgen.cli import main
@@ -99,6 +100,31 @@ def test_a_push_costs_exactly_the_pages_that_changed(
     assert result.exit_code == 0, result.output
     assert [(a.request.page, a.status) for a in shop.answers] == [(1, 304), (2, 200)]
     assert shop.points_used() == 1
+
+
+def test_the_cache_stores_of_a_listing_only_what_prgen_reads(
+    shop: FakeGitHub, tmp_path: Path
+) -> None:
+    """GitHub's ~16 KB per PR is kept as the few fields prgen reads, and reads the same."""
+    for n in range(3):
+        shop.open_pull("acme/shop", title=f"PR {n}", head_branch=f"b{n}", labels=["preview"])
+    settings = GitHubSettings(api_url=shop.base_url, retries=0, timeout=5)
+    clients = GitHubClients(settings, {"GITHUB_TOKEN": TOKEN}, cache_dir=tmp_path / "c")
+    fresh = GitHubSource.for_clients(clients).list_open("acme/shop")
+    again = GitHubSource.for_clients(clients).list_open("acme/shop")
+    assert shop.answers[-1].status == 304
+    assert again == fresh and len(fresh.pull_requests) == 3
+    assert fresh.pull_requests[0].labels == ("preview",)
+
+    (path,) = (tmp_path / "c").glob("*.sqlite")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (stored,) = db.execute("SELECT value FROM responses").fetchone()
+    full = requests.get(
+        f"{shop.base_url}/repos/acme/shop/pulls?state=open",
+        headers={"Authorization": f"token {TOKEN}"},
+        timeout=5,
+    ).content
+    assert len(stored) < len(full) / 3, (len(stored), len(full))
 
 
 def test_the_second_identical_get_still_reaches_github_and_is_answered_304(

@@ -7,11 +7,12 @@ answer malformed: it never reads as "no labels", "not a draft" or "from a fork".
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
-from prgen.github.pull_json import MalformedPull, parse_pull
+from prgen.github.pull_json import MalformedPull, parse_pull, slim
 
 from conftest import Cases
 
@@ -96,3 +97,32 @@ def test_null_is_an_answer_only_where_github_gives_it() -> None:
     assert parse_pull(changed("head.repo", None), "acme/shop").pull.head_repository is None
     assert parse_pull(changed("user", None), "acme/shop").pull.author == "ghost"
     assert parse_pull(changed("updated_at", None), "acme/shop").pull.updated_at.year == 2026
+
+
+def _read(data: Any) -> Any:
+    """What parse_pull makes of `data`: the answer, or the error it names."""
+    try:
+        return parse_pull(data, "acme/shop")
+    except MalformedPull as exc:
+        return f"MalformedPull: {exc}"
+
+
+def _slimmed(data: Any) -> Any:
+    body = slim(json.dumps(data).encode())
+    assert body is not None
+    return json.loads(body)
+
+
+def test_the_cache_keeps_of_a_pr_everything_prgen_reads(cases: Cases) -> None:
+    """The HTTP cache stores slim(answer): every answer, well-formed or not, reads the same."""
+    variants: list[Any] = [GOOD, changed("head.repo", None), changed("user", None)]
+    variants += [changed(path, value) for path, values in WRONG.items() for value in values]
+    variants += [None, [], "<html></html>", 3, {"number": 3}]
+    for data in variants:
+        assert _read(_slimmed(data)) == _read(data)
+        cases.add()
+    page = [changed("number", n) for n in (5, 4, 3)] + [changed("labels", None)]
+    assert [_read(item) for item in _slimmed(page)] == [_read(item) for item in page]
+    assert len(json.dumps(_slimmed(GOOD))) < len(json.dumps(GOOD))
+    assert "url" not in _slimmed(GOOD) and "id" not in _slimmed(GOOD)["user"]
+    assert slim(b"<html>not json</html>") is None

@@ -21,17 +21,21 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests_cache import CachedSession
 from requests_cache.backends.sqlite import SQLiteCache
+from requests_cache.models.response import CachedResponse
 
 from prgen.config import GitHubSettings
+from prgen.github.pull_json import slim
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +160,7 @@ class HttpCache:
         """A new session on this cache; one per thread (each holds its own SQLite connection)."""
         return _RevalidatingSession(
             backend=self._backend(),
+            key_fn=_cache_key,
             allowable_methods=("GET",),
             allowable_codes=(200,),
             expire_after=0,  # stored, but stale at once: every use is revalidated first
@@ -166,8 +171,39 @@ class HttpCache:
         )
 
 
+def _cache_key(
+    request: Any,
+    ignored_parameters: Iterable[str] | None = None,
+    match_headers: Iterable[str] | bool | None = None,
+    **_: Any,
+) -> str:
+    """The key of a request's answer: its method, its URL as sent, and the headers its answer
+    varies by (`Vary`) but those never stored (Authorization: one file per credential anyway).
+
+    requests-cache's own key normalises the URL (IDNA, percent-encoding, sorted query) on
+    every call, three calls a request: most of an idle run's CPU. PyGithub and GitHub's Link
+    headers spell each URL the same way every time, so the URL as sent is key enough.
+    """
+    ignored = {name.lower() for name in ignored_parameters or ()}
+    headers = request.headers
+    names = headers if match_headers is True else match_headers or ()
+    parts = [request.method or "", request.url or ""]
+    parts += [
+        f"{name.lower()}={headers[name]}"
+        for name in sorted(names, key=str.lower)
+        if name.lower() not in ignored and name in headers
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+# Answers that are pull requests: a listing's page (also by repository id, after a rename),
+# or one PR. The cache keeps only what prgen reads of them (pull_json.slim).
+_PULLS_PATH = re.compile(r"/(?:repos/[^/]+/[^/]+|repositories/\d+)/pulls(?:/\d+)?$")
+
+
 class _Backend(SQLiteCache):
-    """SQLite storage that leaves a stored answer alone when GitHub confirmed it (a 304).
+    """SQLite storage that leaves a stored answer alone when GitHub confirmed it (a 304), and
+    stores of a pull request answer only the fields prgen reads.
 
     requests-cache would store it again for the 304's new rate-limit headers and expiry time:
     a serialisation and a committed write per free request, most of an idle run's work. The
@@ -177,6 +213,12 @@ class _Backend(SQLiteCache):
     def save_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
         if getattr(response, "revalidated", False):
             return
+        url = getattr(response, "url", None) or ""
+        if response.status_code == 200 and _PULLS_PATH.search(urlsplit(url).path):
+            slimmed = slim(response.content)
+            if slimmed is not None:
+                response = CachedResponse.from_response(response)
+                response._content = slimmed
         super().save_response(response, *args, **kwargs)
 
 

@@ -7,6 +7,7 @@ environment. So a field that is missing or of another type is an error, never a 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -36,12 +37,16 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _is_object(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # a JSON object is a dict: fast
+
+
 def _get(data: Any, path: str, *kinds: type, nullable: bool = False, within: str = "") -> Any:
     value = data
     walked = within
     for key in path.split("."):
         walked = f"{walked}.{key}" if walked else key
-        if not isinstance(value, Mapping) or key not in value:
+        if not _is_object(value) or key not in value:
             raise MalformedPull(f"{walked} is missing")
         value = value[key]
     if value is None and nullable:
@@ -67,7 +72,7 @@ def _time(data: Any, path: str, *, nullable: bool = False) -> datetime | None:
 def _labels(data: Any) -> tuple[str, ...]:
     names = []
     for index, label in enumerate(_get(data, "labels", list)):
-        if not isinstance(label, Mapping):
+        if not _is_object(label):
             raise MalformedPull(f"labels[{index}] is {_kind(label)}, not an object")
         names.append(_clean(_get(label, "name", str, within=f"labels[{index}]")))
     return tuple(sorted(names))
@@ -125,3 +130,48 @@ def _pull(data: Any, repository: str, number: int) -> PullRequest:
         html_url=_get(data, "html_url", str),
         base_repository=_get(data, "base.repo.full_name", str),
     )
+
+
+# Every field parse_pull reads, as a tree: a leaf (None) is kept whole; a subtree keeps only
+# its own fields of an object (a list: of each object in it). slim() is this tree's only user.
+READ: dict[str, Any] = {
+    "number": None,
+    "state": None,
+    "title": None,
+    "user": {"login": None},
+    "labels": {"name": None},
+    "draft": None,
+    "head": {"sha": None, "ref": None, "repo": {"full_name": None}},
+    "base": {"ref": None, "repo": {"full_name": None}},
+    "author_association": None,
+    "created_at": None,
+    "updated_at": None,
+    "html_url": None,
+}
+
+
+def _slim(value: Any, read: dict[str, Any]) -> Any:
+    if type(value) is dict:
+        return {
+            key: item if read[key] is None else _slim(item, read[key])
+            for key, item in value.items()
+            if key in read
+        }
+    if type(value) is list:
+        return [_slim(item, read) for item in value]
+    return value  # anything else stays as it is: as malformed as it came
+
+
+def slim(body: bytes) -> bytes | None:
+    """A PR answer (one PR, or a listing's page of them) with only the fields prgen reads.
+
+    GitHub sends ~16 KB per PR; prgen reads a few hundred bytes of it. The HTTP cache stores
+    this instead, so an idle run loads and parses a tenth of it: parse_pull reads the same
+    from it as from the full answer, whatever the answer (tests/test_safety_listing_json.py).
+    None: not JSON (stored as it came).
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return json.dumps(_slim(data, READ), separators=(",", ":"), ensure_ascii=False).encode()
