@@ -670,3 +670,22 @@ def test_an_answer_rendered_once_changes_with_every_change_of_state(fake: FakeGi
     assert [c["body"] for c in requests.get(comments, timeout=5).json()] == ["hi"]
     # Another order of the same parameters is another answer (its Link header keeps the order).
     assert requests.get(f"{url}?per_page=1&state=open", timeout=5).status_code == 200
+
+
+def test_a_change_within_one_repository_shows_there_and_leaves_the_others_as_they_were(
+    fake: FakeGitHub,
+) -> None:
+    """A push shows in its repository at once; another repository still answers the same."""
+    fake.add_repo("acme/other")
+    number = open_prs(fake, 1)[0]
+    other = fake.open_pull("acme/other", title="Other", head_branch="o")
+    mine, theirs = f"{fake.base_url}{PULLS}", f"{fake.base_url}/repos/acme/other/pulls"
+    tag_mine, tag_theirs = (requests.get(url, timeout=5).headers["ETag"] for url in (mine, theirs))
+    sha = fake.push(REPO, number)
+    assert requests.get(mine, timeout=5).json()[0]["head"]["sha"] == sha
+    assert requests.get(mine, timeout=5).headers["ETag"] != tag_mine
+    assert requests.get(theirs, timeout=5).headers["ETag"] == tag_theirs
+    fake.close_pull("acme/other", other)
+    assert requests.get(theirs, timeout=5).json() == []
+    fake.set_draft(REPO, number, True)  # a change not scoped to a repository: all re-render
+    assert requests.get(mine, timeout=5).json()[0]["draft"] is True

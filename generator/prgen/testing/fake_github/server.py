@@ -64,18 +64,23 @@ class _VersionedLock:
     Every change to the state happens under it, so a GET answer rendered at one version is
     still the answer while the version stays: the fake renders each distinct page once, as
     GitHub's own answers cost it nothing to repeat (a benchmark then measures prgen, not the
-    fake's JSON rendering).
+    fake's JSON rendering). A change made `within` one repository (a push, a close…) only
+    moves that repository's version: the other repositories' pages stay rendered.
     """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._local = threading.local()
-        self.version = 0
+        self.version = 0  # every change
+        self.shared = 0  # changes not known to stay within one repository
+        self.repos: dict[str, int] = {}  # lower-case full name -> changes within it
 
     def __enter__(self) -> _VersionedLock:
         self._lock.acquire()
         if not getattr(self._local, "reading", False):
             self.version += 1
+            if getattr(self._local, "within", None) is None:
+                self.shared += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -90,6 +95,28 @@ class _VersionedLock:
                 yield self
         finally:
             self._local.reading = False
+
+    @contextlib.contextmanager
+    def within(self, repo: str) -> Iterator[_VersionedLock]:
+        """Taken for a change to `repo` alone."""
+        outer = getattr(self._local, "within", None)
+        self._local.within = repo.lower()
+        try:
+            with self:
+                self.repos[repo.lower()] = self.repos.get(repo.lower(), 0) + 1
+                yield self
+        finally:
+            self._local.within = outer
+
+    def stamp(self, repository: str | None) -> tuple[int, ...]:
+        """What a GET answer was rendered at: while it stays, so does the answer.
+
+        `repository`: the repository the path names, when it names a current one by its
+        current name; its answer then only depends on that repository and on shared state.
+        """
+        if repository is None:
+            return (self.version,)
+        return (self.shared, self.repos.get(repository.lower(), 0))
 
 
 class _Same(Enum):
@@ -111,9 +138,10 @@ class FakeGitHub:
         self._state = State()
         self._lock = _VersionedLock()
         self._state.lock = self._lock  # type: ignore[assignment]
-        # (path, query, login) -> (state version, body) of GET answers rendered so far
+        # (path, query, login) -> (stamp, body, headers) of GET answers rendered so far
         self._rendered: dict[
-            tuple[str, tuple[tuple[str, str], ...], str], tuple[int, bytes, dict[str, str]]
+            tuple[str, tuple[tuple[str, str], ...], str],
+            tuple[tuple[int, ...], bytes, dict[str, str]],
         ] = {}
         self._credentials = Credentials()
         self._faults = Faults()
@@ -211,7 +239,7 @@ class FakeGitHub:
         if author_association not in ASSOCIATIONS:
             raise ValueError(f"unknown author_association {author_association!r}")
         _check_sha(head_sha)
-        with self._state.lock:
+        with self._lock.within(repo):
             target = self._state.repo(repo)
             pull = self._state.open_pull(
                 target,
@@ -232,7 +260,7 @@ class FakeGitHub:
     def push(self, repo: str, number: int, sha: str | None = None) -> str:
         """A new head commit (given or made up); returns its sha."""
         _check_sha(sha)
-        with self._state.lock:
+        with self._lock.within(repo):
             target = self._state.repo(repo)
             self._state.pull(target, number)  # a KeyError before a sha is used up
             new_sha = sha or self._state.new_sha(target.full_name, number)
@@ -240,14 +268,14 @@ class FakeGitHub:
             return new_sha
 
     def close_pull(self, repo: str, number: int, *, merged: bool = False) -> None:
-        with self._state.lock:
+        with self._lock.within(repo):
             target = self._state.repo(repo)
             if self._state.pull(target, number).state != "open":
                 raise ValueError(f"{repo}#{number} is closed already")
             self._state.close_pull(target, number, merged)
 
     def reopen_pull(self, repo: str, number: int) -> None:
-        with self._state.lock:
+        with self._lock.within(repo):
             target = self._state.repo(repo)
             pull = self._state.pull(target, number)
             if pull.state == "open" or pull.merged:
@@ -255,7 +283,7 @@ class FakeGitHub:
             self._state.change_pull(target, number, state="open", closed_at=None)
 
     def set_labels(self, repo: str, number: int, labels: Sequence[str]) -> None:
-        with self._state.lock:
+        with self._lock.within(repo):
             target = self._state.repo(repo)
             self._state.change_pull(target, number, labels=_labels(labels))
 
@@ -476,13 +504,18 @@ class FakeGitHub:
                 return self._routes.dispatch(request, login)
         key = (request.path, tuple(request.query.items()), login)  # Link keeps their order
         with self._lock.reading():
+            named = re.match(r"/repos/([^/]+/[^/]+)(?:/|$)", request.path)
+            repository = named[1] if named else None
+            if repository is not None and self._state.find_repo_by_name(repository) is None:
+                repository = None
+            stamp = self._lock.stamp(repository)
             rendered = self._rendered.get(key)
-            if rendered is not None and rendered[0] == self._lock.version:
+            if rendered is not None and rendered[0] == stamp:
                 return Response(200, None, dict(rendered[2]), raw=rendered[1])
             response = self._routes.dispatch(request, login)
             if response.status == 200 and response.body is not None and response.raw is None:
                 raw = json.dumps(response.body).encode()
-                self._rendered[key] = (self._lock.version, raw, dict(response.headers))
+                self._rendered[key] = (stamp, raw, dict(response.headers))
                 return Response(200, None, response.headers, raw=raw)
             return response
 
