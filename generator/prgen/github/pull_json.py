@@ -43,19 +43,27 @@ def _is_object(value: Any) -> bool:
 
 def _get(data: Any, path: str, *kinds: type, nullable: bool = False, within: str = "") -> Any:
     value = data
-    walked = within
-    for key in path.split("."):
-        walked = f"{walked}.{key}" if walked else key
+    keys = _KEYS.get(path) or _KEYS.setdefault(path, tuple(path.split(".")))
+    for depth, key in enumerate(keys):
         if not _is_object(value) or key not in value:
-            raise MalformedPull(f"{walked} is missing")
+            walked = ".".join(keys[: depth + 1])
+            raise MalformedPull(
+                f"{within}.{walked} is missing" if within else f"{walked} is missing"
+            )
         value = value[key]
     if value is None and nullable:
         return None
     # bool is an int to Python, never to JSON: a number or a flag is one or the other.
+    if type(value) in kinds:
+        return value  # the common case, and exact: a bool's type is bool, not int
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         wanted = " or ".join(kind.__name__ for kind in kinds)
+        walked = f"{within}.{path}" if within else path
         raise MalformedPull(f"{walked} is {_kind(value)}, not {wanted}")
     return value
+
+
+_KEYS: dict[str, tuple[str, ...]] = {}
 
 
 def _time(data: Any, path: str, *, nullable: bool = False) -> datetime | None:
