@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,22 +229,41 @@ class Syncer:
         self.fleet = FleetRepo(config.fleet, workdir)
         self._sleep = sleep
 
-    def _list(self, inventory: Inventory) -> list[Listing]:
-        return self.source.list_all(
-            [repo.name for repo in self.config.repositories], inventory.numbers_of
-        )
+    def _list(self) -> list[Listing]:
+        """Every repository's open PRs. Runs beside the fleet read (it needs nothing of it):
+        the PRs with an environment that a listing misses are read in _confirm_removals."""
+        with phase("list pull requests") as counts:
+            listings = self.source.list_all(
+                [repo.name for repo in self.config.repositories], lambda _: ()
+            )
+            counts["repositories"] = len(listings)
+            counts["failed"] = sum(not listing.complete for listing in listings)
+            counts["pullRequests"] = sum(len(listing.pull_requests) for listing in listings)
+        return listings
+
+    def _read_and_list(self, attempt: int) -> tuple[Snapshot, list[Listing]]:
+        """The fleet read and the listing side by side: one waits on git, the other on GitHub."""
+        with ThreadPoolExecutor(1, thread_name_prefix="prgen-list") as pool:
+            listing = pool.submit(self._list)
+            with phase("read the fleet", attempt=attempt) as counts:
+                snapshot = self.fleet.refresh()
+                counts["environments"] = len(snapshot.inventory.environments)
+            return snapshot, listing.result()
 
     def _confirm_removals(self, inventory: Inventory, listings: list[Listing]) -> list[Listing]:
-        """Each PR that the listing shows open but no longer eligible, while it has an
-        environment, read again on its own: only that second answer may remove it.
+        """Each PR with an environment that the listing misses or shows open but no longer
+        eligible, read again on its own: only that second answer may remove it.
 
+        Missing: a PR closing mid-pagination shifts later PRs onto pages already read.
         Repeated until nothing new is in doubt: a confirmed PR that is eligible after all
         can push another one past `maxEnvironments`.
         """
         confirmed = []
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             have = inventory.numbers_of(repo.name)
-            read: set[int] = set()
+            missing = set(have) - {pr.number for pr in listing.pull_requests}
+            listing = self.source.confirm(listing, missing)
+            read: set[int] = set(missing)
             while listing.complete:
                 doubtful = {s.number for s in select(repo, listing.pull_requests)[1]} & have
                 if not doubtful - read:
@@ -363,15 +383,8 @@ class Syncer:
     def _run(self, dry_run: bool) -> SyncResult:
         retries = self.config.fleet.push_retries
         for attempt in range(1, retries + 2):
-            with phase("read the fleet", attempt=attempt) as counts:
-                snapshot = self.fleet.refresh()
-                inventory = snapshot.inventory
-                counts["environments"] = len(inventory.environments)
-            with phase("list pull requests") as counts:
-                listings = self._list(inventory)
-                counts["repositories"] = len(listings)
-                counts["failed"] = sum(not listing.complete for listing in listings)
-                counts["pullRequests"] = sum(len(listing.pull_requests) for listing in listings)
+            snapshot, listings = self._read_and_list(attempt)
+            inventory = snapshot.inventory
             with phase("confirm removals"):
                 listings = self._confirm_removals(inventory, listings)
             with phase("render and plan") as counts:

@@ -300,8 +300,9 @@ class GitHubSource:
     def confirm(self, listing: Listing, numbers: Collection[int]) -> Listing:
         """`listing` with each PR of `numbers` as GitHub answers for it on its own.
 
-        For open PRs that have an environment but no longer look eligible: a listing can be
-        well-formed and still wrong, so such a removal needs a second, independent answer.
+        For PRs that have an environment but are missing from the listing or no longer look
+        eligible: a listing can be well-formed and still wrong, so such a removal needs a
+        second, independent answer.
         A closed one leaves the listing; any read that fails fails the listing.
         """
         if not numbers or not listing.complete:
