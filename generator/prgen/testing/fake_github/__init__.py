@@ -12,15 +12,18 @@ injection), server (FakeGitHub and the HTTP plumbing).
 
 from prgen.testing.fake_github.faults import RecordedRequest
 from prgen.testing.fake_github.model import (
+    CheckRun,
     CommitStatus,
     Deployment,
     DeploymentStatus,
     IssueComment,
     PullState,
+    Review,
 )
 from prgen.testing.fake_github.server import FakeGitHub
 
 __all__ = [
+    "CheckRun",
     "CommitStatus",
     "Deployment",
     "DeploymentStatus",
@@ -28,4 +31,5 @@ __all__ = [
     "IssueComment",
     "PullState",
     "RecordedRequest",
+    "Review",
 ]
