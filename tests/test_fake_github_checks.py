@@ -324,6 +324,20 @@ def test_a_protection_shows_required_checks_and_reviews(fake: FakeGitHub, pr: in
     assert get(fake, "/branches/main/protection").status_code == 404
 
 
+def test_a_branch_says_whether_it_is_protected_to_anyone_who_reads(
+    fake: FakeGitHub, pr: int
+) -> None:
+    assert get(fake, "/branches/main").json()["protected"] is False
+    fake.protect(REPO, "main", checks=["build"])
+    fake.forbid_protection_reads(REPO)
+    body = get(fake, "/branches/main").json()
+    assert (body["name"], body["protected"]) == ("main", True)
+    assert body["protection"]["required_status_checks"]["contexts"] == ["build"]
+    assert body["protection_url"].endswith("/branches/main/protection")
+    assert get(fake, "/branches/feature/cart").json()["name"] == "feature/cart"
+    assert get(fake, "/branches/nope").status_code == 404
+
+
 def test_protection_without_the_right_to_read_it_is_403(fake: FakeGitHub, pr: int) -> None:
     fake.protect(REPO, "main", approvals=1)
     fake.forbid_protection_reads(REPO)
@@ -355,6 +369,7 @@ def test_every_new_route_answers_an_unchanged_etag_with_a_free_304(
     etag_then_304(fake, f"/commits/{sha}/check-runs", per_page=100)
     etag_then_304(fake, f"/check-runs/{run}")
     etag_then_304(fake, "/branches/main/protection")
+    etag_then_304(fake, "/branches/main")
 
 
 def test_a_change_gives_each_route_a_new_etag(fake: FakeGitHub, pr: int) -> None:

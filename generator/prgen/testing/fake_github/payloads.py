@@ -506,6 +506,25 @@ class Renderer:
         app["created_at"] = app["updated_at"] = "2026-01-01T00:00:00Z"
         return app
 
+    def branch(self, repo: Repo, branch: str, rules: BranchProtection | None) -> Json:
+        url = f"{self.api}/repos/{repo.full_name}/branches/{quote(branch, safe='')}"
+        sha = repo.branches[branch]
+        summary: Json = {"enabled": rules is not None}
+        if rules is not None:
+            summary["required_status_checks"] = {
+                "enforcement_level": "non_admins" if rules.checks else "off",
+                "contexts": list(rules.checks),
+                "checks": [{"context": name, "app_id": None} for name in rules.checks],
+            }
+        return {
+            "name": branch,
+            "commit": {"sha": sha, "url": f"{self.api}/repos/{repo.full_name}/commits/{sha}"},
+            "_links": {"self": url, "html": f"{self.web}/{repo.full_name}/tree/{branch}"},
+            "protected": rules is not None,
+            "protection": summary,
+            "protection_url": f"{url}/protection",
+        }
+
     def protection(self, repo: Repo, branch: str, rules: BranchProtection) -> Json:
         url = f"{self.api}/repos/{repo.full_name}/branches/{quote(branch, safe='')}/protection"
         body: Json = {"url": url}

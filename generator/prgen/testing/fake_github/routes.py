@@ -138,6 +138,7 @@ class Routes:
             ("GET", rf"{repo}/check-runs/(\d+)", self.get_check_run),
             ("PATCH", rf"{repo}/check-runs/(\d+)", self.update_check_run),
             ("GET", rf"{repo}/branches/(.+)/protection", self.get_protection),
+            ("GET", rf"{repo}/branches/(.+)", self.get_branch),
             ("GET", rf"{repo}/deployments", self.list_deployments),
             ("POST", rf"{repo}/deployments", self.create_deployment),
             ("GET", rf"{repo}/deployments/(\d+)", self.get_deployment),
@@ -572,6 +573,15 @@ class Routes:
         }
 
     # -- branch protection ---------------------------------------------------
+
+    def get_branch(self, call: Call) -> Response:
+        # Anyone who reads the repository sees whether a branch is protected.
+        repo = self._repo(call)
+        branch = call.args[2]
+        if branch not in repo.branches:
+            raise ApiError(404, "Branch not found")
+        rules = repo.protections.get(branch)
+        return Response(200, self.render.branch(repo, branch, rules))
 
     def get_protection(self, call: Call) -> Response:
         repo = self._repo(call)
