@@ -442,8 +442,8 @@ class State:
     # -- check runs ----------------------------------------------------------
 
     def add_check_run(self, repo: Repo, **fields: Any) -> CheckRun:
+        """A run with `fields` timed by the caller (tick() first: the run is a change)."""
         run = CheckRun(self.new_id(), **fields)
-        self.tick()
         repo.check_runs[run.id] = run
         return run
 
@@ -453,8 +453,8 @@ class State:
         return repo.check_runs[run_id]
 
     def change_check_run(self, repo: Repo, run_id: int, **changes: Any) -> CheckRun:
+        """The caller ticks first, as for add_check_run."""
         run = replace(self.find_check_run(repo, run_id), **changes)
-        self.tick()
         repo.check_runs[run_id] = run
         return run
 

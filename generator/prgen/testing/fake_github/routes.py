@@ -499,7 +499,7 @@ class Routes:
             raise invalid("CheckRun", "name", "name can't be blank")
         if not SHA.fullmatch(sha) or sha not in repo.shas:
             raise ApiError(422, f"No commit found for SHA: {sha}")
-        fields = self._check_fields(body, status="queued", started=self.state.now)
+        fields = self._check_fields(body, status="queued", started=self.state.tick())
         run = self.state.add_check_run(
             repo, sha=sha, name=name, app_id=app[0], app_slug=app[1], **fields
         )
@@ -519,6 +519,7 @@ class Routes:
         name = text(body, "name", "CheckRun")
         if name is not None and not name.strip():
             raise invalid("CheckRun", "name", "name can't be blank")
+        self.state.tick()
         fields = self._check_fields(body, run=run)
         run = self.state.change_check_run(repo, run.id, name=name or run.name, **fields)
         return Response(200, self.render.check_run(repo, run))

@@ -422,7 +422,7 @@ class FakeGitHub:
             target = self._state.repo(repo)
             if sha not in target.shas:
                 raise KeyError(f"{repo} has no commit {sha}")
-            now = self._state.now
+            now = self._state.tick()
             run = self._state.add_check_run(
                 target,
                 sha=sha,
@@ -446,12 +446,15 @@ class FakeGitHub:
         run_status, run_conclusion = _check_run_state(status, conclusion)
         with self._lock.within(repo):
             target = self._state.repo(repo)
+            if run_id not in target.check_runs:
+                raise KeyError(f"{repo} has no check run {run_id}")
+            now = self._state.tick()
             self._state.change_check_run(
                 target,
                 run_id,
                 status=run_status,
                 conclusion=run_conclusion,
-                completed_at=self._state.now if run_status == "completed" else None,
+                completed_at=now if run_status == "completed" else None,
             )
 
     def check_runs(self, repo: str, sha: str) -> list[CheckRun]:
