@@ -269,6 +269,7 @@ def test_only_a_github_app_writes_check_runs(fake: FakeGitHub, pr: int) -> None:
         ({"name": "x", "head_sha": "SHA", "status": "done"}, "status"),
         ({"name": "x", "head_sha": "SHA", "conclusion": "stale"}, "conclusion"),
         ({"name": "x", "head_sha": "SHA", "status": "completed"}, "conclusion"),
+        ({"name": "x", "head_sha": "SHA", "completed_at": "2026-01-01T00:00:00Z"}, "conclusion"),
         ({"name": "x", "head_sha": "SHA", "details_url": "not a url"}, "details_url"),
         ({"name": "x", "head_sha": "SHA", "output": {"title": "t"}}, "summary"),
         ({"name": "x", "head_sha": "SHA", "output": {"summary": "s"}}, "title"),

@@ -339,6 +339,24 @@ def test_many_heads_are_read_concurrently_and_in_order(
     assert shop.points_used() == 0
 
 
+def test_no_head_is_read_once_the_rate_limit_reserve_is_reached(
+    shop: FakeGitHub, clients: GitHubClients
+) -> None:
+    number, sha = open_pr(shop)
+    shop.set_rate_limit_remaining(150)
+    first = read_heads(clients, [HeadQuery(REPO, number, sha)])
+    assert first[0].facts is not None  # 150 left > the reserve of 100
+    shop.set_rate_limit_remaining(100)
+    read_protection(clients.main, REPO, "main")  # the ledger learns it
+    shop.clear_requests()
+    reads = read_heads(clients, [HeadQuery(REPO, number, sha)] * 3, workers=2)
+    assert all(read.facts is None for read in reads)
+    assert reads[0].error is not None and "reserve 100 (github.rateLimitReserve)" in reads[0].error
+    protections = read_protections(clients, [(REPO, "main")])
+    assert protections[0].protection is None and "reserve" in str(protections[0].error)
+    assert shop.requests == []
+
+
 def test_protections_of_many_repositories_each_their_own(
     shop: FakeGitHub, clients: GitHubClients
 ) -> None:

@@ -27,7 +27,7 @@ from github import Github, GithubException
 
 from prgen.config import DEFAULT_LISTING_TIMEOUT, DEFAULT_MAX_PAGES
 from prgen.github.client import PER_PAGE, GitHubClients
-from prgen.github.errors import describe_error, rate_limited
+from prgen.github.errors import describe_error, rate_limited, utc_time
 from prgen.redact import redact
 from prgen.standing import (
     OWN_CHECK,
@@ -478,14 +478,33 @@ def _each(
         return list(pool.map(one, items))
 
 
+def _over_budget(clients: GitHubClients) -> str | None:
+    """Why nothing more is read: the rate limit is down to github.rateLimitReserve (as for
+    listings: the reserve is kept for whoever else uses the credential)."""
+    budget = clients.transport.ledger.budget()
+    reserve = clients.settings.rate_limit_reserve
+    if budget.remaining is None or budget.remaining > reserve:
+        return None
+    when = f", resets at {utc_time(budget.reset)}" if budget.reset is not None else ""
+    return (
+        f"not read: {budget.remaining} rate-limit points left, reserve {reserve} "
+        f"(github.rateLimitReserve){when}"
+    )
+
+
 def read_heads(
     clients: GitHubClients, items: Sequence[HeadQuery], workers: int | None = None
 ) -> list[HeadRead]:
     """`read_head` of each item, in order, up to `workers` (default github.concurrency) at a
-    time. A head that cannot be read has its error; the others are still read."""
+    time. A head that cannot be read has its error; the others are still read. Once the rate
+    limit is down to github.rateLimitReserve, the heads left are not read (their error says so).
+    """
     settings = clients.settings
 
     def read(client: Github, query: HeadQuery) -> HeadRead:
+        refusal = _over_budget(clients)
+        if refusal is not None:
+            return HeadRead(query, error=f"{query.repository}#{query.number}: {refusal}")
         try:
             facts = read_head(
                 client,
@@ -511,6 +530,9 @@ def read_protections(
 
     def read(client: Github, target: tuple[str, str]) -> ProtectionRead:
         repository, branch = target
+        refusal = _over_budget(clients)
+        if refusal is not None:
+            return ProtectionRead(repository, branch, error=f"{repository} {branch}: {refusal}")
         try:
             protection = read_protection(
                 client,

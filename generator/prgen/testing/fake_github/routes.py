@@ -547,8 +547,9 @@ class Routes:
             if conclusion not in CHECK_CONCLUSIONS:
                 raise invalid("CheckRun", "conclusion", "conclusion is not included in the list")
             status = "completed"  # as GitHub: a conclusion completes the run
-        elif status == "completed":
-            conclusion = run.conclusion if run else None
+        elif status == "completed" or "completed_at" in body:
+            # As GitHub: completing a run (by its status or its time) needs a conclusion.
+            status, conclusion = "completed", run.conclusion if run else None
             if conclusion is None:
                 raise invalid("CheckRun", "conclusion", "conclusion wasn't supplied")
         else:
