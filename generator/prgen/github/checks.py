@@ -220,9 +220,12 @@ class _Reader:
             url = _next_link(headers.get("link"), url, what)
         return items
 
-    def wrapped(self, path: str, key: str, what: str, query: Mapping[str, str]) -> Any:
-        """Every item of an answer that wraps its page in {"total_count", key}, page by page
-        until total_count is reached; each page must name the same total."""
+    def wrapped(
+        self, path: str, key: str, what: str, query: Mapping[str, str]
+    ) -> tuple[list[Any], list[Any]]:
+        """The pages and every item of an answer that wraps its page in {"total_count", key},
+        page by page until total_count is reached; each page must name the same total."""
+        pages: list[Any] = []
         items: list[Any] = []
         total: int | None = None
         page = 1
@@ -238,11 +241,12 @@ class _Reader:
             total = count
             if not chunk and len(items) < total:
                 raise ChecksFailed(f"{what}: page {page} is empty, {total - len(items)} missing")
+            pages.append(data)
             items += chunk
             page += 1
         if len(items) != total:
             raise ChecksFailed(f"{what}: {len(items)} items for total_count {total}")
-        return data, items
+        return pages, items
 
 
 def _next_link(header: str | None, current: str, what: str) -> str | None:
@@ -400,8 +404,8 @@ class _Report:
 
 
 def _statuses(reader: _Reader, head_sha: str) -> list[_Report]:
-    combined, items = reader.wrapped(f"/commits/{head_sha}/status", "statuses", "status", {})
-    if _field(combined, "sha", str, "status") != head_sha:
+    pages, items = reader.wrapped(f"/commits/{head_sha}/status", "statuses", "status", {})
+    if any(_field(page, "sha", str, "status") != head_sha for page in pages):
         raise ChecksFailed("the combined status is another commit's")
     reports = []
     for index, item in enumerate(items):
