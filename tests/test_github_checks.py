@@ -305,6 +305,20 @@ def test_a_second_read_of_an_unchanged_head_costs_no_point(
     assert shop.points_used() == 1
 
 
+def test_a_later_run_with_fresh_clients_reads_an_unchanged_head_for_free(
+    shop: FakeGitHub, clients: GitHubClients, tmp_path: Path
+) -> None:
+    number, sha = open_pr(shop)
+    shop.add_check_run(REPO, sha, "test")
+    shop.add_review(REPO, number, "bob", "APPROVED")
+    first = read_heads(clients, [HeadQuery(REPO, number, sha)])
+    shop.clear_requests()
+    # Another run: new clients, the same cache directory (what a new process has).
+    again = GitHubClients(clients.settings, {"GITHUB_TOKEN": TOKEN}, cache_dir=tmp_path / "cache")
+    assert read_heads(again, [HeadQuery(REPO, number, sha)]) == first
+    assert shop.points_used() == 0 and shop.not_modified() == 3
+
+
 def test_an_unprotected_base_costs_no_point_the_second_time(
     shop: FakeGitHub, clients: GitHubClients
 ) -> None:

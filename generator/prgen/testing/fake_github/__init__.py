@@ -5,6 +5,11 @@
         github.open_pull("acme/shop", title="New checkout", head_branch="feature/checkout")
         client = Github(base_url=github.base_url, auth=Auth.Token("t"))
 
+Besides pull requests it keeps what GitHub shows of their progress: requested reviewers
+and reviews (`request_review`, `add_review`), CI as commit statuses and check runs
+(`add_status`, `add_check_run`; check runs are written over HTTP by GitHub Apps only) and
+branch protection (`protect`, `forbid_protection_reads`).
+
 Modules: model (state and clock), payloads (GitHub-shaped JSON), routes (REST
 endpoints), auth (tokens, GitHub App JWTs), faults (request log, fault
 injection), server (FakeGitHub and the HTTP plumbing).
