@@ -158,6 +158,7 @@ def test_prgens_own_status_and_check_run_never_count(
     number, sha = open_pr(shop)
     shop.add_status(REPO, sha, OWN_CHECK, "pending")
     shop.add_check_run(REPO, sha, OWN_CHECK, status="in_progress")
+    shop.add_check_run(REPO, sha, OWN_CHECK.upper(), conclusion="failure")
     shop.add_status(REPO, sha, "build", "success")
     assert outcomes(clients, number, sha) == {"build": PASSED}
 

@@ -445,7 +445,7 @@ def _merge(reports: list[_Report]) -> tuple[Check, ...]:
     latest: dict[str, _Report] = {}
     for report in reports:
         name = report.check.name
-        if name == OWN_CHECK:
+        if name.lower() == OWN_CHECK:  # as standing compares it
             continue
         known = latest.get(name)
         if known is None or (report.at, _SEVERITY[report.check.outcome]) > (
