@@ -35,6 +35,8 @@ GOOD: dict[str, Any] = {
     "created_at": "2026-01-01T00:00:00Z",
     "updated_at": "2026-01-02T00:00:00Z",
     "html_url": "https://github.com/acme/shop/pull/3",
+    "requested_reviewers": [{"login": "bob", "id": 2}],
+    "requested_teams": [{"id": 9, "slug": "qa", "name": "QA"}],
 }
 MISSING = object()
 WRONG: dict[str, tuple[Any, ...]] = {
@@ -56,6 +58,8 @@ WRONG: dict[str, tuple[Any, ...]] = {
     "created_at": (MISSING, None, "yesterday"),
     "updated_at": (MISSING, 1),
     "html_url": (MISSING, None),
+    "requested_reviewers": (MISSING, None, "bob", ["bob"], [{}], [{"login": None}]),
+    "requested_teams": (MISSING, None, {}, ["qa"], [{"name": "QA"}], [{"slug": 1}]),
 }
 
 
@@ -77,6 +81,13 @@ def test_a_well_formed_pr_reads_as_it_is() -> None:
     assert state == "open"
     assert (pr.number, pr.labels, pr.draft, pr.head_sha) == (3, ("preview",), False, SHA)
     assert (pr.head_repository, pr.base_repository, pr.author) == ("acme/shop",) * 2 + ("alice",)
+    assert pr.requested_reviewers == 2  # a user and a team
+
+
+def test_no_reviewer_asked_is_zero() -> None:
+    body = changed("requested_teams", [])
+    body["requested_reviewers"] = []
+    assert parse_pull(body, "acme/shop").pull.requested_reviewers == 0
 
 
 @pytest.mark.reliability("10.2 A malformed listing is a failed listing")

@@ -31,6 +31,9 @@ class PullRequest:
     # As GitHub names it in the PR itself: after a rename or transfer it differs from the
     # configured name that `repository` carries (GitHub redirects the old one).
     base_repository: str | None = None
+    # Users and teams asked for a review and not yet answered (requested_reviewers and
+    # requested_teams): `prgen status` tells "no reviewer yet" from "review in progress" by it.
+    requested_reviewers: int = 0
 
     @property
     def is_fork(self) -> bool:

@@ -86,6 +86,16 @@ def _labels(data: Any) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def _requested(data: Any, path: str, name: str) -> int:
+    """How many users (or teams) the PR asks for a review: each must be one, with its name."""
+    asked = _get(data, path, list)
+    for index, item in enumerate(asked):
+        if not _is_object(item):
+            raise MalformedPull(f"{path}[{index}] is {_kind(item)}, not an object")
+        _get(item, name, str, within=f"{path}[{index}]")
+    return len(asked)
+
+
 def parse_pull(data: Any, repository: str) -> PullAnswer:
     """The pull request in `data` (one item of a listing, or one PR read on its own).
 
@@ -137,6 +147,8 @@ def _pull(data: Any, repository: str, number: int) -> PullRequest:
         updated_at=_time(data, "updated_at", nullable=True) or created_at,
         html_url=_get(data, "html_url", str),
         base_repository=_get(data, "base.repo.full_name", str),
+        requested_reviewers=_requested(data, "requested_reviewers", "login")
+        + _requested(data, "requested_teams", "slug"),
     )
 
 
@@ -155,6 +167,8 @@ READ: dict[str, Any] = {
     "created_at": None,
     "updated_at": None,
     "html_url": None,
+    "requested_reviewers": {"login": None},
+    "requested_teams": {"slug": None},
 }
 
 

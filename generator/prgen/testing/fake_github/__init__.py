@@ -5,6 +5,11 @@
         github.open_pull("acme/shop", title="New checkout", head_branch="feature/checkout")
         client = Github(base_url=github.base_url, auth=Auth.Token("t"))
 
+Besides pull requests it keeps what GitHub shows of their progress: requested reviewers
+and reviews (`request_review`, `add_review`), CI as commit statuses and check runs
+(`add_status`, `add_check_run`; check runs are written over HTTP by GitHub Apps only) and
+branch protection (`protect`, `forbid_protection_reads`).
+
 Modules: model (state and clock), payloads (GitHub-shaped JSON), routes (REST
 endpoints), auth (tokens, GitHub App JWTs), faults (request log, fault
 injection), server (FakeGitHub and the HTTP plumbing).
@@ -12,15 +17,18 @@ injection), server (FakeGitHub and the HTTP plumbing).
 
 from prgen.testing.fake_github.faults import RecordedRequest
 from prgen.testing.fake_github.model import (
+    CheckRun,
     CommitStatus,
     Deployment,
     DeploymentStatus,
     IssueComment,
     PullState,
+    Review,
 )
 from prgen.testing.fake_github.server import FakeGitHub
 
 __all__ = [
+    "CheckRun",
     "CommitStatus",
     "Deployment",
     "DeploymentStatus",
@@ -28,4 +36,5 @@ __all__ = [
     "IssueComment",
     "PullState",
     "RecordedRequest",
+    "Review",
 ]

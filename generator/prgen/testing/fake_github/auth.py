@@ -22,13 +22,8 @@ INSTALLATION_PERMISSIONS = {
     "statuses": "write",
     "deployments": "write",
     "issues": "write",
+    "checks": "write",
 }
-
-
-@dataclass(frozen=True)
-class _Token:
-    login: str
-    expires: float | None  # wall-clock epoch seconds
 
 
 @dataclass(frozen=True)
@@ -40,6 +35,13 @@ class _App:
     @property
     def slug(self) -> str:
         return self.login.removesuffix("[bot]")
+
+
+@dataclass(frozen=True)
+class _Token:
+    login: str
+    expires: float | None  # wall-clock epoch seconds
+    app: _App | None = None  # an installation token's app; None: a personal token
 
 
 def _credential(authorization: str | None) -> str | None:
@@ -59,12 +61,14 @@ class Credentials:
         self._tokens: dict[str, _Token] = {}
         self._apps: dict[int, _App] = {}  # by installation id
 
-    def add_token(self, token: str, login: str, lifetime: float | None = None) -> None:
+    def add_token(
+        self, token: str, login: str, lifetime: float | None = None, app: _App | None = None
+    ) -> None:
         if not token:
             raise ValueError("a token must not be empty")
         expires = None if lifetime is None else time.time() + lifetime
         with self._lock:
-            self._tokens[token] = _Token(login, expires)
+            self._tokens[token] = _Token(login, expires, app)
 
     def add_app(self, app_id: int, public_key_pem: str, installation_id: int, login: str) -> None:
         with self._lock:
@@ -79,6 +83,15 @@ class Credentials:
         if token is None or (token.expires is not None and token.expires < time.time()):
             raise bad_credentials()
         return token.login
+
+    def installation(self, authorization: str | None) -> tuple[int, str] | None:
+        """The app id and slug of an installation token's app; None for any other credential
+        (call `login` first: it refuses unknown and expired ones)."""
+        with self._lock:
+            token = self._tokens.get(_credential(authorization) or "")
+        if token is None or token.app is None:
+            return None
+        return token.app.app_id, token.app.slug
 
     def app(self, authorization: str | None) -> tuple[int, str]:
         """GET /app: the id and slug of the app whose RS256 JWT signed the request."""
@@ -107,7 +120,7 @@ class Credentials:
             raise ApiError(404, "Not Found")
         self._verify(app, encoded)
         token = "ghs_" + secrets.token_hex(18)
-        self.add_token(token, app.login, TOKEN_LIFETIME)
+        self.add_token(token, app.login, TOKEN_LIFETIME, app)
         requested = body.get("permissions") if isinstance(body, dict) else None
         expires = datetime.fromtimestamp(time.time() + TOKEN_LIFETIME, UTC)
         return {

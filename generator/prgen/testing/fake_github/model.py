@@ -73,6 +73,9 @@ class PullState:
     updated_at: datetime
     closed_at: datetime | None = None
     merged_at: datetime | None = None
+    # Asked for a review and not yet answered: user logins and team slugs.
+    requested_reviewers: tuple[str, ...] = ()
+    requested_teams: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,42 @@ class CommitStatus:
     target_url: str | None
     creator: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Review:
+    id: int
+    number: int
+    user: str
+    state: str  # APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED, PENDING
+    commit_id: str
+    body: str
+    submitted_at: datetime | None  # None while PENDING, as on GitHub
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    id: int
+    sha: str
+    name: str
+    status: str  # queued, in_progress, completed, waiting, requested, pending
+    conclusion: str | None  # None until completed
+    started_at: datetime | None
+    completed_at: datetime | None
+    details_url: str | None
+    external_id: str | None
+    output: tuple[str | None, str | None, str | None]  # title, summary, text
+    app_id: int
+    app_slug: str
+
+
+@dataclass(frozen=True)
+class BranchProtection:
+    approvals: int  # 0: no required reviews
+    checks: tuple[str, ...]  # required status checks (contexts and check run names)
+    strict: bool
+    dismiss_stale_reviews: bool = False
+    require_code_owner_reviews: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +181,10 @@ class Repo:
     deployments: dict[int, Deployment] = field(default_factory=dict)
     deployment_statuses: dict[int, list[DeploymentStatus]] = field(default_factory=dict)
     comments: dict[int, IssueComment] = field(default_factory=dict)
+    reviews: list[Review] = field(default_factory=list)
+    check_runs: dict[int, CheckRun] = field(default_factory=dict)
+    protections: dict[str, BranchProtection] = field(default_factory=dict)  # by branch name
+    protection_readable: bool = True  # False: reading a protection is 403
 
     @property
     def owner(self) -> str:
@@ -368,3 +411,66 @@ class State:
     def comments(self, repo: Repo, number: int) -> list[IssueComment]:
         """Oldest first."""
         return [comment for comment in repo.comments.values() if comment.number == number]
+
+    # -- reviews -------------------------------------------------------------
+
+    def add_review(
+        self, repo: Repo, number: int, user: str, state: str, commit_id: str | None, body: str
+    ) -> Review:
+        pull = self.pull(repo, number)
+        now = self.tick()
+        review = Review(
+            self.new_id(),
+            number,
+            user,
+            state,
+            commit_id or pull.head_sha,
+            body,
+            None if state == "PENDING" else now,
+        )
+        repo.reviews.append(review)
+        if state != "PENDING":
+            # As on GitHub: a submitted review answers that user's review request.
+            remaining = tuple(login for login in pull.requested_reviewers if login != user)
+            repo.pulls[number] = replace(pull, requested_reviewers=remaining, updated_at=now)
+        return review
+
+    def reviews(self, repo: Repo, number: int) -> list[Review]:
+        """Oldest first."""
+        return [review for review in repo.reviews if review.number == number]
+
+    # -- check runs ----------------------------------------------------------
+
+    def add_check_run(self, repo: Repo, **fields: Any) -> CheckRun:
+        """A run with `fields` timed by the caller (tick() first: the run is a change)."""
+        run = CheckRun(self.new_id(), **fields)
+        repo.check_runs[run.id] = run
+        return run
+
+    def find_check_run(self, repo: Repo, run_id: int) -> CheckRun:
+        if run_id not in repo.check_runs:
+            raise not_found()
+        return repo.check_runs[run_id]
+
+    def change_check_run(self, repo: Repo, run_id: int, **changes: Any) -> CheckRun:
+        """The caller ticks first, as for add_check_run."""
+        run = replace(self.find_check_run(repo, run_id), **changes)
+        repo.check_runs[run_id] = run
+        return run
+
+    def check_runs(self, repo: Repo, sha: str, latest: bool) -> list[CheckRun]:
+        """Newest first; `latest`: only the newest run of each name."""
+        runs = sorted(
+            (run for run in repo.check_runs.values() if run.sha == sha),
+            key=lambda run: run.id,
+            reverse=True,
+        )
+        if not latest:
+            return runs
+        seen: set[str] = set()
+        newest = []
+        for run in runs:
+            if run.name not in seen:
+                seen.add(run.name)
+                newest.append(run)
+        return newest

@@ -11,12 +11,15 @@ from typing import Any
 from urllib.parse import quote
 
 from prgen.testing.fake_github.model import (
+    BranchProtection,
+    CheckRun,
     CommitStatus,
     Deployment,
     DeploymentStatus,
     IssueComment,
     PullState,
     Repo,
+    Review,
     State,
     stable_id,
 )
@@ -200,6 +203,25 @@ class Renderer:
             body["subscribers_count"] = 0
         return body
 
+    def team(self, org: str, slug: str) -> Json:
+        tid = stable_id("team", f"{org.lower()}/{slug}")
+        url = f"{self.api}/organizations/{stable_id('org', org.lower())}/team/{tid}"
+        return {
+            "id": tid,
+            "node_id": f"T_{tid}",
+            "url": url,
+            "html_url": f"{self.web}/orgs/{quote(org)}/teams/{quote(slug)}",
+            "name": slug,
+            "slug": slug,
+            "description": None,
+            "privacy": "closed",
+            "notification_setting": "notifications_enabled",
+            "permission": "pull",
+            "members_url": f"{url}/members{{/member}}",
+            "repositories_url": f"{url}/repos",
+            "parent": None,
+        }
+
     def label(self, repo: str, name: str) -> Json:
         lid = stable_id("label", f"{repo.lower()}:{name}")
         return {
@@ -259,8 +281,8 @@ class Renderer:
             "merge_commit_sha": None,
             "assignee": None,
             "assignees": [],
-            "requested_reviewers": [],
-            "requested_teams": [],
+            "requested_reviewers": [self.user(login) for login in pull.requested_reviewers],
+            "requested_teams": [self.team(repo.owner, slug) for slug in pull.requested_teams],
             "labels": [self.label(pull.repo, name) for name in pull.labels],
             "milestone": None,
             "draft": pull.draft,
@@ -429,3 +451,103 @@ class Renderer:
             },
             "performed_via_github_app": None,
         }
+
+    def review(self, repo: Repo, review: Review) -> Json:
+        pull = f"{self.api}/repos/{repo.full_name}/pulls/{review.number}"
+        html = f"{self.web}/{repo.full_name}/pull/{review.number}#pullrequestreview-{review.id}"
+        body: Json = {
+            "id": review.id,
+            "node_id": f"PRR_{review.id}",
+            "user": self.user(review.user),
+            "body": review.body,
+            "state": review.state,
+            "html_url": html,
+            "pull_request_url": pull,
+            "author_association": "MEMBER",
+            "_links": {"html": {"href": html}, "pull_request": {"href": pull}},
+            "commit_id": review.commit_id,
+        }
+        if review.submitted_at is not None:  # GitHub leaves it out of a pending review
+            body["submitted_at"] = iso(review.submitted_at)
+        return body
+
+    def check_run(self, repo: Repo, run: CheckRun) -> Json:
+        url = f"{self.api}/repos/{repo.full_name}/check-runs/{run.id}"
+        title, summary, text = run.output
+        suite = stable_id("suite", f"{repo.full_name.lower()}:{run.sha}:{run.app_id}")
+        return {
+            "id": run.id,
+            "node_id": f"CR_{run.id}",
+            "head_sha": run.sha,
+            "external_id": run.external_id or "",
+            "url": url,
+            "html_url": f"{self.web}/{repo.full_name}/runs/{run.id}",
+            "details_url": run.details_url,
+            "status": run.status,
+            "conclusion": run.conclusion,
+            "started_at": iso(run.started_at),
+            "completed_at": iso(run.completed_at),
+            "output": {
+                "title": title,
+                "summary": summary,
+                "text": text,
+                "annotations_count": 0,
+                "annotations_url": f"{url}/annotations",
+            },
+            "name": run.name,
+            "check_suite": {"id": suite},
+            "app": self.installed_app(run.app_id, run.app_slug),
+            "pull_requests": [],
+        }
+
+    def installed_app(self, app_id: int, slug: str) -> Json:
+        """The app of a check run: as GET /app shows it, times at the start of the clock."""
+        app = self.app(app_id, slug)
+        app["created_at"] = app["updated_at"] = "2026-01-01T00:00:00Z"
+        return app
+
+    def branch(self, repo: Repo, branch: str, rules: BranchProtection | None) -> Json:
+        url = f"{self.api}/repos/{repo.full_name}/branches/{quote(branch, safe='')}"
+        sha = repo.branches[branch]
+        summary: Json = {"enabled": rules is not None}
+        if rules is not None:
+            summary["required_status_checks"] = {
+                "enforcement_level": "non_admins" if rules.checks else "off",
+                "contexts": list(rules.checks),
+                "checks": [{"context": name, "app_id": None} for name in rules.checks],
+            }
+        return {
+            "name": branch,
+            "commit": {"sha": sha, "url": f"{self.api}/repos/{repo.full_name}/commits/{sha}"},
+            "_links": {"self": url, "html": f"{self.web}/{repo.full_name}/tree/{branch}"},
+            "protected": rules is not None,
+            "protection": summary,
+            "protection_url": f"{url}/protection",
+        }
+
+    def protection(self, repo: Repo, branch: str, rules: BranchProtection) -> Json:
+        url = f"{self.api}/repos/{repo.full_name}/branches/{quote(branch, safe='')}/protection"
+        body: Json = {"url": url}
+        if rules.checks or rules.strict:
+            checks = f"{url}/required_status_checks"
+            body["required_status_checks"] = {
+                "url": checks,
+                "enforcement_level": "non_admins",
+                "contexts": list(rules.checks),
+                "checks": [{"context": name, "app_id": None} for name in rules.checks],
+                "contexts_url": f"{checks}/contexts",
+                "strict": rules.strict,
+            }
+        if rules.approvals:
+            body["required_pull_request_reviews"] = {
+                "url": f"{url}/required_pull_request_reviews",
+                "dismiss_stale_reviews": rules.dismiss_stale_reviews,
+                "require_code_owner_reviews": rules.require_code_owner_reviews,
+                "required_approving_review_count": rules.approvals,
+                "require_last_push_approval": False,
+            }
+        body["enforce_admins"] = {"url": f"{url}/enforce_admins", "enabled": False}
+        body["required_linear_history"] = {"enabled": False}
+        body["allow_force_pushes"] = {"enabled": False}
+        body["allow_deletions"] = {"enabled": False}
+        return body

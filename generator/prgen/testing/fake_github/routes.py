@@ -1,4 +1,5 @@
-"""The REST routes: pull requests, commit statuses, deployments and issue comments.
+"""The REST routes: pull requests, reviews, commit statuses, check runs, branch protection,
+deployments and issue comments.
 
 Each handler gets the request (path without /api/v3) and the caller's login and
 returns a Response or raises ApiError. The caller holds the state lock.
@@ -17,6 +18,7 @@ from prgen.testing.fake_github.faults import RecordedRequest
 from prgen.testing.fake_github.model import (
     SHA,
     ApiError,
+    CheckRun,
     PullState,
     Repo,
     State,
@@ -30,6 +32,20 @@ COMMIT_STATES = ("error", "failure", "pending", "success")
 DEPLOYMENT_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
 DESCRIPTION_LIMIT = 140
 COMMENT_LIMIT = 65536
+# What a check run's writer may set; GitHub keeps waiting/requested/pending for Actions and
+# stale for itself.
+CHECK_STATUSES = ("queued", "in_progress", "completed")
+CHECK_CONCLUSIONS = (
+    "action_required",
+    "cancelled",
+    "failure",
+    "neutral",
+    "success",
+    "skipped",
+    "timed_out",
+)
+OUTPUT_LIMIT = 65535
+NOT_AN_APP = "You must authenticate via a GitHub App."
 
 
 @dataclass
@@ -45,6 +61,7 @@ class Call:
     request: RecordedRequest
     login: str
     args: tuple[str, ...]  # the route's groups, percent-decoded
+    app: tuple[int, str] | None = None  # (id, slug) when an installation token sent it
 
     @property
     def query(self) -> dict[str, str]:
@@ -104,6 +121,7 @@ class Routes:
             ("GET", repo, self.get_repo),
             ("GET", rf"{repo}/pulls", self.list_pulls),
             ("GET", rf"{repo}/pulls/(\d+)", self.get_pull),
+            ("GET", rf"{repo}/pulls/(\d+)/reviews", self.list_reviews),
             ("GET", rf"{repo}/issues/(\d+)", self.get_issue),
             ("GET", rf"{repo}/issues/(\d+)/comments", self.list_comments),
             ("POST", rf"{repo}/issues/(\d+)/comments", self.create_comment),
@@ -115,6 +133,12 @@ class Routes:
             ("GET", rf"{repo}/statuses/(.+)", self.list_statuses),
             ("GET", rf"{repo}/commits/(.+)/statuses", self.list_statuses),
             ("GET", rf"{repo}/commits/(.+)/status", self.combined_status),
+            ("GET", rf"{repo}/commits/(.+)/check-runs", self.list_check_runs),
+            ("POST", rf"{repo}/check-runs", self.create_check_run),
+            ("GET", rf"{repo}/check-runs/(\d+)", self.get_check_run),
+            ("PATCH", rf"{repo}/check-runs/(\d+)", self.update_check_run),
+            ("GET", rf"{repo}/branches/(.+)/protection", self.get_protection),
+            ("GET", rf"{repo}/branches/(.+)", self.get_branch),
             ("GET", rf"{repo}/deployments", self.list_deployments),
             ("POST", rf"{repo}/deployments", self.create_deployment),
             ("GET", rf"{repo}/deployments/(\d+)", self.get_deployment),
@@ -124,11 +148,13 @@ class Routes:
         ]
         self._table = [(method, re.compile(path), handler) for method, path, handler in table]
 
-    def dispatch(self, request: RecordedRequest, login: str) -> Response:
+    def dispatch(
+        self, request: RecordedRequest, login: str, app: tuple[int, str] | None = None
+    ) -> Response:
         for method, pattern, handler in self._table:
             match = pattern.fullmatch(request.path)
             if match and method == request.method:
-                return handler(Call(request, login, tuple(map(unquote, match.groups()))))
+                return handler(Call(request, login, tuple(map(unquote, match.groups())), app))
         raise not_found()
 
     # -- helpers -------------------------------------------------------------
@@ -161,8 +187,16 @@ class Routes:
         self, call: Call, items: Sequence[T], render: Callable[[T], Json], per_page: int = 30
     ) -> Response:
         """One page of `items` with a Link header like GitHub's (prev, next, last, first)."""
-        per_page, page = self._page_size(call, per_page), call.request.page
-        last = max(1, -(-len(items) // per_page))
+        per_page = self._page_size(call, per_page)
+        chunk = items[self._window(call, per_page)]
+        return Response(
+            200, [render(item) for item in chunk], self._links(call, len(items), per_page)
+        )
+
+    def _links(self, call: Call, total: int, per_page: int) -> dict[str, str]:
+        """GitHub's Link header for page ?page= of `total` items at `per_page` a page."""
+        page = call.request.page
+        last = max(1, -(-total // per_page))
 
         def link(to: int, rel: str) -> str:
             params = {**call.query, "page": str(to)}
@@ -175,9 +209,7 @@ class Routes:
             links += [link(page + 1, "next"), link(last, "last")]
         if page > 1:
             links.append(link(1, "first"))
-        chunk = items[self._window(call, per_page)]
-        headers = {"Link": ", ".join(links)} if links else {}
-        return Response(200, [render(item) for item in chunk], headers)
+        return {"Link": ", ".join(links)} if links else {}
 
     # -- users and repositories ----------------------------------------------
 
@@ -227,6 +259,12 @@ class Routes:
 
     def get_issue(self, call: Call) -> Response:
         return Response(200, self.render.issue(self._pull(self._repo(call), call.args[2])))
+
+    def list_reviews(self, call: Call) -> Response:
+        repo = self._repo(call)
+        pull = self._pull(repo, call.args[2])
+        reviews = self.state.reviews(repo, pull.number)  # oldest first, as on GitHub
+        return self._page(call, reviews, lambda review: self.render.review(repo, review))
 
     # -- issue comments ------------------------------------------------------
 
@@ -423,3 +461,166 @@ class Routes:
             if status.id == int(call.args[3]):
                 return Response(200, self.render.deployment_status(repo, status))
         raise not_found()
+
+    # -- check runs ----------------------------------------------------------
+
+    def list_check_runs(self, call: Call) -> Response:
+        repo = self._repo(call)
+        sha = self._sha(repo, call.args[2])
+        which = call.query.get("filter", "latest")
+        if which not in ("latest", "all"):
+            raise invalid("CheckRun", "filter", f"filter {which!r} is not latest or all")
+        runs = self.state.check_runs(repo, sha, latest=which == "latest")
+        if "check_name" in call.query:
+            runs = [run for run in runs if run.name == call.query["check_name"]]
+        if "status" in call.query:
+            runs = [run for run in runs if run.status == call.query["status"]]
+        per_page = self._page_size(call, 30)
+        chunk = runs[self._window(call, per_page)]
+        body = {
+            "total_count": len(runs),
+            "check_runs": [self.render.check_run(repo, run) for run in chunk],
+        }
+        return Response(200, body, self._links(call, len(runs), per_page))
+
+    def get_check_run(self, call: Call) -> Response:
+        repo = self._repo(call)
+        run = self.state.find_check_run(repo, int(call.args[2]))
+        return Response(200, self.render.check_run(repo, run))
+
+    def create_check_run(self, call: Call) -> Response:
+        app = self._app(call)
+        repo = self._repo(call)
+        body = call.fields()
+        name = text(body, "name", "CheckRun", required=True)
+        sha = text(body, "head_sha", "CheckRun", required=True)
+        assert name is not None and sha is not None
+        if not name.strip():
+            raise invalid("CheckRun", "name", "name can't be blank")
+        if not SHA.fullmatch(sha) or sha not in repo.shas:
+            raise ApiError(422, f"No commit found for SHA: {sha}")
+        fields = self._check_fields(body, status="queued", started=self.state.tick())
+        run = self.state.add_check_run(
+            repo, sha=sha, name=name, app_id=app[0], app_slug=app[1], **fields
+        )
+        return Response(201, self.render.check_run(repo, run))
+
+    def update_check_run(self, call: Call) -> Response:
+        app = self._app(call)
+        repo = self._repo(call)
+        run = self.state.find_check_run(repo, int(call.args[2]))
+        if run.app_id != app[0]:
+            raise ApiError(
+                403,
+                f"Invalid app_id `{app[0]}` - check run can only be modified by the GitHub App "
+                "that created it.",
+            )
+        body = call.fields()
+        name = text(body, "name", "CheckRun")
+        if name is not None and not name.strip():
+            raise invalid("CheckRun", "name", "name can't be blank")
+        self.state.tick()
+        fields = self._check_fields(body, run=run)
+        run = self.state.change_check_run(repo, run.id, name=name or run.name, **fields)
+        return Response(200, self.render.check_run(repo, run))
+
+    @staticmethod
+    def _app(call: Call) -> tuple[int, str]:
+        if call.app is None:
+            raise ApiError(403, NOT_AN_APP)
+        return call.app
+
+    def _check_fields(
+        self,
+        body: dict[str, Any],
+        *,
+        run: CheckRun | None = None,
+        status: str | None = None,
+        started: datetime | None = None,
+    ) -> dict[str, Any]:
+        """A check run's fields from a write, over `run`'s (an update) or the defaults."""
+        status = text(body, "status", "CheckRun") or (run.status if run else status)
+        if status not in CHECK_STATUSES:
+            raise invalid("CheckRun", "status", "status is not included in the list")
+        conclusion = text(body, "conclusion", "CheckRun")
+        if conclusion is not None:
+            if conclusion not in CHECK_CONCLUSIONS:
+                raise invalid("CheckRun", "conclusion", "conclusion is not included in the list")
+            status = "completed"  # as GitHub: a conclusion completes the run
+        elif status == "completed" or "completed_at" in body:
+            # As GitHub: completing a run (by its status or its time) needs a conclusion.
+            status, conclusion = "completed", run.conclusion if run else None
+            if conclusion is None:
+                raise invalid("CheckRun", "conclusion", "conclusion wasn't supplied")
+        else:
+            conclusion = None  # back to running: no conclusion yet
+        started_at = _moment(body, "started_at") or (run.started_at if run else started)
+        completed_at = _moment(body, "completed_at")
+        if status == "completed":
+            completed_at = completed_at or (run.completed_at if run else None) or self.state.now
+        else:
+            completed_at = None
+        details_url = text(body, "details_url", "CheckRun")
+        if details_url is not None and not re.match(r"https?://[^/\s]+", details_url):
+            raise invalid("CheckRun", "details_url", "details_url must be a valid URL")
+        return {
+            "status": status,
+            "conclusion": conclusion,
+            "started_at": started_at,
+            "completed_at": completed_at,
+            "details_url": details_url if "details_url" in body or run is None else run.details_url,
+            "external_id": text(body, "external_id", "CheckRun")
+            or (run.external_id if run else None),
+            "output": _output(body) or (run.output if run else (None, None, None)),
+        }
+
+    # -- branch protection ---------------------------------------------------
+
+    def get_branch(self, call: Call) -> Response:
+        # Anyone who reads the repository sees whether a branch is protected.
+        repo = self._repo(call)
+        branch = call.args[2]
+        if branch not in repo.branches:
+            raise ApiError(404, "Branch not found")
+        rules = repo.protections.get(branch)
+        return Response(200, self.render.branch(repo, branch, rules))
+
+    def get_protection(self, call: Call) -> Response:
+        repo = self._repo(call)
+        branch = call.args[2]
+        if not repo.protection_readable:
+            # A token without admin rights; an App without the administration permission.
+            message = (
+                "Resource not accessible by integration"
+                if call.login.endswith("[bot]")
+                else "Must have admin rights to Repository."
+            )
+            raise ApiError(403, message)
+        if branch not in repo.branches:
+            raise ApiError(404, "Branch not found")
+        rules = repo.protections.get(branch)
+        if rules is None:
+            raise ApiError(404, "Branch not protected")
+        return Response(200, self.render.protection(repo, branch, rules))
+
+
+def _moment(body: dict[str, Any], key: str) -> datetime | None:
+    value = text(body, key, "CheckRun")
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise invalid("CheckRun", key, f"{key} is not an ISO 8601 timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _output(body: dict[str, Any]) -> tuple[str | None, str | None, str | None] | None:
+    output = body.get("output")
+    if output is None:
+        return None
+    if not isinstance(output, dict):
+        raise invalid("CheckRun", "output", "output is not an object")
+    title = text(output, "title", "CheckRun", required=True)
+    summary = text(output, "summary", "CheckRun", required=True, limit=OUTPUT_LIMIT)
+    return title, summary, text(output, "text", "CheckRun", limit=OUTPUT_LIMIT)

@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,12 +30,16 @@ from prgen.testing.fake_github.faults import (
 from prgen.testing.fake_github.model import (
     SHA,
     ApiError,
+    BranchProtection,
+    CheckRun,
     CommitStatus,
     Deployment,
     DeploymentStatus,
     IssueComment,
     PullState,
+    Review,
     State,
+    fake_sha,
 )
 from prgen.testing.fake_github.payloads import API_PREFIX, Renderer, error_body
 from prgen.testing.fake_github.routes import Response, Routes
@@ -56,6 +61,20 @@ ASSOCIATIONS = {
     "OWNER",
 }
 Hook = Callable[[RecordedRequest], None]
+REVIEW_STATES = ("APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING")
+CHECK_RUN_STATUSES = ("queued", "in_progress", "completed", "waiting", "requested", "pending")
+CHECK_RUN_CONCLUSIONS = (
+    "action_required",
+    "cancelled",
+    "failure",
+    "neutral",
+    "success",
+    "skipped",
+    "stale",
+    "timed_out",
+    "startup_failure",
+)
+ACTIONS = (15368, "github-actions")  # the app GitHub Actions reports its check runs as
 
 
 class _VersionedLock:
@@ -297,6 +316,184 @@ class FakeGitHub:
         with self._state.lock:
             return self._state.pull(self._state.repo(repo), number)
 
+    # -- reviews, CI and branch protection -----------------------------------
+
+    def request_review(
+        self, repo: str, number: int, *, users: Sequence[str] = (), teams: Sequence[str] = ()
+    ) -> None:
+        """Ask `users` (logins) and `teams` (slugs) for a review of the PR."""
+        with self._lock.within(repo):
+            target = self._state.repo(repo)
+            pull = self._state.pull(target, number)
+            self._state.change_pull(
+                target,
+                number,
+                requested_reviewers=_labels([*pull.requested_reviewers, *users]),
+                requested_teams=_labels([*pull.requested_teams, *teams]),
+            )
+
+    def add_review(
+        self,
+        repo: str,
+        number: int,
+        user: str,
+        state: str,
+        commit_id: str | None = None,
+        *,
+        body: str = "",
+    ) -> int:
+        """A review by `user` on the PR's head (or `commit_id`); returns its id.
+
+        As on GitHub, a submitted review (any state but PENDING) answers the user's request.
+        """
+        if state not in REVIEW_STATES:
+            raise ValueError(
+                f"a review's state is one of {', '.join(REVIEW_STATES)}, not {state!r}"
+            )
+        _check_sha(commit_id)
+        with self._lock.within(repo):
+            target = self._state.repo(repo)
+            return self._state.add_review(target, number, user, state, commit_id, body).id
+
+    def dismiss_review(self, repo: str, number: int, review_id: int) -> None:
+        """A maintainer dismissed the review: its state becomes DISMISSED."""
+        with self._lock.within(repo):
+            target = self._state.repo(repo)
+            for index, review in enumerate(target.reviews):
+                if review.id == review_id and review.number == number:
+                    target.reviews[index] = replace(review, state="DISMISSED")
+                    self._state.tick()
+                    return
+            raise KeyError(f"{repo}#{number} has no review {review_id}")
+
+    def reviews(self, repo: str, number: int) -> list[Review]:
+        with self._state.lock:
+            return self._state.reviews(self._state.repo(repo), number)
+
+    def add_status(
+        self,
+        repo: str,
+        sha: str,
+        context: str,
+        state: str,
+        description: str | None = None,
+        *,
+        target_url: str | None = None,
+        creator: str = "ci-bot",
+    ) -> CommitStatus:
+        """A commit status as CI would set it."""
+        if state not in ("error", "failure", "pending", "success"):
+            raise ValueError(
+                f"a commit status is error, failure, pending or success, not {state!r}"
+            )
+        _check_sha(sha)
+        with self._lock.within(repo):
+            target = self._state.repo(repo)
+            if sha not in target.shas:
+                raise KeyError(f"{repo} has no commit {sha}")
+            return self._state.add_status(
+                target,
+                sha,
+                creator,
+                state=state,
+                context=context,
+                description=description,
+                target_url=target_url,
+            )
+
+    def add_check_run(
+        self,
+        repo: str,
+        sha: str,
+        name: str,
+        status: str = "completed",
+        conclusion: str | None = "success",
+        *,
+        details_url: str | None = None,
+        app: tuple[int, str] = ACTIONS,
+    ) -> int:
+        """A check run as an app (GitHub Actions unless told) reports it; returns its id.
+
+        `conclusion` counts only once `status` is completed (GitHub's rule: null till then).
+        """
+        run_status, run_conclusion = _check_run_state(status, conclusion)
+        _check_sha(sha)
+        with self._lock.within(repo):
+            target = self._state.repo(repo)
+            if sha not in target.shas:
+                raise KeyError(f"{repo} has no commit {sha}")
+            now = self._state.tick()
+            run = self._state.add_check_run(
+                target,
+                sha=sha,
+                name=name,
+                status=run_status,
+                conclusion=run_conclusion,
+                started_at=now,
+                completed_at=now if run_status == "completed" else None,
+                details_url=details_url,
+                external_id=None,
+                output=(None, None, None),
+                app_id=app[0],
+                app_slug=app[1],
+            )
+            return run.id
+
+    def update_check_run(
+        self, repo: str, run_id: int, status: str = "completed", conclusion: str | None = "success"
+    ) -> None:
+        """The run moves on (a re-run with the same id, or its completion)."""
+        run_status, run_conclusion = _check_run_state(status, conclusion)
+        with self._lock.within(repo):
+            target = self._state.repo(repo)
+            if run_id not in target.check_runs:
+                raise KeyError(f"{repo} has no check run {run_id}")
+            now = self._state.tick()
+            self._state.change_check_run(
+                target,
+                run_id,
+                status=run_status,
+                conclusion=run_conclusion,
+                completed_at=now if run_status == "completed" else None,
+            )
+
+    def check_runs(self, repo: str, sha: str) -> list[CheckRun]:
+        """Every run on the commit, newest first."""
+        with self._state.lock:
+            return self._state.check_runs(self._state.repo(repo), sha, latest=False)
+
+    def protect(
+        self,
+        repo: str,
+        branch: str = "main",
+        *,
+        approvals: int = 0,
+        checks: Sequence[str] = (),
+        strict: bool = False,
+        dismiss_stale_reviews: bool = False,
+    ) -> None:
+        """Protect `branch`: `approvals` approving reviews and the `checks` required."""
+        if approvals < 0 or approvals > 6:
+            raise ValueError("GitHub requires 0 to 6 approving reviews")
+        with self._lock.within(repo):
+            target = self._state.repo(repo)
+            target.branches.setdefault(branch, fake_sha(target.full_name, branch))
+            target.shas.add(target.branches[branch])
+            target.protections[branch] = BranchProtection(
+                approvals, _labels(checks), strict, dismiss_stale_reviews
+            )
+            self._state.tick()
+
+    def unprotect(self, repo: str, branch: str = "main") -> None:
+        with self._lock.within(repo):
+            self._state.repo(repo).protections.pop(branch, None)
+            self._state.tick()
+
+    def forbid_protection_reads(self, repo: str, forbidden: bool = True) -> None:
+        """Reading the repository's branch protection answers 403 (no admin rights)."""
+        with self._lock.within(repo):
+            self._state.repo(repo).protection_readable = not forbidden
+
     # -- what clients reported (oldest first) --------------------------------
 
     def statuses(self, repo: str, sha: str) -> list[CommitStatus]:
@@ -500,8 +697,9 @@ class FakeGitHub:
             return Response(200, {"resources": {"core": core}, "rate": core})
         assert self._routes is not None
         if request.method != "GET":
+            app = self._credentials.installation(authorization)
             with self._state.lock:
-                return self._routes.dispatch(request, login)
+                return self._routes.dispatch(request, login, app)
         key = (request.path, tuple(request.query.items()), login)  # Link keeps their order
         with self._lock.reading():
             named = re.match(r"/repos/([^/]+/[^/]+)(?:/|$)", request.path)
@@ -568,6 +766,16 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 def _check_sha(sha: str | None) -> None:
     if sha is not None and not SHA.fullmatch(sha):
         raise ValueError(f"a commit sha is 40 lower-case hex digits, not {sha!r}")
+
+
+def _check_run_state(status: str, conclusion: str | None) -> tuple[str, str | None]:
+    if status not in CHECK_RUN_STATUSES:
+        raise ValueError(f"a check run's status is one of {CHECK_RUN_STATUSES}, not {status!r}")
+    if status != "completed":
+        return status, None
+    if conclusion not in CHECK_RUN_CONCLUSIONS:
+        raise ValueError(f"a completed check run's conclusion is one of {CHECK_RUN_CONCLUSIONS}")
+    return status, conclusion
 
 
 def _labels(labels: Sequence[str]) -> tuple[str, ...]:
