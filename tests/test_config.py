@@ -430,3 +430,27 @@ def test_pr_labels_is_a_known_placeholder_in_values_and_the_namespace() -> None:
         one_repository("namespace: 'b-<<PR_NUMBER>>-<<PR_LABELS>>', values: {l: '<<PR_LABELS>>'}")
     ).repositories[0]
     assert repo.values == {"l": "<<PR_LABELS>>"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "extra", "index"),
+    [
+        ("deployWhen: {checks: [build, prgen/preview]}", "", 1),
+        ("report: {commitStatus: {context: previews}}, deployWhen: {checks: [previews]}", "", 0),
+        ("report: {checkRun: {name: preview}}, deployWhen: {checks: [lint, preview]}", APP, 1),
+    ],
+)
+def test_a_gate_that_requires_prgens_own_report_is_a_config_error(
+    fields: str, extra: str, index: int
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(one_repository(fields, extra))
+    assert caught.value.path == f"repositories[0].deployWhen.checks[{index}]"
+    assert "never counts toward its own gate" in str(caught.value)
+
+
+def test_a_gate_may_require_a_check_named_like_a_report_prgen_does_not_make() -> None:
+    repo = parse_config(
+        one_repository("report: {commitStatus: false}, deployWhen: {checks: [prgen/preview]}")
+    ).repositories[0]
+    assert repo.deploy_when is not None

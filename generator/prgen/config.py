@@ -397,10 +397,14 @@ def _compile_names(
 
 
 def _compile_deploy_when(
-    entry: Mapping[str, Any] | None, at: str, source: str
+    entry: Mapping[str, Any] | None, own: Iterable[str | None], at: str, source: str
 ) -> DeployWhen | None:
     """None when nothing is required: not configured, or `{checks: [], approvals: 0}` (which
-    lets a repository turn off a gate its `defaults` set)."""
+    lets a repository turn off a gate its `defaults` set).
+
+    `own`: the names prgen reports under. Its own status never counts toward its gate, so
+    naming one as a required check would hold every PR for good.
+    """
     if entry is None:
         return None
     written = entry.get("checks")
@@ -409,6 +413,14 @@ def _compile_deploy_when(
         checks = "all"
     else:
         names = _compile_names(written or (), f"{at}.checks", source, logins=False)
+        for index, name in enumerate(names):
+            if name.written in own:
+                raise ConfigError(
+                    f"{name.written!r} is what prgen itself reports, which never counts toward "
+                    "its own gate: no PR would ever be deployed",
+                    f"{at}.checks[{index}]",
+                    source,
+                )
         checks = tuple(name.pattern for name in names) or None
     approvals = entry.get("approvals", 0)
     if approvals < 0:  # the schema says so too; this keeps the dataclass honest on its own
@@ -476,6 +488,7 @@ def _compile_repository(
             where,
             source,
         )
+    report = _compile_report(entry.get("report", {}))
     return RepositorySettings(
         name=entry["name"],
         labels=frozenset(entry.get("labels", ())),
@@ -497,10 +510,15 @@ def _compile_repository(
         exclude_authors=_compile_names(
             entry.get("excludeAuthors", ()), f"{at}.excludeAuthors", source, logins=True
         ),
-        deploy_when=_compile_deploy_when(entry.get("deployWhen"), f"{at}.deployWhen", source),
+        deploy_when=_compile_deploy_when(
+            entry.get("deployWhen"),
+            (report.commit_status_context, report.check_run),
+            f"{at}.deployWhen",
+            source,
+        ),
         health_check=_compile_health_check(entry.get("healthCheck"), f"{at}.healthCheck", source),
         environment_url=entry.get("environmentUrl"),
-        report=_compile_report(entry.get("report", {})),
+        report=report,
     )
 
 

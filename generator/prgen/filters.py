@@ -53,7 +53,13 @@ def _reason_to_skip(repo: RepositorySettings, pr: PullRequest) -> str | None:
         return f"head branch does not match {repo.branches.pattern!r}"
     if repo.target_branches is not None and not repo.target_branches.search(pr.base_branch):
         return f"base branch does not match {repo.target_branches.pattern!r}"
-    return _title_reason(repo, pr) or _author_reason(repo, pr)
+    if repo.titles is not None or repo.exclude_titles is not None:
+        reason = _title_reason(repo, pr)
+        if reason:
+            return reason
+    if repo.authors or repo.exclude_authors:
+        return _author_reason(repo, pr)
+    return None
 
 
 # Reasons name the config's entry and never carry a title: a title may hold anything. A
