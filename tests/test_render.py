@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from prgen.config import RepositorySettings
@@ -357,3 +359,24 @@ def test_labels_are_part_of_the_input_hash_where_a_template_renders_them(tmp_pat
     ignoring = repo("")
     assert not reads_labels(ignoring)
     assert render_environment(ignoring, before).inputs == render_environment(ignoring, after).inputs
+
+
+LABELS_EVERYWHERE = repository(LABELS + "    namespace: 'shop-<<PR_NUMBER>>-<<PR_LABELS>>'\n")
+
+
+@given(st.lists(st.text(min_size=1, max_size=50), max_size=6, unique=True))
+def test_any_labels_stay_one_string_and_one_dns_label_and_never_reach_flux(
+    labels: list[str],
+) -> None:
+    env = render_environment(LABELS_EVERYWHERE, pull_request(4, labels=tuple(labels)))
+    release = load(env.files["helmrelease.yaml"])
+    joined = ",".join(sorted(labels))
+    assert release["spec"]["values"] == {"labels": joined, "summary": f"4 [{joined}]"}
+    assert set(release) == {"apiVersion", "kind", "metadata", "spec"}
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", env.namespace)
+    assert len(env.namespace) <= 63 and env.namespace.startswith("shop-4-")
+    disabled = release["metadata"]["annotations"].get(FLUX_SUBSTITUTE) == "disabled"
+    if "${" in joined or "$$" in joined:
+        assert disabled
+    if "$" not in joined:
+        assert not disabled
