@@ -346,6 +346,17 @@ def test_deploy_when_checks_are_names_matched_whole_or_slashed_regexes() -> None
     assert build.fullmatch("ci/build") and not build.fullmatch("ci/build-arm")
     assert not build.fullmatch("CI/build")  # check names are compared exactly
     assert lint.fullmatch("lint (3.12)") and not lint.fullmatch("lint")
+    # Messages name each check as written, not as its escaped pattern.
+    assert repo.deploy_when.check_entries == ("ci/build", "/lint \\(.*\\)/")
+
+
+def test_a_plain_check_name_full_of_regex_characters_is_that_name() -> None:
+    repo = parse_config(one_repository("deployWhen: {checks: ['test (3.12, linux)']}"))
+    gate = repo.repositories[0].deploy_when
+    assert gate is not None and isinstance(gate.checks, tuple)
+    (pattern,) = gate.checks
+    assert pattern.fullmatch("test (3.12, linux)") and not pattern.fullmatch("test 3x12, linux")
+    assert gate.check_entries == ("test (3.12, linux)",)
 
 
 def test_a_repository_can_turn_off_the_gate_its_defaults_set() -> None:

@@ -141,10 +141,13 @@ class DeployWhen:
 
     `checks`: "all" (every check reported on the head), each required check (matched whole
     against its name), or None (no check required). `approvals`: approving reviews needed.
+    `check_entries`: each of `checks` as the config wrote it, for messages: a plain name's
+    pattern is escaped (`lint \\(3\\.12\\)`), its entry is not (`lint (3.12)`).
     """
 
     checks: Literal["all"] | tuple[re.Pattern[str], ...] | None
     approvals: int = 0
+    check_entries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -409,6 +412,7 @@ def _compile_deploy_when(
         return None
     written = entry.get("checks")
     checks: Literal["all"] | tuple[re.Pattern[str], ...] | None
+    entries: tuple[str, ...] = ()
     if written == "all":
         checks = "all"
     else:
@@ -422,12 +426,13 @@ def _compile_deploy_when(
                     source,
                 )
         checks = tuple(name.pattern for name in names) or None
+        entries = tuple(name.written for name in names)
     approvals = entry.get("approvals", 0)
     if approvals < 0:  # the schema says so too; this keeps the dataclass honest on its own
         raise ConfigError("must be 0 or more", f"{at}.approvals", source)
     if checks is None and approvals == 0:
         return None
-    return DeployWhen(checks, approvals)
+    return DeployWhen(checks, approvals, entries)
 
 
 def _compile_repository(
