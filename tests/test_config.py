@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from prgen.config import DEFAULT_NAMESPACE, parse_config
+from prgen.config import DEFAULT_NAMESPACE, DeployWhen, parse_config
 from prgen.errors import ConfigError
 
 BASE = """\
@@ -230,3 +230,238 @@ def test_a_host_inside_a_fixed_domain_is_fine(url: str) -> None:
         f"{CHART}}}]"
     )
     assert config.repositories[0].health_check is not None
+
+
+def one_repository(fields: str, extra: str = "") -> str:
+    return f"fleet: {{url: x, path: p}}\n{extra}repositories: [{{name: a/b, {fields}, {CHART}}}]"
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "reason"),
+    [
+        ("titles: '('", "repositories[0].titles", "not a valid regular expression"),
+        (
+            "excludeTitles: '[WIP'",
+            "repositories[0].excludeTitles",
+            "not a valid regular expression",
+        ),
+        ("authors: [alice, '/(/']", "repositories[0].authors[1]", "not a valid regular expression"),
+        (
+            "excludeAuthors: ['/renovate']",
+            "repositories[0].excludeAuthors[0]",
+            "neither a login (logins have no '/') nor a regex (written /…/)",
+        ),
+        ("excludeAuthors: ['']", "repositories[0].excludeAuthors[0]", "should be non-empty"),
+        ("authors: [bob, bob]", "repositories[0].authors", "has non-unique elements"),
+        ("titles: 3", "repositories[0].titles", "is not of type 'string'"),
+        (
+            "deployWhen: {checks: [build, '/lint-(/']}",
+            "repositories[0].deployWhen.checks[1]",
+            "not a valid regular expression",
+        ),
+        (
+            "deployWhen: {approvals: -1}",
+            "repositories[0].deployWhen.approvals",
+            "less than the minimum of 0",
+        ),
+        ("deployWhen: {checks: some}", "repositories[0].deployWhen.checks", "'all' was expected"),
+        ("deployWhen: {check: all}", "repositories[0].deployWhen.check", "did you mean 'checks'"),
+        ("report: {checkRun: {name: ''}}", "repositories[0].report.checkRun.name", "non-empty"),
+    ],
+)
+def test_a_bad_filter_or_gate_names_the_field_and_the_reason(
+    fields: str, path: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(one_repository(fields), base_dir=Path("/nonexistent"))
+    assert caught.value.path == path
+    assert reason in str(caught.value)
+
+
+def test_a_bad_regex_in_defaults_is_reported_at_each_repository_that_gets_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            "fleet: {url: x, path: p}\ndefaults: {excludeTitles: '(?<'}\n"
+            "repositories: [{name: a/b, " + CHART + "}]"
+        )
+    assert caught.value.path == "repositories[0].excludeTitles"
+
+
+def test_titles_and_authors_compile_once_and_a_plain_login_is_literal() -> None:
+    repo = parse_config(
+        one_repository(
+            "titles: '^feat', excludeTitles: '^WIP', authors: [Alice, '/team-.*/'], "
+            "excludeAuthors: ['dependabot[bot]']"
+        )
+    ).repositories[0]
+    assert repo.titles is not None and repo.titles.pattern == "^feat"
+    assert repo.exclude_titles is not None and repo.exclude_titles.pattern == "^WIP"
+    assert [name.written for name in repo.authors] == ["Alice", "/team-.*/"]
+    (bot,) = repo.exclude_authors
+    assert bot.matches("dependabot[bot]") and bot.matches("DEPENDABOT[BOT]")
+    assert not bot.matches("dependabotb") and not bot.matches("x-dependabot[bot]")
+
+
+def test_a_config_without_the_new_filters_keeps_its_identity() -> None:
+    # Environments record the identity of the config that wrote them: one that changed
+    # for an unchanged config would make prgen leave its own environments alone.
+    plain = parse_config(BASE).repositories[0]
+    assert plain.identity == "687bfeb9f077"  # as prgen before these filters made it
+    with_lists_empty = parse_config(one_repository("authors: [], excludeAuthors: []"))
+    assert (
+        with_lists_empty.repositories[0].identity
+        == parse_config(one_repository("drafts: false")).repositories[0].identity
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    ["titles: '^feat'", "excludeTitles: '^WIP'", "authors: [alice]", "excludeAuthors: [bob]"],
+)
+def test_each_new_filter_is_part_of_the_identity_when_set(fields: str) -> None:
+    plain = parse_config(one_repository("drafts: false")).repositories[0]
+    filtered = parse_config(one_repository(fields)).repositories[0]
+    assert filtered.identity != plain.identity
+
+
+def test_deploy_when_is_none_unless_it_requires_something() -> None:
+    assert parse_config(BASE).repositories[0].deploy_when is None
+    empty = parse_config(one_repository("deployWhen: {checks: [], approvals: 0}"))
+    assert empty.repositories[0].deploy_when is None
+    approvals = parse_config(one_repository("deployWhen: {approvals: 2}")).repositories[0]
+    assert approvals.deploy_when == DeployWhen(checks=None, approvals=2)
+    every = parse_config(one_repository("deployWhen: {checks: all}")).repositories[0]
+    assert every.deploy_when == DeployWhen(checks="all", approvals=0)
+
+
+def test_deploy_when_checks_are_names_matched_whole_or_slashed_regexes() -> None:
+    repo = parse_config(
+        one_repository("deployWhen: {checks: [ci/build, '/lint \\(.*\\)/'], approvals: 1}")
+    ).repositories[0]
+    assert repo.deploy_when is not None and repo.deploy_when.approvals == 1
+    checks = repo.deploy_when.checks
+    assert isinstance(checks, tuple)
+    build, lint = checks
+
+    assert build.fullmatch("ci/build") and not build.fullmatch("ci/build-arm")
+    assert not build.fullmatch("CI/build")  # check names are compared exactly
+    assert lint.fullmatch("lint (3.12)") and not lint.fullmatch("lint")
+    # Messages name each check as written, not as its escaped pattern.
+    assert repo.deploy_when.check_entries == ("ci/build", "/lint \\(.*\\)/")
+
+
+def test_a_plain_check_name_full_of_regex_characters_is_that_name() -> None:
+    repo = parse_config(one_repository("deployWhen: {checks: ['test (3.12, linux)']}"))
+    gate = repo.repositories[0].deploy_when
+    assert gate is not None and isinstance(gate.checks, tuple)
+    (pattern,) = gate.checks
+    assert pattern.fullmatch("test (3.12, linux)") and not pattern.fullmatch("test 3x12, linux")
+    assert gate.check_entries == ("test (3.12, linux)",)
+
+
+def test_a_repository_can_turn_off_the_gate_its_defaults_set() -> None:
+    config = parse_config(
+        """\
+fleet: {url: /tmp/f, path: p}
+defaults:
+  deployWhen: {checks: all, approvals: 1}
+  chart: {chart: app, sourceRef: {kind: HelmRepository, name: charts}}
+repositories:
+  - name: acme/shop
+  - name: acme/api
+    namespace: 'api-<<PR_NUMBER>>'
+    deployWhen: {checks: [], approvals: 0}
+  - name: acme/web
+    namespace: 'web-<<PR_NUMBER>>'
+    deployWhen: {approvals: 2}
+"""
+    )
+    shop, api, web = config.repositories
+    assert shop.deploy_when == DeployWhen("all", 1)
+    assert api.deploy_when is None
+    assert web.deploy_when == DeployWhen("all", 2)
+
+
+APP = "github: {app: {id: 1, installationId: 2, privateKeyEnv: KEY}}\n"
+
+
+def test_a_check_run_needs_a_github_app() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(one_repository("report: {checkRun: {name: prgen/preview}}"))
+    assert caught.value.path == "repositories[0].report.checkRun"
+    assert "GitHub App" in str(caught.value) and "token" in str(caught.value)
+
+
+def test_a_check_run_from_defaults_needs_an_app_too() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            "fleet: {url: x, path: p}\ndefaults: {report: {checkRun: {}}}\n"
+            "repositories: [{name: a/b, " + CHART + "}]"
+        )
+    assert caught.value.path == "repositories[0].report.checkRun"
+
+
+def test_a_check_run_with_an_app_gets_its_name() -> None:
+    assert parse_config(BASE).repositories[0].report.check_run is None
+    named = parse_config(one_repository("report: {checkRun: {name: previews}}", APP))
+    assert named.repositories[0].report.check_run == "previews"
+    default = parse_config(one_repository("report: {checkRun: {}}", APP))
+    assert default.repositories[0].report.check_run == "prgen/preview"
+    off = parse_config(one_repository("report: {checkRun: false}"))
+    assert off.repositories[0].report.check_run is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        (
+            "healthCheck: {url: 'https://pr-<<PR_NUMBER>>.example.com/<<PR_LABELS>>'}",
+            "repositories[0].healthCheck.url",
+        ),
+        (
+            "environmentUrl: 'https://x.example.com/?l=<<PR_LABELS>>'",
+            "repositories[0].environmentUrl",
+        ),
+        (
+            "report: {deployment: {environment: 'pr-<<PR_LABELS>>'}}",
+            "repositories[0].report.deployment.environment",
+        ),
+        ("namespace: '<<PR_LABELS>>'", "repositories[0].namespace"),
+    ],
+)
+def test_pr_labels_are_pr_text_wherever_pr_text_is_refused(fields: str, path: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(one_repository(fields))
+    assert caught.value.path == path
+    assert "<<PR_LABELS>>" in str(caught.value) or "PR text" in str(caught.value)
+
+
+def test_pr_labels_is_a_known_placeholder_in_values_and_the_namespace() -> None:
+    repo = parse_config(
+        one_repository("namespace: 'b-<<PR_NUMBER>>-<<PR_LABELS>>', values: {l: '<<PR_LABELS>>'}")
+    ).repositories[0]
+    assert repo.values == {"l": "<<PR_LABELS>>"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "extra", "index"),
+    [
+        ("deployWhen: {checks: [build, prgen/preview]}", "", 1),
+        ("report: {commitStatus: {context: previews}}, deployWhen: {checks: [previews]}", "", 0),
+        ("report: {checkRun: {name: preview}}, deployWhen: {checks: [lint, preview]}", APP, 1),
+    ],
+)
+def test_a_gate_that_requires_prgens_own_report_is_a_config_error(
+    fields: str, extra: str, index: int
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(one_repository(fields, extra))
+    assert caught.value.path == f"repositories[0].deployWhen.checks[{index}]"
+    assert "never counts toward its own gate" in str(caught.value)
+
+
+def test_a_gate_may_require_a_check_named_like_a_report_prgen_does_not_make() -> None:
+    repo = parse_config(
+        one_repository("report: {commitStatus: false}, deployWhen: {checks: [prgen/preview]}")
+    ).repositories[0]
+    assert repo.deploy_when is not None

@@ -1,13 +1,24 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from prgen.config import RepositorySettings
 from prgen.naming import short_hash
-from prgen.render import FLUX_SUBSTITUTE, MARKER, render_environment
+from prgen.render import (
+    FLUX_SUBSTITUTE,
+    MARKER,
+    config_digest,
+    input_hash,
+    reads_labels,
+    render_environment,
+)
 
 from factories import pull_request, repository
 from manifest_validation import validate_documents
@@ -254,3 +265,118 @@ def test_a_template_without_apiversion_gets_the_right_one(tmp_path: Path) -> Non
     text = env.files["namespace.yaml"].decode()
     assert text.splitlines()[1:3] == ["apiVersion: v1", "kind: Namespace"]
     assert validate_documents(text) == []
+
+
+LABELS = "    values: {labels: '<<PR_LABELS>>', summary: '<<PR_NUMBER>> [<<PR_LABELS>>]'}\n"
+
+
+def test_pr_labels_are_sorted_and_joined_by_commas() -> None:
+    pr = pull_request(7, labels=("qa", "Preview", "area/api"))
+    values = load(render_environment(repository(LABELS), pr).files["helmrelease.yaml"])["spec"][
+        "values"
+    ]
+    assert values == {"labels": "Preview,area/api,qa", "summary": "7 [Preview,area/api,qa]"}
+    unlabelled = render_environment(repository(LABELS), pull_request(7, labels=()))
+    assert load(unlabelled.files["helmrelease.yaml"])["spec"]["values"]["labels"] == ""
+
+
+def test_the_order_github_lists_labels_in_changes_no_byte() -> None:
+    repo = repository(LABELS)
+    one = render_environment(repo, pull_request(7, labels=("b", "a", "c")))
+    other = render_environment(repo, pull_request(7, labels=("c", "b", "a")))
+    assert one.files == other.files and one.inputs == other.inputs
+
+
+@pytest.mark.parametrize("label", HOSTILE_TITLES)
+def test_a_hostile_label_parses_back_to_exactly_itself(label: str) -> None:
+    env = render_environment(repository(LABELS), pull_request(5, labels=(label,)))
+    release = load(env.files["helmrelease.yaml"])
+    assert release["spec"]["values"]["labels"] == label
+    assert set(release) == {"apiVersion", "kind", "metadata", "spec"}
+    assert validate_documents(env.files["helmrelease.yaml"].decode()) == []
+
+
+def test_a_flux_variable_from_a_label_disables_substitution() -> None:
+    env = render_environment(repository(LABELS), pull_request(5, labels=("${GITHUB_TOKEN}",)))
+    release = load(env.files["helmrelease.yaml"])
+    assert release["metadata"]["annotations"][FLUX_SUBSTITUTE] == "disabled"
+    assert release["spec"]["values"]["labels"] == "${GITHUB_TOKEN}"
+    # Split across the template and a label, the `${` PR text made is caught as well.
+    split = render_environment(
+        repository("    values: {x: '$<<PR_LABELS>>'}\n"), pull_request(5, labels=("{SECRET}",))
+    )
+    annotations = load(split.files["helmrelease.yaml"])["metadata"]["annotations"]
+    assert annotations[FLUX_SUBSTITUTE] == "disabled"
+    plain = render_environment(repository(LABELS), pull_request(5, labels=("preview",)))
+    assert FLUX_SUBSTITUTE not in load(plain.files["helmrelease.yaml"])["metadata"]["annotations"]
+
+
+def test_labels_in_a_namespace_become_a_dns_label_with_a_hash() -> None:
+    repo = repository("    namespace: 'shop-<<PR_NUMBER>>-<<PR_LABELS>>'\n")
+    one = render_environment(repo, pull_request(3, labels=("QA", "Preview/EU")))
+    other = render_environment(repo, pull_request(3, labels=("qa", "preview-eu")))
+    assert one.namespace.startswith("shop-3-") and len(one.namespace) <= 63
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", one.namespace)
+    assert one.namespace != other.namespace  # two label sets never slug onto one name
+    assert validate_documents(one.files["namespace.yaml"].decode()) == []
+
+
+def test_labels_are_part_of_the_input_hash_only_where_values_render_them() -> None:
+    before, after = pull_request(2, labels=()), pull_request(2, labels=("preview",))
+    reading = repository(LABELS)
+    assert render_environment(reading, before).inputs != render_environment(reading, after).inputs
+    assert config_digest(reading).endswith("+labels")
+    ignoring = repository(VALUES)
+    assert not config_digest(ignoring).endswith("+labels")
+    assert render_environment(ignoring, before).inputs == render_environment(ignoring, after).inputs
+    assert input_hash(config_digest(ignoring), before) == input_hash(config_digest(ignoring), after)
+
+
+def test_labels_are_part_of_the_input_hash_where_a_template_renders_them(tmp_path: Path) -> None:
+    (tmp_path / "ns.yaml").write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {annotations: {labels: '<<PR_LABELS>>'}}\n"
+    )
+    # Only a value counts: keys are never substituted, so one in a key reads nothing.
+    (tmp_path / "hr.yaml").write_text(
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\n"
+        "spec: {values: {'<<PR_LABELS>>': x}}\n"
+    )
+    from prgen.config import parse_config
+
+    def repo(namespace_template: str) -> RepositorySettings:
+        return parse_config(
+            "fleet: {url: x, path: p}\nrepositories: [{name: acme/shop, chartRef: {kind: "
+            f"OCIRepository, name: shop}}, templates: {{helmRelease: hr.yaml{namespace_template}}}}}]",
+            base_dir=tmp_path,
+        ).repositories[0]
+
+    before, after = pull_request(2, labels=("a",)), pull_request(2, labels=("a", "b"))
+    reading = repo(", namespace: ns.yaml")
+    assert reads_labels(reading)
+    env = render_environment(reading, after)
+    assert load(env.files["namespace.yaml"])["metadata"]["annotations"]["labels"] == "a,b"
+    assert render_environment(reading, before).inputs != env.inputs
+    ignoring = repo("")
+    assert not reads_labels(ignoring)
+    assert render_environment(ignoring, before).inputs == render_environment(ignoring, after).inputs
+
+
+LABELS_EVERYWHERE = repository(LABELS + "    namespace: 'shop-<<PR_NUMBER>>-<<PR_LABELS>>'\n")
+
+
+@given(st.lists(st.text(min_size=1, max_size=50), max_size=6, unique=True))
+def test_any_labels_stay_one_string_and_one_dns_label_and_never_reach_flux(
+    labels: list[str],
+) -> None:
+    env = render_environment(LABELS_EVERYWHERE, pull_request(4, labels=tuple(labels)))
+    release = load(env.files["helmrelease.yaml"])
+    joined = ",".join(sorted(labels))
+    assert release["spec"]["values"] == {"labels": joined, "summary": f"4 [{joined}]"}
+    assert set(release) == {"apiVersion", "kind", "metadata", "spec"}
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", env.namespace)
+    assert len(env.namespace) <= 63 and env.namespace.startswith("shop-4-")
+    disabled = release["metadata"]["annotations"].get(FLUX_SUBSTITUTE) == "disabled"
+    if "${" in joined or "$$" in joined:
+        assert disabled
+    if "$" not in joined:
+        assert not disabled

@@ -299,8 +299,8 @@ BAD_CONFIGS = [
         "template with an unknown placeholder",
         good(TEMPLATE),
         "repositories[0].templates.helmRelease",
-        "unknown placeholder <<PR_LABELS>>",
-        files={"hr.yaml": HELMRELEASE + "spec: {values: {labels: '<<PR_LABELS>>'}}\n"},
+        "unknown placeholder <<PR_LABEL>>",
+        files={"hr.yaml": HELMRELEASE + "spec: {values: {labels: '<<PR_LABEL>>'}}\n"},
     ),
     BadConfig(
         "template whose metadata is not a mapping",

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -113,6 +113,41 @@ class ReportSettings:
     commit_status_context: str | None = "prgen/preview"
     deployment_environment: str | None = "pr-<<PR_NUMBER>>"
     comment: bool = True
+    check_run: str | None = None  # the check run's name; needs a GitHub App
+
+
+DEFAULT_CHECK_RUN = "prgen/preview"
+
+
+@dataclass(frozen=True)
+class NamePattern:
+    """One entry of a list of names (logins, check names): a name, or a regex written `/…/`.
+
+    No login and no usual check name starts and ends with a slash, so the rule reads a
+    plain name full of regex characters (`dependabot[bot]`) as itself. `written` is the
+    entry as the config has it, for messages.
+    """
+
+    written: str
+    pattern: re.Pattern[str]
+
+    def matches(self, name: str) -> bool:
+        return self.pattern.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class DeployWhen:
+    """What a PR's head must have before prgen deploys it (`deployWhen`).
+
+    `checks`: "all" (every check reported on the head), each required check (matched whole
+    against its name), or None (no check required). `approvals`: approving reviews needed.
+    `check_entries`: each of `checks` as the config wrote it, for messages: a plain name's
+    pattern is escaped (`lint \\(3\\.12\\)`), its entry is not (`lint (3.12)`).
+    """
+
+    checks: Literal["all"] | tuple[re.Pattern[str], ...] | None
+    approvals: int = 0
+    check_entries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,6 +177,11 @@ class RepositorySettings:
     values: Mapping[str, Any]
     templates: Templates
     trusted_fork_labels: frozenset[str] = frozenset()
+    titles: re.Pattern[str] | None = None  # searched in the title, as branches are
+    exclude_titles: re.Pattern[str] | None = None
+    authors: tuple[NamePattern, ...] = ()  # empty: any author
+    exclude_authors: tuple[NamePattern, ...] = ()
+    deploy_when: DeployWhen | None = None  # None: deploy every head at once
     health_check: HealthCheck | None = None
     environment_url: str | None = None
     report: ReportSettings = ReportSettings()
@@ -230,8 +270,10 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         )
         for repo in repositories
     )
+    github = _compile_github(document.get("github", {}), base, source)
+    _check_check_runs_have_an_app(repositories, github, source)
     return Config(
-        github=_compile_github(document.get("github", {}), base, source),
+        github=github,
         fleet=fleet,
         repositories=repositories,
         source=source,
@@ -329,6 +371,70 @@ def _compile_regex(pattern: str | None, path: str, source: str) -> re.Pattern[st
         raise ConfigError(f"not a valid regular expression: {exc}", path, source) from exc
 
 
+def _compile_name(written: str, path: str, source: str, *, logins: bool) -> NamePattern:
+    """An entry written `/…/` is a regex that must match the whole name; any other entry is
+    the name itself. Logins compare ignoring case, as GitHub compares them (their regexes
+    too); check names exactly."""
+    flags = re.IGNORECASE if logins else 0
+    if len(written) > 2 and written.startswith("/") and written.endswith("/"):
+        try:
+            return NamePattern(written, re.compile(written[1:-1], flags))
+        except re.error as exc:
+            raise ConfigError(f"not a valid regular expression: {exc}", path, source) from exc
+    if logins and "/" in written:
+        raise ConfigError(
+            f"{written!r} is neither a login (logins have no '/') nor a regex (written /…/)",
+            path,
+            source,
+        )
+    return NamePattern(written, re.compile(re.escape(written), flags))
+
+
+def _compile_names(
+    entries: Iterable[str], path: str, source: str, *, logins: bool
+) -> tuple[NamePattern, ...]:
+    return tuple(
+        _compile_name(written, f"{path}[{index}]", source, logins=logins)
+        for index, written in enumerate(entries)
+    )
+
+
+def _compile_deploy_when(
+    entry: Mapping[str, Any] | None, own: Iterable[str | None], at: str, source: str
+) -> DeployWhen | None:
+    """None when nothing is required: not configured, or `{checks: [], approvals: 0}` (which
+    lets a repository turn off a gate its `defaults` set).
+
+    `own`: the names prgen reports under. Its own status never counts toward its gate, so
+    naming one as a required check would hold every PR for good.
+    """
+    if entry is None:
+        return None
+    written = entry.get("checks")
+    checks: Literal["all"] | tuple[re.Pattern[str], ...] | None
+    entries: tuple[str, ...] = ()
+    if written == "all":
+        checks = "all"
+    else:
+        names = _compile_names(written or (), f"{at}.checks", source, logins=False)
+        for index, name in enumerate(names):
+            if name.written in own:
+                raise ConfigError(
+                    f"{name.written!r} is what prgen itself reports, which never counts toward "
+                    "its own gate: no PR would ever be deployed",
+                    f"{at}.checks[{index}]",
+                    source,
+                )
+        checks = tuple(name.pattern for name in names) or None
+        entries = tuple(name.written for name in names)
+    approvals = entry.get("approvals", 0)
+    if approvals < 0:  # the schema says so too; this keeps the dataclass honest on its own
+        raise ConfigError("must be 0 or more", f"{at}.approvals", source)
+    if checks is None and approvals == 0:
+        return None
+    return DeployWhen(checks, approvals, entries)
+
+
 def _compile_repository(
     entry: dict[str, Any], index: int, source: str, base: Path
 ) -> RepositorySettings:
@@ -387,6 +493,7 @@ def _compile_repository(
             where,
             source,
         )
+    report = _compile_report(entry.get("report", {}))
     return RepositorySettings(
         name=entry["name"],
         labels=frozenset(entry.get("labels", ())),
@@ -402,9 +509,21 @@ def _compile_repository(
         values=entry.get("values", {}),
         templates=templates,
         trusted_fork_labels=frozenset(entry.get("trustedForkLabels", ())),
+        titles=_compile_regex(entry.get("titles"), f"{at}.titles", source),
+        exclude_titles=_compile_regex(entry.get("excludeTitles"), f"{at}.excludeTitles", source),
+        authors=_compile_names(entry.get("authors", ()), f"{at}.authors", source, logins=True),
+        exclude_authors=_compile_names(
+            entry.get("excludeAuthors", ()), f"{at}.excludeAuthors", source, logins=True
+        ),
+        deploy_when=_compile_deploy_when(
+            entry.get("deployWhen"),
+            (report.commit_status_context, report.check_run),
+            f"{at}.deployWhen",
+            source,
+        ),
         health_check=_compile_health_check(entry.get("healthCheck"), f"{at}.healthCheck", source),
         environment_url=entry.get("environmentUrl"),
-        report=_compile_report(entry.get("report", {})),
+        report=report,
     )
 
 
@@ -435,6 +554,15 @@ def config_identity(repo: RepositorySettings, fleet_path: str) -> str:
         "namespace": repo.namespace,
         "fleetPath": fleet_path,
     }
+    # Filters added later count only when set: an identity must not change for a config
+    # that does not use them, or its environments would look like another config's.
+    later = {
+        "titles": repo.titles.pattern if repo.titles else None,
+        "excludeTitles": repo.exclude_titles.pattern if repo.exclude_titles else None,
+        "authors": sorted(name.written for name in repo.authors) or None,
+        "excludeAuthors": sorted(name.written for name in repo.exclude_authors) or None,
+    }
+    decides.update({key: value for key, value in later.items() if value is not None})
     canonical = json.dumps(decides, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
@@ -517,13 +645,31 @@ def _compile_health_check(
 def _compile_report(entry: Mapping[str, Any]) -> ReportSettings:
     status = entry.get("commitStatus", {})
     deployment = entry.get("deployment", {})
+    check_run = entry.get("checkRun", False)
     return ReportSettings(
         commit_status_context=None if status is False else status.get("context", "prgen/preview"),
         deployment_environment=None
         if deployment is False
         else deployment.get("environment", "pr-<<PR_NUMBER>>"),
         comment=entry.get("comment", True),
+        check_run=None if check_run is False else check_run.get("name", DEFAULT_CHECK_RUN),
     )
+
+
+def _check_check_runs_have_an_app(
+    repositories: tuple[RepositorySettings, ...], github: GitHubSettings, source: str
+) -> None:
+    if github.app is not None:
+        return
+    for index, repo in enumerate(repositories):
+        if repo.report.check_run is not None:
+            raise ConfigError(
+                "a check run can only be created by a GitHub App, and prgen authenticates "
+                "with a token (github.tokenEnv): configure github.app, or report through "
+                "report.commitStatus instead",
+                f"repositories[{index}].report.checkRun",
+                source,
+            )
 
 
 def _compile_templates(entry: Mapping[str, str], at: str, source: str, base: Path) -> Templates:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prgen.config import RepositorySettings
+from prgen.config import NamePattern, RepositorySettings
 from prgen.model import PullRequest
 
 
@@ -53,6 +53,35 @@ def _reason_to_skip(repo: RepositorySettings, pr: PullRequest) -> str | None:
         return f"head branch does not match {repo.branches.pattern!r}"
     if repo.target_branches is not None and not repo.target_branches.search(pr.base_branch):
         return f"base branch does not match {repo.target_branches.pattern!r}"
+    if repo.titles is not None or repo.exclude_titles is not None:
+        reason = _title_reason(repo, pr)
+        if reason:
+            return reason
+    if repo.authors or repo.exclude_authors:
+        return _author_reason(repo, pr)
+    return None
+
+
+# Reasons name the config's entry and never carry a title: a title may hold anything. A
+# login is GitHub's, and repr keeps even an odd one on its line.
+def _title_reason(repo: RepositorySettings, pr: PullRequest) -> str | None:
+    if repo.titles is not None and not repo.titles.search(pr.title):
+        return f"title does not match titles {repo.titles.pattern!r}"
+    if repo.exclude_titles is not None and repo.exclude_titles.search(pr.title):
+        return f"title matches excludeTitles {repo.exclude_titles.pattern!r}"
+    return None
+
+
+def _first_match(names: Sequence[NamePattern], login: str) -> NamePattern | None:
+    return next((name for name in names if name.matches(login)), None)
+
+
+def _author_reason(repo: RepositorySettings, pr: PullRequest) -> str | None:
+    if repo.authors and _first_match(repo.authors, pr.author) is None:
+        return f"author {pr.author!r} is not in authors"
+    excluded = _first_match(repo.exclude_authors, pr.author)
+    if excluded is not None:
+        return f"author {pr.author!r} matches excludeAuthors {excluded.written!r}"
     return None
 
 

@@ -1,7 +1,7 @@
 """`<<NAME>>` placeholders, substituted inside parsed YAML values, never into template text.
 
 The syntax is the seed controller's, so its users' configs move over unchanged.
-Values from the PR (branch, title, author) are untrusted: they can only ever
+Values from the PR (branch, title, author, labels) are untrusted: they can only ever
 become (part of) a string scalar, and a `${...}` they carry is reported so the
 renderer can keep Flux's post-build substitution away from it.
 """
@@ -9,7 +9,7 @@ renderer can keep Flux's post-build substitution away from it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +30,15 @@ KNOWN = frozenset(
         "PR_BASE_BRANCH",
         "PR_AUTHOR",
         "PR_TITLE",
+        "PR_LABELS",
         "REPO_OWNER",
         "REPO_NAME",
         "NAMESPACE",
     }
 )
-# Free text someone outside the team may choose.
-UNTRUSTED = frozenset({"PR_BRANCH", "PR_BASE_BRANCH", "PR_AUTHOR", "PR_TITLE"})
+# Free text someone outside the team may choose. Labels too: anyone with triage access
+# names them, and a bot may copy them from elsewhere.
+UNTRUSTED = frozenset({"PR_BRANCH", "PR_BASE_BRANCH", "PR_AUTHOR", "PR_TITLE", "PR_LABELS"})
 # What a PR chooses, as names go: the free text, and the branch's slug made from it.
 PR_TEXT = UNTRUSTED | {"PR_BRANCH_SLUG"}
 
@@ -66,18 +68,30 @@ def pr_made_flux_variable(text: str, from_pr: list[bool]) -> bool:
     return False
 
 
-def unknown_placeholders(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    """(path, name) of each placeholder in `value` that prgen does not know."""
+def placeholders_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, name) of each placeholder in the string values of `value` (keys are never
+    substituted, so a placeholder in a key is not one)."""
     if isinstance(value, str):
         for match in PLACEHOLDER.finditer(value):
-            if match.group(1) not in KNOWN:
-                yield path, match.group(1)
+            yield path, match.group(1)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from unknown_placeholders(item, f"{path}.{key}")
+            yield from placeholders_in(item, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from unknown_placeholders(item, f"{path}[{index}]")
+            yield from placeholders_in(item, f"{path}[{index}]")
+
+
+def unknown_placeholders(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, name) of each placeholder in `value` that prgen does not know."""
+    for where, name in placeholders_in(value, path):
+        if name not in KNOWN:
+            yield where, name
+
+
+def labels_text(labels: Iterable[str]) -> str:
+    """`<<PR_LABELS>>`: sorted, so the order GitHub lists them in changes no byte."""
+    return ",".join(sorted(labels))
 
 
 BRANCH_SLUG_MAX = 40
@@ -121,6 +135,7 @@ def pull_request_values(pr: PullRequest, namespace: str = "") -> dict[str, str]:
         "PR_BASE_BRANCH": pr.base_branch,
         "PR_AUTHOR": pr.author,
         "PR_TITLE": pr.title,
+        "PR_LABELS": labels_text(pr.labels),
         "REPO_OWNER": owner,
         "REPO_NAME": name,
     }

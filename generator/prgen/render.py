@@ -29,6 +29,8 @@ from prgen.placeholders import (
     PR_TEXT,
     LazyValues,
     Substitution,
+    labels_text,
+    placeholders_in,
     pull_request_values,
 )
 
@@ -123,11 +125,31 @@ def _load_template(path: Path) -> dict[str, Any]:
     return _parsed_template(path)
 
 
+# A config digest ends in this when the repository renders `<<PR_LABELS>>` somewhere:
+# then, and only then, a PR's labels are part of its environments' input hash.
+_READS_LABELS = "+labels"
+
+
+def reads_labels(repo: RepositorySettings) -> bool:
+    """Does anything render reads for `repo` use `<<PR_LABELS>>`? Keys are never
+    substituted, so only values count, as Substitution.apply treats them."""
+    places = (
+        repo.namespace,
+        repo.values,
+        repo.chart,
+        repo.chart_ref,
+        _parsed_template(repo.templates.helm_release),
+        _parsed_template(repo.templates.namespace),
+    )
+    return any(name == "PR_LABELS" for place in places for _, name in placeholders_in(place, ""))
+
+
 def config_digest(repo: RepositorySettings) -> str:
     """A hash of everything render reads besides the PR: the repository's config entry
     (as canonical JSON), its templates' bytes, prgen's version and its rendering.
 
-    Computed once per repository and run; part of every environment's input hash.
+    Computed once per repository and run; part of every environment's input hash. It ends
+    in `+labels` when the repository renders `<<PR_LABELS>>` (see input_hash).
     """
     material = {
         "prgen": __version__,
@@ -143,15 +165,19 @@ def config_digest(repo: RepositorySettings) -> str:
             for path in (repo.templates.helm_release, repo.templates.namespace)
         ],
     }
-    return _sha256_json(material)
+    return _sha256_json(material) + (_READS_LABELS if reads_labels(repo) else "")
 
 
 def input_hash(config: str, pr: PullRequest) -> str:
     """What an environment is rendered from: `config` (see config_digest) and the PR's
     fields the templates can read (`placeholders.pull_request_values`). Equal hashes, equal
-    files. Labels are not among them: they decide whether a PR has an environment, not what
-    it holds, so a label added or removed neither re-renders nor commits anything."""
-    fields = [
+    files.
+
+    Labels count only where the templates read them (`<<PR_LABELS>>`, said by the digest's
+    `+labels`). Elsewhere they decide whether a PR has an environment, not what it holds,
+    so a label added or removed neither re-renders nor commits anything, and the hash is
+    the one prgen computed before `<<PR_LABELS>>` existed."""
+    fields: list[str | int] = [
         pr.repository,
         pr.number,
         pr.title,
@@ -160,6 +186,8 @@ def input_hash(config: str, pr: PullRequest) -> str:
         pr.base_branch,
         pr.author,
     ]
+    if config.endswith(_READS_LABELS):
+        fields.append(labels_text(pr.labels))
     return _sha256_json([config, fields])[:20]
 
 
