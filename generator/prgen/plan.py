@@ -19,6 +19,7 @@ class Action(StrEnum):
     UPDATE = "update"
     DELETE = "delete"
     KEEP = "keep"
+    HOLD = "hold"  # kept at the last head that passed its deploy gate; the new head waits
 
 
 @dataclass(frozen=True)

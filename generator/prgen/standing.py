@@ -60,6 +60,16 @@ class Check:
 
 
 @dataclass(frozen=True)
+class HeadToRead:
+    """A PR head whose facts are wanted; `requested_reviewers` comes from the listing."""
+
+    repository: str
+    number: int
+    head_sha: str
+    requested_reviewers: int = 0
+
+
+@dataclass(frozen=True)
 class HeadFacts:
     """What GitHub says about one PR at one head: reviews, requested reviewers, checks."""
 

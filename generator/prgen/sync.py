@@ -6,11 +6,11 @@ import difflib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prgen.config import Config, RepositorySettings
 from prgen.errors import ExitCode, FleetError
@@ -31,8 +31,17 @@ from prgen.render import (
     input_hash,
     render_environment,
 )
+from prgen.standing import HeadFacts, HeadToRead, gate_reason
 
 log = logging.getLogger(__name__)
+
+PullKey = tuple[str, int]  # (repository in lower case, PR number)
+
+
+class HeadReader(Protocol):
+    def read_heads(self, heads: Sequence[HeadToRead]) -> Mapping[PullKey, HeadFacts | str]:
+        """The facts of each head (by its PR's key); a str says why they could not be read."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class SyncResult:
     warnings: list[str] = field(default_factory=list)
     listings: list[Listing] = field(default_factory=list)  # for a probe in the same run
     held_deletions: str | None = None  # why the mass-deletion guard kept environments
+    unread_gates: int = 0  # gated PRs whose checks could not be read (held or not created)
 
     @property
     def failed_repositories(self) -> list[RepositoryOutcome]:
@@ -70,7 +80,12 @@ class SyncResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        undone = self.failed_repositories or self.held_deletions or self.written_by_another_config
+        undone = (
+            self.failed_repositories
+            or self.held_deletions
+            or self.written_by_another_config
+            or self.unread_gates
+        )
         return ExitCode.PARTIAL if undone else ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
@@ -199,6 +214,28 @@ def _desired(
     return render_environment(repo, pr, digest, namespace)
 
 
+def _as_it_is(env: CurrentEnvironment, repo: RepositorySettings) -> RenderedEnvironment:
+    """An environment held by its deploy gate: its folder's files as they are."""
+    return RenderedEnvironment(
+        repo.name,
+        env.number,
+        env.head_sha or "",
+        env.folder,
+        env.files,
+        env.inputs or "",
+        env.config_identity or repo.identity,
+    )
+
+
+def _held(change: Change, holds: Mapping[PullKey, tuple[str, str]]) -> Change:
+    """A KEEP of an environment its gate holds, said as the HOLD it is."""
+    hold = holds.get((change.repository.lower(), change.number))
+    if hold is None or change.action is not Action.KEEP:
+        return change
+    reason, waiting = hold
+    return replace(change, action=Action.HOLD, reason=f"{reason} (head {waiting[:7]} waits)")
+
+
 def _written_identities(plan: Plan) -> dict[str, Identity]:
     """What each HelmRelease this commit writes says about itself, for the fleet's cache
     (the same as reading it back would give: see inventory.identity_of)."""
@@ -221,11 +258,13 @@ class Syncer:
         sleep: Callable[[float], None] = time.sleep,
         allow_mass_delete: bool = False,
         adopt: bool = False,
+        heads: HeadReader | None = None,
     ) -> None:
         self.allow_mass_delete = allow_mass_delete
         self.adopt = adopt
         self.config = config
         self.source = source
+        self.heads = heads  # reads reviews and checks for the deploy gates (deployWhen)
         self.fleet = FleetRepo(config.fleet, workdir)
         self._sleep = sleep
 
@@ -273,16 +312,76 @@ class Syncer:
             confirmed.append(listing)
         return confirmed
 
-    def _plan(self, inventory: Inventory, listings: list[Listing]) -> tuple[Plan, SyncResult]:
+    def _check_gates(
+        self, inventory: Inventory, listings: list[Listing]
+    ) -> tuple[dict[PullKey, str], int]:
+        """Why each gated PR's head may not be deployed yet, and how many could not be read.
+
+        Only PRs of a repository with `deployWhen` whose head is not the one their environment
+        holds are asked about: a head that was deployed passed its gate then. Facts that
+        cannot be read hold the PR as a failing gate would: nothing moves, nothing goes.
+        """
+        deployed = {env.key: env.head_sha for env in inventory.environments}
+        wanted: list[tuple[RepositorySettings, PullRequest]] = []
+        for repo, listing in zip(self.config.repositories, listings, strict=True):
+            if repo.deploy_when is None:
+                continue
+            for pr in select(repo, listing.pull_requests)[0]:
+                if deployed.get((repo.name.lower(), pr.number)) != pr.head_sha:
+                    wanted.append((repo, pr))
+        if not wanted:
+            return {}, 0
+        heads = [
+            HeadToRead(r.name, pr.number, pr.head_sha, pr.requested_reviewers) for r, pr in wanted
+        ]
+        facts: Mapping[PullKey, HeadFacts | str] = (
+            self.heads.read_heads(heads) if self.heads is not None else {}
+        )
+        reasons: dict[PullKey, str] = {}
+        unread = 0
+        for repo, pr in wanted:
+            key = (repo.name.lower(), pr.number)
+            found = facts.get(key, "no reader of GitHub's checks in this run")
+            gate = repo.deploy_when
+            assert gate is not None
+            if isinstance(found, str) or found.head_sha != pr.head_sha:
+                unread += 1
+                reason: str | None = (
+                    f"checks could not be read ({found if isinstance(found, str) else 'another head'})"
+                )
+            else:
+                reason = gate_reason(found, gate.checks, gate.approvals)
+            if reason is not None:
+                reasons[key] = reason
+        return reasons, unread
+
+    def _plan(
+        self,
+        inventory: Inventory,
+        listings: list[Listing],
+        gates: Mapping[PullKey, str] | None = None,
+    ) -> tuple[Plan, SyncResult]:
         desired: list[RenderedEnvironment] = []
         refused: list[Conflict] = []
         skipped: list[Skipped] = []
         outcomes = []
+        holds: dict[PullKey, tuple[str, str]] = {}  # -> (reason, the head that waits)
         current = {(env.key, env.folder): env for env in inventory.environments}
+        by_pull = {env.key: env for env in inventory.environments}
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             eligible, left_out = select(repo, listing.pull_requests)
             digest = config_digest(repo) if eligible else ""
             for pr in eligible:
+                key = (repo.name.lower(), pr.number)
+                waiting = (gates or {}).get(key)
+                if waiting is not None:
+                    old = by_pull.get(key)
+                    if old is None:
+                        skipped.append(Skipped(repo.name, pr.number, f"deploy gate: {waiting}"))
+                    else:  # stays exactly as it is, at the last head that passed
+                        desired.append(_as_it_is(old, repo))
+                        holds[key] = (waiting, pr.head_sha)
+                    continue
                 try:
                     desired.append(_desired(repo, pr, digest, current))
                 except ReservedNamespace as exc:
@@ -319,6 +418,8 @@ class Syncer:
         held = self._deletions_to_hold(plan, len(inventory.environments))
         if held:
             plan = plan_with(held)
+        if holds:
+            plan = replace(plan, changes=tuple(_held(change, holds) for change in plan.changes))
         result = SyncResult(
             self.fleet.display_url,
             self.config.fleet.path,
@@ -387,8 +488,20 @@ class Syncer:
             inventory = snapshot.inventory
             with phase("confirm removals"):
                 listings = self._confirm_removals(inventory, listings)
+            gates: dict[PullKey, str] = {}
+            unread = 0
+            if any(repo.deploy_when is not None for repo in self.config.repositories):
+                with phase("check deploy gates") as counts:
+                    gates, unread = self._check_gates(inventory, listings)
+                    counts["waiting"] = len(gates)
             with phase("render and plan") as counts:
-                plan, result = self._plan(inventory, listings)
+                plan, result = self._plan(inventory, listings, gates)
+                result.unread_gates = unread
+                if unread:
+                    result.warnings.append(
+                        f"the checks of {unread} gated PR(s) could not be read: "
+                        "their environments are kept as they are"
+                    )
                 fresh = [env for env in plan.rendered if not isinstance(env.files, StoredFiles)]
                 counts["rendered"] = len(fresh)
                 counts["unchanged"] = len(plan.rendered) - len(fresh)

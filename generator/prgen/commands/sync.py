@@ -24,7 +24,13 @@ from prgen.github.pulls import GitHubSource
 from prgen.plan import Action
 from prgen.sync import Syncer, SyncResult
 
-_SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.KEEP: "="}
+_SYMBOLS = {
+    Action.CREATE: "+",
+    Action.UPDATE: "~",
+    Action.DELETE: "-",
+    Action.KEEP: "=",
+    Action.HOLD: "|",
+}
 
 
 def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
