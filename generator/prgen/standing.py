@@ -60,13 +60,13 @@ class Check:
 
 
 @dataclass(frozen=True)
-class HeadToRead:
-    """A PR head whose facts are wanted; `requested_reviewers` comes from the listing."""
+class HeadQuery:
+    """One PR head to read: what `read_heads` is given for each PR."""
 
     repository: str
     number: int
     head_sha: str
-    requested_reviewers: int = 0
+    requested_reviewers: int = 0  # from the listing (PullRequest.requested_reviewers)
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class HeadFacts:
     reviews: tuple[Review, ...] = ()
     requested_reviewers: int = 0  # users and teams asked for a review and not yet answered
     checks: tuple[Check, ...] = ()
+    own: Outcome | None = None  # prgen's own last report on this head (its health), if any
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ def gate_reason(
     facts: HeadFacts,
     checks: str | tuple[re.Pattern[str], ...] | None,
     approvals: int,
+    entries: tuple[str, ...] = (),
 ) -> str | None:
     """Why the head in `facts` may not be deployed yet (None: it may).
 
@@ -169,10 +171,10 @@ def gate_reason(
         names = sorted(reported)
     elif checks:
         names = []
-        for pattern in checks:
+        for index, pattern in enumerate(checks):
             matched = sorted(name for name in reported if pattern.fullmatch(name))
             if not matched:
-                waiting.append(pattern.pattern)
+                waiting.append(entries[index] if index < len(entries) else pattern.pattern)
             names += matched
     else:
         names = []

@@ -31,7 +31,7 @@ from prgen.render import (
     input_hash,
     render_environment,
 )
-from prgen.standing import HeadFacts, HeadToRead, gate_reason
+from prgen.standing import HeadFacts, HeadQuery, gate_reason
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ PullKey = tuple[str, int]  # (repository in lower case, PR number)
 
 
 class HeadReader(Protocol):
-    def read_heads(self, heads: Sequence[HeadToRead]) -> Mapping[PullKey, HeadFacts | str]:
+    def read_heads(self, heads: Sequence[HeadQuery]) -> Mapping[PullKey, HeadFacts | str]:
         """The facts of each head (by its PR's key); a str says why they could not be read."""
         ...
 
@@ -332,7 +332,7 @@ class Syncer:
         if not wanted:
             return {}, 0
         heads = [
-            HeadToRead(r.name, pr.number, pr.head_sha, pr.requested_reviewers) for r, pr in wanted
+            HeadQuery(r.name, pr.number, pr.head_sha, pr.requested_reviewers) for r, pr in wanted
         ]
         facts: Mapping[PullKey, HeadFacts | str] = (
             self.heads.read_heads(heads) if self.heads is not None else {}
@@ -350,7 +350,7 @@ class Syncer:
                     f"checks could not be read ({found if isinstance(found, str) else 'another head'})"
                 )
             else:
-                reason = gate_reason(found, gate.checks, gate.approvals)
+                reason = gate_reason(found, gate.checks, gate.approvals, gate.check_entries)
             if reason is not None:
                 reasons[key] = reason
         return reasons, unread

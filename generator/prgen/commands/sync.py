@@ -20,6 +20,7 @@ from prgen.commands.options import (
 from prgen.commands.probe import print_probe
 from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import default_workdir
+from prgen.github.checks import GitHubHeads
 from prgen.github.pulls import GitHubSource
 from prgen.plan import Action
 from prgen.sync import Syncer, SyncResult
@@ -119,6 +120,7 @@ def command(
         workdir or default_workdir(config.fleet),
         allow_mass_delete=allow_mass_delete,
         adopt=adopt,
+        heads=GitHubHeads(clients),
     )
     result = syncer.run(dry_run=dry_run)
     probed: ProbeRunResult | None = None

@@ -34,6 +34,7 @@ from prgen.standing import (
     UNPROTECTED,
     Check,
     HeadFacts,
+    HeadQuery,
     Outcome,
     Protection,
     Review,
@@ -76,16 +77,6 @@ class ChecksFailed(Exception):
 
 class _Shifted(ChecksFailed):
     """The answer changed between two of its pages (CI reported meanwhile): read it again."""
-
-
-@dataclass(frozen=True)
-class HeadQuery:
-    """One PR head to read: what `read_heads` is given for each PR."""
-
-    repository: str
-    number: int
-    head_sha: str
-    requested_reviewers: int = 0  # from the listing (PullRequest.requested_reviewers)
 
 
 @dataclass(frozen=True)
@@ -373,11 +364,13 @@ def read_head(
         runs = _twice(lambda: _check_runs(reader, head_sha))
     except Exception as exc:
         raise _failure(exc) from None
+    checks, own = _merge(statuses + runs)
     return HeadFacts(
         head_sha=head_sha,
         reviews=reviews,
         requested_reviewers=requested_reviewers,
-        checks=_merge(statuses + runs),
+        checks=checks,
+        own=own,
     )
 
 
@@ -440,12 +433,16 @@ def _check_runs(reader: _Reader, head_sha: str) -> list[_Report]:
     return reports
 
 
-def _merge(reports: list[_Report]) -> tuple[Check, ...]:
-    """One check per name, by its later report (the worse on a tie), prgen's own left out."""
+def _merge(reports: list[_Report]) -> tuple[tuple[Check, ...], Outcome | None]:
+    """One check per name, by its later report (the worse on a tie), prgen's own left out;
+    and the outcome prgen's own last report gave (its health report), if any."""
     latest: dict[str, _Report] = {}
+    own: _Report | None = None
     for report in reports:
         name = report.check.name
         if name.lower() == OWN_CHECK:  # as standing compares it
+            if own is None or report.at > own.at:
+                own = report
             continue
         known = latest.get(name)
         if known is None or (report.at, _SEVERITY[report.check.outcome]) > (
@@ -453,7 +450,8 @@ def _merge(reports: list[_Report]) -> tuple[Check, ...]:
             _SEVERITY[known.check.outcome],
         ):
             latest[name] = report
-    return tuple(latest[name].check for name in sorted(latest))
+    checks = tuple(latest[name].check for name in sorted(latest))
+    return checks, None if own is None else own.check.outcome
 
 
 # -- many at a time ----------------------------------------------------------------
@@ -550,3 +548,18 @@ def read_protections(
         return ProtectionRead(repository, branch, protection=protection)
 
     return _each(clients, branches, read, workers)
+
+
+class GitHubHeads:
+    """What the deploy gates read (sync.HeadReader): each head's facts by its PR's key,
+    or why they could not be read."""
+
+    def __init__(self, clients: GitHubClients) -> None:
+        self._clients = clients
+
+    def read_heads(self, heads: Sequence[HeadQuery]) -> dict[tuple[str, int], HeadFacts | str]:
+        found: dict[tuple[str, int], HeadFacts | str] = {}
+        for read in read_heads(self._clients, heads):
+            key = (read.query.repository.lower(), read.query.number)
+            found[key] = read.facts if read.facts is not None else read.error or "not read"
+        return found
