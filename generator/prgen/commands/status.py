@@ -1,0 +1,196 @@
+"""`prgen status`: where every open PR of every configured repository stands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import click
+
+from prgen.commands.handling import handles_errors
+from prgen.commands.options import (
+    cache_dir_option,
+    config_option,
+    github_clients,
+    load,
+    workdir_option,
+)
+from prgen.config import Config, RepositorySettings
+from prgen.errors import ExitCode
+from prgen.filters import select
+from prgen.fleet import FleetRepo, default_workdir
+from prgen.github.checks import HeadRead, ProtectionRead, read_heads, read_protections
+from prgen.github.client import GitHubClients
+from prgen.github.pulls import GitHubSource
+from prgen.inventory import CurrentEnvironment, Inventory
+from prgen.logs import phase
+from prgen.model import Listing
+from prgen.standing import UNPROTECTED, HeadQuery, Outcome, Protection, gate_reason, standing_of
+from prgen.status import EnvironmentView, PullView, repository_document, table
+
+HEALTH = {Outcome.PASSED: "success", Outcome.FAILED: "failure", Outcome.PENDING: "pending"}
+
+
+@click.command("status")
+@config_option
+@click.option(
+    "--repo",
+    "only",
+    multiple=True,
+    metavar="OWNER/NAME",
+    help="Only this configured repository (repeatable).",
+)
+@click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table, or the JSON document it shows.",
+)
+@workdir_option
+@cache_dir_option
+@handles_errors
+def command(
+    config_path: Path | None,
+    only: tuple[str, ...],
+    output: str,
+    workdir: Path | None,
+    cache_dir: str | None,
+) -> None:
+    """Where every open PR stands: reviews, checks, and its preview environment.
+
+    One state per PR: REVIEWER_PENDING, REVIEW_IN_PROGRESS (where the base branch requires
+    reviews), STATUS_CHECK_PENDING, FAILING or MERGE_PENDING. Every read is conditional:
+    run it as often as you like, what did not change costs no rate-limit point.
+    Exit 1 when some repository could not be read (the others are still shown).
+    """
+    config = load(config_path)
+    repositories = _chosen(config, only)
+    clients = github_clients(config, cache_dir)
+    document = status_document(
+        config,
+        repositories,
+        clients,
+        FleetRepo(config.fleet, workdir or default_workdir(config.fleet)),
+    )
+    if output == "json":
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(table(document))
+    failed = any(repository["error"] for repository in document["repositories"])
+    sys.exit(ExitCode.PARTIAL if failed else ExitCode.OK)
+
+
+def _chosen(config: Config, only: Sequence[str]) -> list[RepositorySettings]:
+    if not only:
+        return list(config.repositories)
+    known = {repo.name.lower(): repo for repo in config.repositories}
+    unknown = [name for name in only if name.lower() not in known]
+    if unknown:
+        raise click.UsageError(
+            f"--repo {unknown[0]} is not a repository of {config.source} "
+            f"(configured: {', '.join(sorted(repo.name for repo in config.repositories))})"
+        )
+    return [known[name.lower()] for name in dict.fromkeys(only)]
+
+
+def status_document(
+    config: Config,
+    repositories: Sequence[RepositorySettings],
+    clients: GitHubClients,
+    fleet: FleetRepo,
+) -> dict[str, Any]:
+    """Every open PR of `repositories` with its state and environment: the JSON contract."""
+    source = GitHubSource.for_clients(clients)
+    with ThreadPoolExecutor(1, thread_name_prefix="prgen-list") as pool:
+        listed = pool.submit(source.list_all, [repo.name for repo in repositories], lambda _: ())
+        with fleet.locked(), phase("read the fleet"):
+            inventory = fleet.refresh().inventory
+        listings = listed.result()
+    complete = [listing for listing in listings if listing.complete]
+    with phase("read branch protections") as counts:
+        branches = sorted(
+            {(found.repository, pr.base_branch) for found in complete for pr in found.pull_requests}
+        )
+        protections = {(r.repository, r.branch): r for r in read_protections(clients, branches)}
+        counts["branches"] = len(branches)
+    with phase("read reviews and checks") as counts:
+        heads = _heads(complete, inventory)
+        reads = {_key(read.query): read for read in read_heads(clients, heads)}
+        counts["heads"] = len(heads)
+    return {
+        "repositories": [
+            _repository(repo, listing, protections, reads, inventory)
+            for repo, listing in zip(repositories, listings, strict=True)
+        ]
+    }
+
+
+def _key(query: HeadQuery) -> tuple[str, int, str]:
+    return (query.repository.lower(), query.number, query.head_sha)
+
+
+def _environments(inventory: Inventory) -> dict[tuple[str, int], CurrentEnvironment]:
+    return {env.key: env for env in inventory.environments}
+
+
+def _heads(listings: Sequence[Listing], inventory: Inventory) -> list[HeadQuery]:
+    """Each open PR's head; and, for an environment at another head, that one (its health)."""
+    environments = _environments(inventory)
+    heads = []
+    for listing in listings:
+        for pr in listing.pull_requests:
+            heads.append(
+                HeadQuery(listing.repository, pr.number, pr.head_sha, pr.requested_reviewers)
+            )
+            env = environments.get((listing.repository.lower(), pr.number))
+            if env is not None and env.head_sha and env.head_sha != pr.head_sha:
+                heads.append(HeadQuery(listing.repository, pr.number, env.head_sha))
+    return heads
+
+
+def _repository(
+    repo: RepositorySettings,
+    listing: Listing,
+    protections: dict[tuple[str, str], ProtectionRead],
+    reads: dict[tuple[str, int, str], HeadRead],
+    inventory: Inventory,
+) -> dict[str, Any]:
+    if not listing.complete:
+        return repository_document(repo.name, {}, [], listing.error)
+    errors: list[str] = []
+    by_branch: dict[str, Protection] = {}
+    for pr in listing.pull_requests:
+        rules = protections[(listing.repository, pr.base_branch)]
+        if rules.error is not None:
+            errors.append(rules.error)
+        by_branch[pr.base_branch] = rules.protection or UNPROTECTED
+    _, skipped = select(repo, listing.pull_requests)
+    why_not = {s.number: s.reason for s in skipped}
+    environments = _environments(inventory)
+    views = []
+    for pr in listing.pull_requests:
+        read = reads[(repo.name.lower(), pr.number, pr.head_sha)]
+        if read.facts is None:
+            errors.append(read.error or f"#{pr.number}: not read")
+            standing = None
+        else:
+            standing = standing_of(by_branch[pr.base_branch], read.facts)
+        env = environments.get((repo.name.lower(), pr.number))
+        view = None
+        reason = why_not.get(pr.number)
+        if env is not None:
+            deployed = reads.get((repo.name.lower(), pr.number, env.head_sha or ""))
+            own = deployed.facts.own if deployed is not None and deployed.facts else None
+            view = EnvironmentView(env.folder, env.head_sha, None if own is None else HEALTH[own])
+        elif reason is None and repo.deploy_when is not None and read.facts is not None:
+            gate = repo.deploy_when
+            waiting = gate_reason(read.facts, gate.checks, gate.approvals, gate.check_entries)
+            reason = None if waiting is None else f"deploy gate: {waiting}"
+        views.append(PullView(pr, standing, view, reason))
+    error = "; ".join(dict.fromkeys(errors)) or None
+    return repository_document(repo.name, by_branch, views, error)
