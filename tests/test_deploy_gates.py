@@ -180,3 +180,18 @@ def test_a_deployed_head_is_not_asked_about_again(
     paths = {answer.request.path for answer in shop.answers}
     assert paths == {f"/repos/{REPO}/pulls"}
     assert shop.points_used() == 0
+
+
+def test_prgens_own_report_never_passes_its_gate_whatever_its_name(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    number = shop.open_pull(REPO, title="Cart", head_branch="cart")
+    sha = shop.pull(REPO, number).head_sha
+    own = "    report: {commitStatus: {context: previews/shop}}\n"
+    config = write_config(gated("{checks: all}") + own)
+    shop.add_status(REPO, sha, "previews/shop", "success")  # prgen's, under its own name
+    shop.add_status(REPO, sha, "prgen/preview", "success")  # and under the default one
+    skipped = run(config)["skipped"]
+    assert skipped[0]["reason"] == "deploy gate: waiting for checks: any check to report"
+    shop.add_status(REPO, sha, "ci", "success")
+    assert changes(run(config), "create")

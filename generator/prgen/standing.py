@@ -67,6 +67,9 @@ class HeadQuery:
     number: int
     head_sha: str
     requested_reviewers: int = 0  # from the listing (PullRequest.requested_reviewers)
+    # The names prgen reports under on this repository (its commit status context, its check
+    # run): never a check of its own gate, and what they say is its health report.
+    own_checks: frozenset[str] = frozenset({OWN_CHECK})
 
 
 @dataclass(frozen=True)
@@ -193,3 +196,9 @@ def gate_reason(
         missing = approvals - approving
         reasons.append(f"waiting for {missing} approval{'s' if missing > 1 else ''}")
     return "; ".join(reasons) or None
+
+
+def own_checks(context: str | None, check_run: str | None) -> frozenset[str]:
+    """The names prgen reports under (report.commitStatus's context, report.checkRun's name),
+    in lower case, prgen/preview always among them."""
+    return frozenset(name.lower() for name in (OWN_CHECK, context, check_run) if name)

@@ -31,7 +31,7 @@ from prgen.render import (
     input_hash,
     render_environment,
 )
-from prgen.standing import HeadFacts, HeadQuery, gate_reason
+from prgen.standing import HeadFacts, HeadQuery, gate_reason, own_checks
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,14 @@ class Syncer:
         if not wanted:
             return {}, 0
         heads = [
-            HeadQuery(r.name, pr.number, pr.head_sha, pr.requested_reviewers) for r, pr in wanted
+            HeadQuery(
+                r.name,
+                pr.number,
+                pr.head_sha,
+                pr.requested_reviewers,
+                own_checks(r.report.commit_status_context, r.report.check_run),
+            )
+            for r, pr in wanted
         ]
         facts: Mapping[PullKey, HeadFacts | str] = (
             self.heads.read_heads(heads) if self.heads is not None else {}

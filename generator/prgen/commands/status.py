@@ -29,7 +29,15 @@ from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment, Inventory
 from prgen.logs import phase
 from prgen.model import Listing
-from prgen.standing import UNPROTECTED, HeadQuery, Outcome, Protection, gate_reason, standing_of
+from prgen.standing import (
+    UNPROTECTED,
+    HeadQuery,
+    Outcome,
+    Protection,
+    gate_reason,
+    own_checks,
+    standing_of,
+)
 from prgen.status import EnvironmentView, PullView, repository_document, table
 
 HEALTH = {Outcome.PASSED: "success", Outcome.FAILED: "failure", Outcome.PENDING: "pending"}
@@ -119,7 +127,7 @@ def status_document(
         protections = {(r.repository, r.branch): r for r in read_protections(clients, branches)}
         counts["branches"] = len(branches)
     with phase("read reviews and checks") as counts:
-        heads = _heads(complete, inventory)
+        heads = _heads(repositories, listings, inventory)
         reads = {_key(read.query): read for read in read_heads(clients, heads)}
         counts["heads"] = len(heads)
     return {
@@ -138,18 +146,21 @@ def _environments(inventory: Inventory) -> dict[tuple[str, int], CurrentEnvironm
     return {env.key: env for env in inventory.environments}
 
 
-def _heads(listings: Sequence[Listing], inventory: Inventory) -> list[HeadQuery]:
+def _heads(
+    repositories: Sequence[RepositorySettings], listings: Sequence[Listing], inventory: Inventory
+) -> list[HeadQuery]:
     """Each open PR's head; and, for an environment at another head, that one (its health)."""
     environments = _environments(inventory)
     heads = []
-    for listing in listings:
+    for repo, listing in zip(repositories, listings, strict=True):
+        own = own_checks(repo.report.commit_status_context, repo.report.check_run)
         for pr in listing.pull_requests:
             heads.append(
-                HeadQuery(listing.repository, pr.number, pr.head_sha, pr.requested_reviewers)
+                HeadQuery(listing.repository, pr.number, pr.head_sha, pr.requested_reviewers, own)
             )
             env = environments.get((listing.repository.lower(), pr.number))
             if env is not None and env.head_sha and env.head_sha != pr.head_sha:
-                heads.append(HeadQuery(listing.repository, pr.number, env.head_sha))
+                heads.append(HeadQuery(listing.repository, pr.number, env.head_sha, 0, own))
     return heads
 
 

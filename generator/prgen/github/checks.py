@@ -348,6 +348,7 @@ def read_head(
     head_sha: str,
     requested_reviewers: int = 0,
     *,
+    own_checks: frozenset[str] = frozenset({OWN_CHECK}),
     max_pages: int = DEFAULT_MAX_PAGES,
     timeout: float = DEFAULT_LISTING_TIMEOUT,
     clock: Callable[[], float] = time.monotonic,
@@ -355,7 +356,8 @@ def read_head(
     """PR `number`'s reviews (every page), and the CI of `head_sha`: the combined status
     (every page: the latest of each context) and the check runs (filter=latest, every page).
 
-    prgen's own `prgen/preview` never counts. Any failure raises ChecksFailed.
+    What prgen reports under (`own_checks`, lower case) never counts: it is the head's
+    `own` health report. Any failure raises ChecksFailed.
     """
     reader = _Reader(client, repository, max_pages=max_pages, timeout=timeout, clock=clock)
     try:
@@ -364,7 +366,7 @@ def read_head(
         runs = _twice(lambda: _check_runs(reader, head_sha))
     except Exception as exc:
         raise _failure(exc) from None
-    checks, own = _merge(statuses + runs)
+    checks, own = _merge(statuses + runs, own_checks)
     return HeadFacts(
         head_sha=head_sha,
         reviews=reviews,
@@ -433,14 +435,16 @@ def _check_runs(reader: _Reader, head_sha: str) -> list[_Report]:
     return reports
 
 
-def _merge(reports: list[_Report]) -> tuple[tuple[Check, ...], Outcome | None]:
+def _merge(
+    reports: list[_Report], own_checks: frozenset[str] = frozenset({OWN_CHECK})
+) -> tuple[tuple[Check, ...], Outcome | None]:
     """One check per name, by its later report (the worse on a tie), prgen's own left out;
     and the outcome prgen's own last report gave (its health report), if any."""
     latest: dict[str, _Report] = {}
     own: _Report | None = None
     for report in reports:
         name = report.check.name
-        if name.lower() == OWN_CHECK:  # as standing compares it
+        if name.lower() in own_checks:  # what prgen reports under: lower case
             if own is None or report.at > own.at:
                 own = report
             continue
@@ -514,6 +518,7 @@ def read_heads(
                 query.number,
                 query.head_sha,
                 query.requested_reviewers,
+                own_checks=query.own_checks,
                 max_pages=settings.max_pages,
                 timeout=settings.listing_timeout,
             )
