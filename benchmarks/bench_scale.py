@@ -63,6 +63,16 @@ def _kind(method: str, path: str) -> str:
         return "read one PR"
     if method == "GET" and re.fullmatch(r"/repos/[^/]+/[^/]+", path):
         return "read repository"
+    kinds = {
+        r"/pulls/\d+/reviews": "reviews",
+        r"/commits/[^/]+/status": "combined status",
+        r"/commits/[^/]+/check-runs": "check runs",
+        r"/branches/[^/]+": "branch",
+        r"/branches/[^/]+/protection": "branch protection",
+    }
+    for tail, kind in kinds.items():
+        if method == "GET" and re.fullmatch(r"/repos/[^/]+/[^/]+" + tail, path):
+            return kind
     return f"{method} {re.sub(r'/repos/[^/]+/[^/]+', '/repos/…', path)}"
 
 
@@ -89,7 +99,13 @@ def _tip(fleet: Path) -> str | None:
 
 
 def sync(
-    label: str, github: FakeGitHub, config: Path, fleet: Path, workdir: Path, cache: str
+    label: str,
+    github: FakeGitHub,
+    config: Path,
+    fleet: Path,
+    workdir: Path,
+    cache: str,
+    command: tuple[str, ...] = ("sync",),
 ) -> Run:
     before = _tip(fleet)
     github.clear_requests()
@@ -102,7 +118,7 @@ def sync(
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed by pip: bytecode compiled once
     start = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "prgen", "sync", "-c", str(config)],
+        [sys.executable, "-m", "prgen", *command, "-c", str(config)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -140,6 +156,7 @@ def scenario(
     numbers: dict[str, list[int]],
     cache: str,
     repeat: int,
+    status: bool = False,
 ) -> list[Run]:
     fleet = root / "fleet.git"
     subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(fleet)], check=True)
@@ -164,6 +181,11 @@ def scenario(
         github.close_pull(repo, numbers[repo].pop())
         closed.append(run("one PR closed"))
     runs.append(median(closed))
+    if status:
+        # prgen status over every open PR: the first reads every head's reviews, statuses
+        # and check runs and each base branch's protection; the second finds them unchanged.
+        for label in ("status", "idle status"):
+            runs.append(sync(label, github, config, fleet, workdir, cache, ("status",)))
     return runs
 
 
@@ -204,6 +226,9 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each later step; the median is shown"
     )
+    parser.add_argument(
+        "--no-status", action="store_true", help="skip prgen status (minutes at 10,000 PRs)"
+    )
     args = parser.parse_args()
     with FakeGitHub(latency=args.latency) as github, tempfile.TemporaryDirectory() as tmp:
         github.add_token(TOKEN)
@@ -220,7 +245,9 @@ def main() -> None:
             f"GitHub answering after {args.latency * 1000:.0f} ms"
         )
         cache = str(Path(tmp, "http"))
-        with_cache = scenario(github, Path(tmp, "cached"), repos, numbers, cache, args.repeat)
+        with_cache = scenario(
+            github, Path(tmp, "cached"), repos, numbers, cache, args.repeat, not args.no_status
+        )
         report(f"with the HTTP cache (later steps: median of {args.repeat})", with_cache)
         if not args.no_compare:
             without = scenario(github, Path(tmp, "uncached"), repos, numbers, "off", args.repeat)
