@@ -48,7 +48,9 @@ from prgen.report import (
     Observation,
     ReportOutcome,
     desired_report,
+    waiting_report,
 )
+from prgen.sync import Waiting
 
 log = logging.getLogger(__name__)
 
@@ -557,3 +559,72 @@ def probe_and_report(
             counts["notInTime"] = len(result.late)
             counts["failed"] = len(result.failed_environments) + len(result.unreported)
         return result
+
+
+# -- heads a deploy gate holds back ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaitingFeedback:
+    waiting: Waiting
+    outcome: ReportOutcome
+
+    def to_json(self) -> dict[str, Any]:
+        w = self.waiting
+        return {
+            "repository": w.repository,
+            "pullRequest": w.number,
+            "headSha": w.head_sha,
+            "reason": w.reason,
+            "writes": self.outcome.writes,
+            "reportError": self.outcome.error,
+        }
+
+
+@dataclass
+class WaitingReportResult:
+    reports: list[WaitingFeedback] = field(default_factory=list)
+
+    @property
+    def unreported(self) -> list[WaitingFeedback]:
+        return [r for r in self.reports if r.outcome.error]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.PARTIAL if self.unreported else ExitCode.OK
+
+
+def report_waiting(
+    config: Config,
+    client: Client,
+    waiting: Sequence[Waiting],
+    *,
+    reporter: GitHubReporter | None = None,
+) -> WaitingReportResult:
+    """Say on each waiting head why its gate holds it: read first, write only what differs.
+
+    A failed write is this head's error (a warning, exit 1); the fleet is already what the
+    sync made of it. Bounded in time by probe.roundTimeout, as a probe round's reports.
+    """
+    until = time.monotonic() + config.probe.round_timeout
+    reporter = reporter or GitHubReporter(client)
+    by_name = {repo.name.lower(): repo for repo in reversed(config.repositories)}
+    result = WaitingReportResult()
+    for wait in waiting:
+        repo = by_name.get(wait.repository.lower())
+        if repo is None:
+            continue
+        wanted = waiting_report(repo.report, wait.reason)
+        if wanted.status is None and wanted.check_run is None:
+            continue  # nothing configured that could say it
+        observation = Observation(
+            repo.name, wait.number, wait.head_sha, "", None, Health.PENDING, wait.reason
+        )
+        try:
+            outcome = reporter.report(observation, wanted, until)
+        except Exception as exc:  # this head's report failed; the others' go on
+            outcome = ReportOutcome(error=_unexpected(exc))
+        if outcome.error:
+            log.warning("could not say why %s#%d waits: %s", repo.name, wait.number, outcome.error)
+        result.reports.append(WaitingFeedback(wait, outcome))
+    return result

@@ -18,7 +18,12 @@ from prgen.commands.options import (
     workdir_option,
 )
 from prgen.commands.probe import print_probe
-from prgen.feedback import ProbeRunResult, probe_and_report
+from prgen.feedback import (
+    ProbeRunResult,
+    WaitingReportResult,
+    probe_and_report,
+    report_waiting,
+)
 from prgen.fleet import default_workdir
 from prgen.github.checks import GitHubHeads
 from prgen.github.pulls import GitHubSource
@@ -123,6 +128,10 @@ def command(
         heads=GitHubHeads(clients),
     )
     result = syncer.run(dry_run=dry_run)
+    # Each head a deploy gate holds back says why on the PR (never on a dry run).
+    waited: WaitingReportResult | None = None
+    if result.waiting and not dry_run:
+        waited = report_waiting(config, clients.main, result.waiting)
     probed: ProbeRunResult | None = None
     probe_failure: Exception | None = None
     if then_probe:
@@ -137,10 +146,17 @@ def command(
             )
         except Exception as exc:  # the sync is done and pushed: its result is printed all the same
             probe_failure = exc
-    exit_code = max(result.exit_code, probed.exit_code if probed else 0)
+    exit_code = max(
+        result.exit_code,
+        waited.exit_code if waited else 0,
+        probed.exit_code if probed else 0,
+    )
     failure = explain(probe_failure) if probe_failure else None
     if output == "json":
         document = result.to_json()
+        if waited:
+            document["waiting"] = [report.to_json() for report in waited.reports]
+            document["exitCode"] = int(max(result.exit_code, waited.exit_code))
         if probed:
             document["probe"] = probed.to_json()
             document["exitCode"] = int(exit_code)
@@ -150,6 +166,12 @@ def command(
         click.echo(json.dumps(document, indent=2))
     else:
         print_result(result, verbose_keep=verbose_keep)
+        for report in waited.unreported if waited else []:
+            w = report.waiting
+            click.echo(
+                f"  warning: could not say on {w.repository}#{w.number} why it waits: "
+                f"{report.outcome.error}"
+            )
         if probed:
             click.echo("probe:")
             print_probe(probed)
