@@ -15,11 +15,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from prgen.cli import main
+from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 from prgen.testing.fake_github.model import CommitStatus
 from test_check_run_report import APP_ID, app_config
 
-from conftest import SHOP, git
+from conftest import HEALTH, SHOP, git
 
 Config = Callable[..., Path]
 REPO = "acme/shop"
@@ -97,11 +98,36 @@ def test_a_pr_without_environment_says_what_it_waits_for_once_and_again_when_it_
         "waiting for checks: test",
     ]
 
-    # It passes: deployed, and nothing more said by the sync (a probe says the rest).
+    # It passes and is deployed. No health check, so no probe will report on it: the sync
+    # says it passed, or "waiting" would stay pending for ever. Once.
     shop.add_status(REPO, sha, "test", "success")
     deployed = run(config)
-    assert "waiting" not in deployed
-    assert len(ours(shop, sha)) == 2
+    assert deployed["waiting"] == []
+    assert [(p["pullRequest"], p["writes"]) for p in deployed["gatePassed"]] == [(number, 1)]
+    assert [(s.state, s.description) for s in ours(shop, sha)][-1] == (
+        "success",
+        "deploy gate passed: the fleet carries this commit",
+    )
+    assert "waiting" not in run(config)  # nothing deployed, nothing waits: nothing said
+    assert len(ours(shop, sha)) == 3
+
+
+def test_with_a_health_check_the_probe_and_not_the_sync_says_the_gate_passed(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, envs: Environments
+) -> None:
+    number = shop.open_pull(REPO, title="Cart", head_branch="cart")
+    sha = shop.pull(REPO, number).head_sha
+    config = write_config(gated("{checks: [build]}") + HEALTH.format(url=envs.url))
+    run(config)
+    shop.add_check_run(REPO, sha, "build")
+    deployed = run(config)
+    assert deployed.get("gatePassed", []) == []
+    assert [s.description for s in ours(shop, sha)] == ["waiting for checks: build"]
+    run(config, "--probe")
+    assert [(s.state, s.description) for s in ours(shop, sha)][-1] == (
+        "success",
+        "environment is ready",
+    )
 
 
 def test_a_held_environment_says_why_on_the_new_head_only(
@@ -118,7 +144,10 @@ def test_a_held_environment_says_why_on_the_new_head_only(
     held = run(config)
     assert [c["action"] for c in held["changes"]] == ["hold"]
     assert [(s.state, s.description) for s in ours(shop, bad)] == [("pending", "checks failed: ci")]
-    assert ours(shop, good) == []  # the deployed head's report is the probe's, not this
+    # The deployed head keeps what it said when it passed: the hold says nothing there.
+    assert [s.description for s in ours(shop, good)] == [
+        "deploy gate passed: the fleet carries this commit"
+    ]
 
 
 def test_a_dry_run_says_nothing_on_the_pr(

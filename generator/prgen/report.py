@@ -231,6 +231,28 @@ def waiting_report(settings: ReportSettings, reason: str) -> DesiredReport:
     return DesiredReport(status, None, None, check_run)
 
 
+PASSED = "deploy gate passed: the fleet carries this commit"
+
+
+def passed_report(settings: ReportSettings) -> DesiredReport:
+    """What a head that passed its deploy gate shows when no probe will report on it (no
+    health check): success, so that what said it waits does not stay pending for ever."""
+    status = None
+    if settings.commit_status_context:
+        status = CommitStatusReport(settings.commit_status_context, "success", PASSED, None)
+    check_run = None
+    if settings.check_run:
+        check_run = CheckRunReport(
+            settings.check_run,
+            "completed",
+            "success",
+            None,
+            "Preview environment: deploy gate passed",
+            "The fleet repository carries this commit; no health check is configured.\n",
+        )
+    return DesiredReport(status, None, None, check_run)
+
+
 def desired_report(
     settings: ReportSettings, observation: Observation, deployment_environment: str | None
 ) -> DesiredReport:

@@ -21,6 +21,7 @@ from prgen.commands.probe import print_probe
 from prgen.feedback import (
     ProbeRunResult,
     WaitingReportResult,
+    passed_gates,
     probe_and_report,
     report_waiting,
 )
@@ -77,6 +78,20 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
         echo("nothing changed: no commit")
 
 
+def print_gate_warnings(waited: WaitingReportResult) -> None:
+    for what, reports in (
+        ("why it waits", waited.reports),
+        ("that its gate passed", waited.passed),
+    ):
+        for report in reports:
+            if report.outcome.error:
+                w = report.waiting
+                click.echo(
+                    f"  warning: could not say on {w.repository}#{w.number} {what}: "
+                    f"{report.outcome.error}"
+                )
+
+
 @click.command("sync")
 @config_option
 @click.option(
@@ -128,10 +143,12 @@ def command(
         heads=GitHubHeads(clients),
     )
     result = syncer.run(dry_run=dry_run)
-    # Each head a deploy gate holds back says why on the PR (never on a dry run).
+    # Each head a deploy gate holds back says why on the PR, and one that passed says so
+    # where no probe will (never on a dry run).
     waited: WaitingReportResult | None = None
-    if result.waiting and not dry_run:
-        waited = report_waiting(config, clients.main, result.waiting)
+    passed = passed_gates(config, result.plan.changes)
+    if (result.waiting or passed) and not dry_run:
+        waited = report_waiting(config, clients.main, result.waiting, passed)
     probed: ProbeRunResult | None = None
     probe_failure: Exception | None = None
     if then_probe:
@@ -156,6 +173,7 @@ def command(
         document = result.to_json()
         if waited:
             document["waiting"] = [report.to_json() for report in waited.reports]
+            document["gatePassed"] = [report.to_json() for report in waited.passed]
             document["exitCode"] = int(max(result.exit_code, waited.exit_code))
         if probed:
             document["probe"] = probed.to_json()
@@ -166,12 +184,8 @@ def command(
         click.echo(json.dumps(document, indent=2))
     else:
         print_result(result, verbose_keep=verbose_keep)
-        for report in waited.unreported if waited else []:
-            w = report.waiting
-            click.echo(
-                f"  warning: could not say on {w.repository}#{w.number} why it waits: "
-                f"{report.outcome.error}"
-            )
+        if waited:
+            print_gate_warnings(waited)
         if probed:
             click.echo("probe:")
             print_probe(probed)
