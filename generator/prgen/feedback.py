@@ -39,16 +39,21 @@ from prgen.inventory import CurrentEnvironment, Inventory
 from prgen.logs import phase
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
+from prgen.plan import Action, Change
 from prgen.probe import ProbeResult, ProbeTarget, probe, probe_each
 from prgen.redact import redact
 from prgen.report import (
     NOT_IN_TIME,
+    PASSED,
     DesiredReport,
     Health,
     Observation,
     ReportOutcome,
     desired_report,
+    passed_report,
+    waiting_report,
 )
+from prgen.sync import Waiting
 
 log = logging.getLogger(__name__)
 
@@ -557,3 +562,93 @@ def probe_and_report(
             counts["notInTime"] = len(result.late)
             counts["failed"] = len(result.failed_environments) + len(result.unreported)
         return result
+
+
+# -- heads a deploy gate holds back ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaitingFeedback:
+    waiting: Waiting
+    outcome: ReportOutcome
+
+    def to_json(self) -> dict[str, Any]:
+        w = self.waiting
+        return {
+            "repository": w.repository,
+            "pullRequest": w.number,
+            "headSha": w.head_sha,
+            "reason": w.reason,
+            "writes": self.outcome.writes,
+            "reportError": self.outcome.error,
+        }
+
+
+@dataclass
+class WaitingReportResult:
+    reports: list[WaitingFeedback] = field(default_factory=list)  # heads that wait
+    passed: list[WaitingFeedback] = field(default_factory=list)  # see `passed_gates`
+
+    @property
+    def unreported(self) -> list[WaitingFeedback]:
+        return [r for r in (*self.reports, *self.passed) if r.outcome.error]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.PARTIAL if self.unreported else ExitCode.OK
+
+
+def passed_gates(config: Config, changes: Iterable[Change]) -> list[Waiting]:
+    """The heads a sync just deployed in a gated repository that has no health check: no
+    probe will report on them, so the sync says they passed (see `report_waiting`)."""
+    by_name = {repo.name.lower(): repo for repo in reversed(config.repositories)}
+    passed = []
+    for change in changes:
+        repo = by_name.get(change.repository.lower())
+        if (
+            change.action in (Action.CREATE, Action.UPDATE)
+            and change.head_sha
+            and repo is not None
+            and repo.deploy_when is not None
+            and repo.health_check is None
+        ):
+            passed.append(Waiting(repo.name, change.number, change.head_sha, PASSED))
+    return passed
+
+
+def report_waiting(
+    config: Config,
+    client: Client,
+    waiting: Sequence[Waiting],
+    passed: Sequence[Waiting] = (),
+    *,
+    reporter: GitHubReporter | None = None,
+) -> WaitingReportResult:
+    """Say on each waiting head why its gate holds it: read first, write only what differs.
+
+    A failed write is this head's error (a warning, exit 1); the fleet is already what the
+    sync made of it. Bounded in time by probe.roundTimeout, as a probe round's reports.
+    """
+    until = time.monotonic() + config.probe.round_timeout
+    reporter = reporter or GitHubReporter(client)
+    by_name = {repo.name.lower(): repo for repo in reversed(config.repositories)}
+    result = WaitingReportResult()
+    heads = [(wait, False) for wait in waiting] + [(wait, True) for wait in passed]
+    for wait, done in heads:
+        repo = by_name.get(wait.repository.lower())
+        if repo is None:
+            continue
+        wanted = passed_report(repo.report) if done else waiting_report(repo.report, wait.reason)
+        if wanted.status is None and wanted.check_run is None:
+            continue  # nothing configured that could say it
+        observation = Observation(
+            repo.name, wait.number, wait.head_sha, "", None, Health.PENDING, wait.reason
+        )
+        try:
+            outcome = reporter.report(observation, wanted, until)
+        except Exception as exc:  # this head's report failed; the others' go on
+            outcome = ReportOutcome(error=_unexpected(exc))
+        if outcome.error:
+            log.warning("could not say why %s#%d waits: %s", repo.name, wait.number, outcome.error)
+        (result.passed if done else result.reports).append(WaitingFeedback(wait, outcome))
+    return result

@@ -1,7 +1,8 @@
 """What GitHub should show for an environment: pure.
 
-`desired_report` turns an observation into the commit status, deployment and comment
-GitHub should show; prgen.github.channels reads what it shows now and writes what differs.
+`desired_report` turns an observation into the commit status, check run, deployment and
+comment GitHub should show; `waiting_report` what a head held by its deploy gate should
+show; prgen.github.channels reads what GitHub shows now and writes what differs.
 """
 
 from __future__ import annotations
@@ -64,6 +65,18 @@ class CommitStatusReport:
 
 
 @dataclass(frozen=True)
+class CheckRunReport:
+    """prgen's check run on a head (GitHub Apps only): what the commit status says, and more."""
+
+    name: str
+    status: str  # in_progress or completed
+    conclusion: str | None  # success or failure once completed
+    details_url: str | None
+    title: str
+    summary: str  # Markdown: anything from outside is in a code span
+
+
+@dataclass(frozen=True)
 class DeploymentReport:
     environment: str
     state: str
@@ -76,6 +89,7 @@ class DesiredReport:
     status: CommitStatusReport | None
     deployment: DeploymentReport | None
     comment: str | None
+    check_run: CheckRunReport | None = None
 
 
 # -- text from outside in what GitHub shows ---------------------------------------------------
@@ -157,6 +171,88 @@ def comment_body(observation: Observation) -> str:
     return "\n".join(lines) + "\n"
 
 
+_CHECK_RUN_STATE = {
+    Health.PENDING: ("in_progress", None),
+    Health.READY: ("completed", "success"),
+    Health.FAILED: ("completed", "failure"),
+}
+
+
+def _check_run_summary(observation: Observation) -> str:
+    """What the status says, as Markdown that nothing from outside can turn into a mention
+    or a link: the probe's reason in a code span, the URL percent-encoded."""
+    text = {
+        Health.PENDING: "The environment is being deployed.",
+        Health.READY: "The environment is ready.",
+        Health.FAILED: f"The environment is not healthy: {markdown_code(observation.reason)}",
+    }[observation.health]
+    return (
+        f"{text}\n\n"
+        f"- URL: {markdown_link(observation.environment_url)}\n"
+        f"- Commit: {markdown_code((observation.head_sha or '')[:7])}\n"
+        f"- Namespace: {markdown_code(observation.namespace)}\n"
+    )
+
+
+def _check_run(name: str, observation: Observation) -> CheckRunReport | None:
+    if observation.health is Health.REMOVED:
+        return None  # as the status: a removed environment leaves its head's last word
+    status, conclusion = _CHECK_RUN_STATE[observation.health]
+    return CheckRunReport(
+        name,
+        status,
+        conclusion,
+        observation.environment_url,
+        f"Preview environment: {_HEADLINE[observation.health]}",
+        _check_run_summary(observation),
+    )
+
+
+def waiting_report(settings: ReportSettings, reason: str) -> DesiredReport:
+    """What a head its deploy gate keeps from being deployed shows: why it waits.
+
+    A pending commit status and an in-progress check run, each saying the gate's reason;
+    no deployment and no comment (they are about an environment, and this head has none).
+    """
+    description = plain_text(reason, DESCRIPTION_LIMIT)
+    status = None
+    if settings.commit_status_context:
+        status = CommitStatusReport(settings.commit_status_context, "pending", description, None)
+    check_run = None
+    if settings.check_run:
+        check_run = CheckRunReport(
+            settings.check_run,
+            "in_progress",
+            None,
+            None,
+            "Preview environment: ⏸️ waiting for its deploy gate",
+            f"This commit is not deployed yet: {markdown_code(reason)}\n",
+        )
+    return DesiredReport(status, None, None, check_run)
+
+
+PASSED = "deploy gate passed: the fleet carries this commit"
+
+
+def passed_report(settings: ReportSettings) -> DesiredReport:
+    """What a head that passed its deploy gate shows when no probe will report on it (no
+    health check): success, so that what said it waits does not stay pending for ever."""
+    status = None
+    if settings.commit_status_context:
+        status = CommitStatusReport(settings.commit_status_context, "success", PASSED, None)
+    check_run = None
+    if settings.check_run:
+        check_run = CheckRunReport(
+            settings.check_run,
+            "completed",
+            "success",
+            None,
+            "Preview environment: deploy gate passed",
+            "The fleet repository carries this commit; no health check is configured.\n",
+        )
+    return DesiredReport(status, None, None, check_run)
+
+
 def desired_report(
     settings: ReportSettings, observation: Observation, deployment_environment: str | None
 ) -> DesiredReport:
@@ -177,8 +273,9 @@ def desired_report(
             observation.environment_url,
             description,
         )
+    check_run = _check_run(settings.check_run, observation) if settings.check_run else None
     return DesiredReport(
-        status, deployment, comment_body(observation) if settings.comment else None
+        status, deployment, comment_body(observation) if settings.comment else None, check_run
     )
 
 

@@ -54,6 +54,16 @@ class RepositoryOutcome:
     config_identity: str = ""  # recorded in each HelmRelease (prgen.io/config)
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A PR whose head its deploy gate keeps from being deployed (held, or not created)."""
+
+    repository: str
+    number: int
+    head_sha: str
+    reason: str
+
+
 @dataclass
 class SyncResult:
     fleet_url: str
@@ -69,6 +79,9 @@ class SyncResult:
     listings: list[Listing] = field(default_factory=list)  # for a probe in the same run
     held_deletions: str | None = None  # why the mass-deletion guard kept environments
     unread_gates: int = 0  # gated PRs whose checks could not be read (held or not created)
+    # Gated PRs whose head waits, for the report on that head (not those whose checks could
+    # not be read: that is no answer to show on the PR).
+    waiting: list[Waiting] = field(default_factory=list)
 
     @property
     def failed_repositories(self) -> list[RepositoryOutcome]:
@@ -314,7 +327,7 @@ class Syncer:
 
     def _check_gates(
         self, inventory: Inventory, listings: list[Listing]
-    ) -> tuple[dict[PullKey, str], int]:
+    ) -> tuple[dict[PullKey, str], set[PullKey]]:
         """Why each gated PR's head may not be deployed yet, and how many could not be read.
 
         Only PRs of a repository with `deployWhen` whose head is not the one their environment
@@ -330,7 +343,7 @@ class Syncer:
                 if deployed.get((repo.name.lower(), pr.number)) != pr.head_sha:
                     wanted.append((repo, pr))
         if not wanted:
-            return {}, 0
+            return {}, set()
         heads = [
             HeadQuery(
                 r.name,
@@ -345,14 +358,14 @@ class Syncer:
             self.heads.read_heads(heads) if self.heads is not None else {}
         )
         reasons: dict[PullKey, str] = {}
-        unread = 0
+        unread: set[PullKey] = set()
         for repo, pr in wanted:
             key = (repo.name.lower(), pr.number)
             found = facts.get(key, "no reader of GitHub's checks in this run")
             gate = repo.deploy_when
             assert gate is not None
             if isinstance(found, str) or found.head_sha != pr.head_sha:
-                unread += 1
+                unread.add(key)
                 reason: str | None = (
                     f"checks could not be read ({found if isinstance(found, str) else 'another head'})"
                 )
@@ -367,12 +380,14 @@ class Syncer:
         inventory: Inventory,
         listings: list[Listing],
         gates: Mapping[PullKey, str] | None = None,
+        unread: set[PullKey] | None = None,
     ) -> tuple[Plan, SyncResult]:
         desired: list[RenderedEnvironment] = []
         refused: list[Conflict] = []
         skipped: list[Skipped] = []
         outcomes = []
         holds: dict[PullKey, tuple[str, str]] = {}  # -> (reason, the head that waits)
+        waits: list[Waiting] = []
         current = {(env.key, env.folder): env for env in inventory.environments}
         by_pull = {env.key: env for env in inventory.environments}
         for repo, listing in zip(self.config.repositories, listings, strict=True):
@@ -382,6 +397,8 @@ class Syncer:
                 key = (repo.name.lower(), pr.number)
                 waiting = (gates or {}).get(key)
                 if waiting is not None:
+                    if key not in (unread or set()):
+                        waits.append(Waiting(repo.name, pr.number, pr.head_sha, waiting))
                     old = by_pull.get(key)
                     if old is None:
                         skipped.append(Skipped(repo.name, pr.number, f"deploy gate: {waiting}"))
@@ -434,6 +451,7 @@ class Syncer:
             plan,
             skipped,
             listings=listings,
+            waiting=waits,
         )
         if held:
             result.held_deletions = held
@@ -496,17 +514,17 @@ class Syncer:
             with phase("confirm removals"):
                 listings = self._confirm_removals(inventory, listings)
             gates: dict[PullKey, str] = {}
-            unread = 0
+            unread: set[PullKey] = set()
             if any(repo.deploy_when is not None for repo in self.config.repositories):
                 with phase("check deploy gates") as counts:
                     gates, unread = self._check_gates(inventory, listings)
                     counts["waiting"] = len(gates)
             with phase("render and plan") as counts:
-                plan, result = self._plan(inventory, listings, gates)
-                result.unread_gates = unread
+                plan, result = self._plan(inventory, listings, gates, unread)
+                result.unread_gates = len(unread)
                 if unread:
                     result.warnings.append(
-                        f"the checks of {unread} gated PR(s) could not be read: "
+                        f"the checks of {len(unread)} gated PR(s) could not be read: "
                         "their environments are kept as they are"
                     )
                 fresh = [env for env in plan.rendered if not isinstance(env.files, StoredFiles)]

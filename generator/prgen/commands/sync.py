@@ -18,7 +18,13 @@ from prgen.commands.options import (
     workdir_option,
 )
 from prgen.commands.probe import print_probe
-from prgen.feedback import ProbeRunResult, probe_and_report
+from prgen.feedback import (
+    ProbeRunResult,
+    WaitingReportResult,
+    passed_gates,
+    probe_and_report,
+    report_waiting,
+)
 from prgen.fleet import default_workdir
 from prgen.github.checks import GitHubHeads
 from prgen.github.pulls import GitHubSource
@@ -72,6 +78,20 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
         echo("nothing changed: no commit")
 
 
+def print_gate_warnings(waited: WaitingReportResult) -> None:
+    for what, reports in (
+        ("why it waits", waited.reports),
+        ("that its gate passed", waited.passed),
+    ):
+        for report in reports:
+            if report.outcome.error:
+                w = report.waiting
+                click.echo(
+                    f"  warning: could not say on {w.repository}#{w.number} {what}: "
+                    f"{report.outcome.error}"
+                )
+
+
 @click.command("sync")
 @config_option
 @click.option(
@@ -123,6 +143,12 @@ def command(
         heads=GitHubHeads(clients),
     )
     result = syncer.run(dry_run=dry_run)
+    # Each head a deploy gate holds back says why on the PR, and one that passed says so
+    # where no probe will (never on a dry run).
+    waited: WaitingReportResult | None = None
+    passed = passed_gates(config, result.plan.changes)
+    if (result.waiting or passed) and not dry_run:
+        waited = report_waiting(config, clients.main, result.waiting, passed)
     probed: ProbeRunResult | None = None
     probe_failure: Exception | None = None
     if then_probe:
@@ -137,10 +163,18 @@ def command(
             )
         except Exception as exc:  # the sync is done and pushed: its result is printed all the same
             probe_failure = exc
-    exit_code = max(result.exit_code, probed.exit_code if probed else 0)
+    exit_code = max(
+        result.exit_code,
+        waited.exit_code if waited else 0,
+        probed.exit_code if probed else 0,
+    )
     failure = explain(probe_failure) if probe_failure else None
     if output == "json":
         document = result.to_json()
+        if waited:
+            document["waiting"] = [report.to_json() for report in waited.reports]
+            document["gatePassed"] = [report.to_json() for report in waited.passed]
+            document["exitCode"] = int(max(result.exit_code, waited.exit_code))
         if probed:
             document["probe"] = probed.to_json()
             document["exitCode"] = int(exit_code)
@@ -150,6 +184,8 @@ def command(
         click.echo(json.dumps(document, indent=2))
     else:
         print_result(result, verbose_keep=verbose_keep)
+        if waited:
+            print_gate_warnings(waited)
         if probed:
             click.echo("probe:")
             print_probe(probed)

@@ -1,16 +1,17 @@
-"""The report channels on GitHub (commit status, deployment, PR comment): read, compare, write.
+"""The report channels on GitHub (commit status, check run, deployment, PR comment): read,
+compare, write.
 
 `GitHubReporter` reads what GitHub shows now and
 writes only what differs: GitHub keeps at most 1,000 statuses per SHA and
 context, so re-posting every run would fill it within a day.
 
-The three channels (commit status, deployment, comment) are read, compared and
+The channels (commit status, check run, deployment, comment) are read, compared and
 written one by one, each on its own: a token that may not write one of them
 (no Issues: write, say) still gets the others written, and the first error is
 what the outcome reports.
 
-The last enabled channel (the comment, else the deployment, else the status) is
-the marker: it is read first, and when it already shows the wanted state the
+The last enabled channel (the comment, else the deployment, else the check run, else the
+status) is the marker: it is read first, and when it already shows the wanted state the
 others are known to as well, so an environment with nothing new costs one read
 (two when the deployment is the marker) and no write; a round over many
 environments stays well inside GitHub's hourly rate limit. That holds because
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from github import Auth, Github, GithubException, GithubIntegration
+from github.CheckRun import CheckRun
 from github.Deployment import Deployment
 from github.GithubObject import NotSet
 from github.IssueComment import IssueComment
@@ -43,6 +45,7 @@ from prgen.report import (
     COMMENT_MARKER,
     DEPLOYMENT_TASK,
     NOT_IN_TIME,
+    CheckRunReport,
     CommitStatusReport,
     DeploymentReport,
     DesiredReport,
@@ -64,6 +67,26 @@ def _status_matches(current: Any, wanted: CommitStatusReport) -> bool:
         (current.description or "") == wanted.description
         and (current.target_url or None) == wanted.target_url
     )
+
+
+def _check_run_matches(current: CheckRun | None, wanted: CheckRunReport) -> bool:
+    if current is None or current.status != wanted.status:
+        return False
+    if current.conclusion != wanted.conclusion:
+        return False
+    if wanted.conclusion == "failure":
+        return True  # already failed: as the status, a new error text is not worth a write
+    output = current.output
+    return bool(
+        (wanted.details_url is None or current.details_url == wanted.details_url)
+        and output is not None
+        and (output.title or "") == wanted.title
+        and (output.summary or "") == wanted.summary
+    )
+
+
+class NotAnApp(Exception):
+    """A check run can only be written by a GitHub App, and prgen is not one in this run."""
 
 
 class _Unread:
@@ -112,7 +135,7 @@ _T = TypeVar("_T")
 
 
 def _retryable(exc: Exception) -> bool:
-    if isinstance(exc, UnknownLogin):
+    if isinstance(exc, UnknownLogin | NotAnApp):
         return False
     if isinstance(exc, GithubException):
         # A plain 403 is a missing permission: asking again changes nothing.
@@ -252,6 +275,19 @@ class GitHubReporter:
                     ),
                 )
             )
+        if wanted.check_run is not None and observation.head_sha:
+            run, head = wanted.check_run, observation.head_sha
+            channels.append(
+                _Channel(
+                    "check run",
+                    lambda: _check_run_matches(
+                        seen.setdefault("check run", self._read_check_run(repo, head, run)), run
+                    ),
+                    lambda: self._ensure_check_run(
+                        repo, observation, run, outcome, seen.pop("check run", _UNREAD)
+                    ),
+                )
+            )
         if wanted.deployment is not None:
             deployment = wanted.deployment
             channels.append(
@@ -334,7 +370,7 @@ class GitHubReporter:
                 ensure()  # reads again before it writes: a write that timed out may have happened
                 return _Tried()
             except Exception as exc:
-                own = isinstance(exc, UnknownLogin | UnsettledPost)
+                own = isinstance(exc, UnknownLogin | UnsettledPost | NotAnApp)
                 error = redact(str(exc) if own else describe_error(exc))
                 limited = isinstance(exc, GithubException) and rate_limited(exc)
                 if not _retryable(exc) or attempt == self._attempts:
@@ -397,6 +433,56 @@ class GitHubReporter:
             description=wanted.description,
             context=wanted.context,
         )
+        outcome.writes += 1
+
+    # -- check run: one read (prgen's runs of that name on the head) --
+
+    def _own_app_id(self) -> int:
+        """The id of the App prgen is: its check runs are the ones it may edit."""
+        auth = self._login_client.requester.auth
+        if not isinstance(auth, Auth.AppInstallationAuth):
+            raise NotAnApp("a check run can only be written by a GitHub App (github.app)")
+        return int(auth.app_id)
+
+    def _read_check_run(
+        self, repo: Repository, sha: str, wanted: CheckRunReport
+    ) -> CheckRun | None:
+        """prgen's newest check run of that name on the head; another app's of the same name
+        is not prgen's to edit (GitHub would refuse it too)."""
+        app_id = self._own_app_id()
+        runs = repo.get_commit(sha).get_check_runs(check_name=wanted.name, filter="all")
+        own = [run for run in runs if run.app is not None and run.app.id == app_id]
+        return max(own, key=lambda run: run.id, default=None)
+
+    def _ensure_check_run(
+        self,
+        repo: Repository,
+        observation: Observation,
+        wanted: CheckRunReport,
+        outcome: ReportOutcome,
+        current: CheckRun | _Unread | None = _UNREAD,
+    ) -> None:
+        """One check run a head, created once and edited in place as the report changes."""
+        sha = observation.head_sha or ""
+        if isinstance(current, _Unread):
+            current = self._read_check_run(repo, sha, wanted)
+        if _check_run_matches(current, wanted):
+            return
+        output = {"title": wanted.title, "summary": wanted.summary}
+        fields: dict[str, Any] = {"status": wanted.status, "output": output}
+        if wanted.conclusion is not None:
+            fields["conclusion"] = wanted.conclusion
+        if wanted.details_url is not None:
+            fields["details_url"] = wanted.details_url
+        if current is None:
+            self._post_once(
+                ("check run", observation.repository.lower(), sha, wanted.name),
+                "creating the check run got no clear answer and it is not listed yet; "
+                "not created again",
+                lambda: repo.create_check_run(wanted.name, sha, **fields),
+            )
+        else:
+            current.edit(**fields)
         outcome.writes += 1
 
     # -- deployment: two reads (the newest deployment, and its latest status) --
