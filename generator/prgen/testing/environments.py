@@ -49,6 +49,13 @@ class Environments:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    def _leave(self, handler: BaseHTTPRequestHandler) -> None:
+        """`handler`'s request is no longer in flight (once)."""
+        with self._lock:
+            if getattr(handler, "counted", False):
+                handler.counted = False  # type: ignore[attr-defined]
+                self.in_flight -= 1
+
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
         parts = handler.path.strip("/").split("/")
         number = int(parts[0].removeprefix("pr-")) if parts[0].startswith("pr-") else 0
@@ -61,6 +68,9 @@ class Environments:
             return
         if behaviour == "slow":
             time.sleep(0.3)
+            # Done working: out of the count before the answer goes out, or the client's next
+            # request (sent as soon as this answer arrives) could be counted beside this one.
+            self._leave(handler)
         if behaviour in ("drip", "drip-body"):
             self._drip(handler, number, headers_too=behaviour == "drip")
             return
@@ -121,11 +131,11 @@ class Environments:
                     environments.max_in_flight = max(
                         environments.max_in_flight, environments.in_flight
                     )
+                    self.counted = True
                 try:
                     environments._answer(self)
                 finally:
-                    with environments._lock:
-                        environments.in_flight -= 1
+                    environments._leave(self)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
