@@ -148,10 +148,19 @@ SAME_REPO = _Same.REPO
 class FakeGitHub:
     """A GitHub REST API on 127.0.0.1 for PyGithub: `Github(base_url=fake.base_url, ...)`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0) -> None:
-        """`latency`: seconds every answer waits before it goes out (for benchmarks)."""
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        latency: float = 0.0,
+        rate_limit: int = RATE_LIMIT,
+    ) -> None:
+        """`latency`: seconds every answer waits before it goes out (for benchmarks);
+        `rate_limit`: points an hour (GitHub: 5,000 for a token, up to 15,000 for an App)."""
         if latency < 0:
             raise ValueError("latency must not be negative")
+        self._limit = rate_limit
         self._address = (host, port)
         self._latency = latency
         self._state = State()
@@ -566,7 +575,7 @@ class FakeGitHub:
     def set_rate_limit_remaining(self, remaining: int) -> None:
         """Spend points as if other clients had used them: `remaining` are left."""
         with self._counter_lock:
-            self._used = RATE_LIMIT - max(0, min(RATE_LIMIT, remaining))
+            self._used = self._limit - max(0, min(self._limit, remaining))
 
     @property
     def in_flight_peak(self) -> int:
@@ -745,8 +754,8 @@ class FakeGitHub:
     def _rate_limit(self) -> dict[str, int]:
         with self._counter_lock:
             used = self._used
-        remaining = max(0, RATE_LIMIT - used)
-        return {"limit": RATE_LIMIT, "remaining": remaining, "reset": self._reset, "used": used}
+        remaining = max(0, self._limit - used)
+        return {"limit": self._limit, "remaining": remaining, "reset": self._reset, "used": used}
 
 
 def etag_of(data: bytes) -> str:
