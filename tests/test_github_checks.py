@@ -260,6 +260,41 @@ def test_a_protection_the_credential_may_not_read_is_unreadable_and_unprotected(
     )
 
 
+def test_a_token_without_admin_rights_does_not_ask_for_the_rules_and_pays_nothing_again(
+    shop: FakeGitHub, clients: GitHubClients
+) -> None:
+    """The repository says a token's rights: without admin, the rules would be a 403 (no
+    ETag: a point every run), so they are not asked for; the reads it takes are conditional."""
+    open_pr(shop)
+    shop.protect(REPO, "main", approvals=1)
+    shop.forbid_protection_reads(REPO)
+    unreadable = Protection(protected=False, readable=False)
+    reads = read_protections(clients, [(REPO, "main")])
+    assert reads[0].protection == unreadable
+    asked = [answer.request.path for answer in shop.answers]
+    assert asked == [f"/repos/{REPO}/branches/main", f"/repos/{REPO}"]
+    shop.clear_requests()
+    assert read_protections(clients, [(REPO, "main")])[0].protection == unreadable
+    assert [answer.status for answer in shop.answers] == [304, 304]
+    assert shop.points_used() == 0
+    # Not known to be a token (a GitHub App's rights do not show there): the rules are
+    # asked for, and the 403 says it.
+    assert read_protection(clients.main, REPO, "main", token=False) == unreadable
+    assert shop.answers[-1].request.path.endswith("/protection")
+    assert shop.answers[-1].status == 403
+
+
+def test_a_token_with_admin_rights_reads_the_rules(
+    shop: FakeGitHub, clients: GitHubClients
+) -> None:
+    open_pr(shop)
+    shop.protect(REPO, "main", approvals=2, checks=["build"])
+    (read,) = read_protections(clients, [(REPO, "main")])
+    assert read.protection == Protection(
+        protected=True, required_approvals=2, required_checks=("build",)
+    )
+
+
 def test_a_failed_protection_read_raises_never_unprotected(
     shop: FakeGitHub, clients: GitHubClients
 ) -> None:

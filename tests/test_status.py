@@ -129,6 +129,9 @@ def test_unreadable_protection_is_said_once_and_treated_as_unprotected(
     assert {pr["state"] for pr in repo["pullRequests"]} == {"MERGE_PENDING"}
     text = status(config).output
     assert text.count("unreadable") == 1
+    shop.clear_requests()  # an idle status: the protection is not asked for again, at a cost
+    assert document(config) == doc
+    assert shop.points_used() == 0
 
 
 def test_a_repository_that_fails_is_reported_and_the_others_still_are(

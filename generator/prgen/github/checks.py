@@ -272,6 +272,7 @@ def read_protection(
     repository: str,
     branch: str,
     *,
+    token: bool = False,
     max_pages: int = DEFAULT_MAX_PAGES,
     timeout: float = DEFAULT_LISTING_TIMEOUT,
     clock: Callable[[], float] = time.monotonic,
@@ -282,6 +283,10 @@ def read_protection(
     and that answer has an ETag (GitHub's 404 for an unprotected branch has none, so it would
     cost a point every run). Only a protected branch's rules are read; a 403 there (no admin
     rights) means "treat as unprotected, and say so". Anything else that fails raises.
+
+    `token`: the credential is a token (not a GitHub App), whose rights on the repository show
+    in the repository's `permissions`: without admin rights the rules are not asked for, as
+    the 403 they would get has no ETag and would cost a point every run.
     """
     reader = _Reader(client, repository, max_pages=max_pages, timeout=timeout, clock=clock)
     path = f"/branches/{quote(branch, safe='/')}"
@@ -291,6 +296,8 @@ def read_protection(
             raise ChecksFailed(f"the answer for branch {branch[:100]} names another branch")
         if not _field(data, "protected", bool, "branch"):
             return UNPROTECTED
+        if token and not _admin(reader):
+            return Protection(protected=False, readable=False)
         try:
             _, rules = reader.get(reader.url(f"{path}/protection"))
         except GithubException as exc:
@@ -303,6 +310,16 @@ def read_protection(
         return _protection(rules)
     except Exception as exc:
         raise _failure(exc) from None
+
+
+def _admin(reader: _Reader) -> bool:
+    """Whether the repository says the credential has admin rights (True when it does not
+    say: then the rules are asked for, and a 403 answers it)."""
+    _, data = reader.get(reader.url(""))
+    permissions = data.get("permissions") if isinstance(data, dict) else None
+    if not isinstance(permissions, dict) or not isinstance(permissions.get("admin"), bool):
+        return True
+    return bool(permissions["admin"])
 
 
 def _protection(data: Any) -> Protection:
@@ -545,6 +562,7 @@ def read_protections(
                 client,
                 repository,
                 branch,
+                token=settings.app is None,
                 max_pages=settings.max_pages,
                 timeout=settings.listing_timeout,
             )

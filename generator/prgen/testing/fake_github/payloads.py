@@ -193,7 +193,8 @@ class Renderer:
         }
         if full:
             body["permissions"] = {
-                "admin": False,
+                # Admin rights are what reading a branch protection takes.
+                "admin": bool(known and known.protection_readable),
                 "maintain": False,
                 "push": True,
                 "triage": True,
