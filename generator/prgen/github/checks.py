@@ -13,21 +13,19 @@ name), a name reported both ways counting by its later report.
 
 from __future__ import annotations
 
-import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from github import Github, GithubException
 
 from prgen.config import DEFAULT_LISTING_TIMEOUT, DEFAULT_MAX_PAGES
-from prgen.github.client import PER_PAGE, GitHubClients
-from prgen.github.errors import describe_error, rate_limited, utc_time
+from prgen.github.client import PER_PAGE, GitHubClients, each_on_own_client
+from prgen.github.errors import describe_error, rate_limited
+from prgen.github.pulls import SeveralNextLinks, next_link
 from prgen.redact import redact
 from prgen.standing import (
     OWN_CHECK,
@@ -208,7 +206,10 @@ class _Reader:
             if not isinstance(data, list):
                 raise ChecksFailed(f"{what}: page {len(seen)} is {_kind(data)}, not a list")
             items += data
-            url = _next_link(headers.get("link"), url, what)
+            try:
+                url = next_link(headers.get("link"), url)
+            except SeveralNextLinks as exc:
+                raise ChecksFailed(f"{what}: {exc}") from None
         return items
 
     def wrapped(
@@ -238,17 +239,6 @@ class _Reader:
         if len(items) != total:
             raise ChecksFailed(f"{what}: {len(items)} items for total_count {total}")
         return pages, items
-
-
-def _next_link(header: str | None, current: str, what: str) -> str | None:
-    targets = {
-        urljoin(current, target)
-        for target, rels in re.findall(r'<([^>]*)>\s*;\s*rel="([^"]*)"', header or "")
-        if "next" in rels.split()
-    }
-    if len(targets) > 1:
-        raise ChecksFailed(f"{what}: a page links to more than one next page")
-    return targets.pop() if targets else None
 
 
 def _twice(read: Callable[[], T]) -> T:
@@ -489,30 +479,14 @@ def _each(
     count = min(workers if workers is not None else clients.settings.workers, len(items))
     if count <= 1:
         return [read(clients.main, item) for item in items]
-    local = threading.local()
-
-    def one(item: T) -> R:
-        if not hasattr(local, "client"):
-            local.client = clients.new()
-        client: Github = local.client
-        return read(client, item)
-
-    with ThreadPoolExecutor(count, thread_name_prefix="prgen-checks") as pool:
-        return list(pool.map(one, items))
+    return each_on_own_client(clients.new, items, read, count, "prgen-checks")
 
 
 def _over_budget(clients: GitHubClients) -> str | None:
     """Why nothing more is read: the rate limit is down to github.rateLimitReserve (as for
     listings: the reserve is kept for whoever else uses the credential)."""
-    budget = clients.transport.ledger.budget()
-    reserve = clients.settings.rate_limit_reserve
-    if budget.remaining is None or budget.remaining > reserve:
-        return None
-    when = f", resets at {utc_time(budget.reset)}" if budget.reset is not None else ""
-    return (
-        f"not read: {budget.remaining} rate-limit points left, reserve {reserve} "
-        f"(github.rateLimitReserve){when}"
-    )
+    refusal = clients.transport.ledger.budget().below(clients.settings.rate_limit_reserve)
+    return None if refusal is None else f"not read: {refusal}"
 
 
 def read_heads(

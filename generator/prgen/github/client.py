@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -170,3 +172,31 @@ class GitHubClients:
             register_secret(token)
             auth = Auth.Token(token)
         return make_client(self.settings, self._environ, transport=self.transport, auth=auth)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def each_on_own_client(
+    new_client: Callable[[], Github],
+    items: Sequence[T],
+    work: Callable[[Github, T], R],
+    workers: int,
+    name: str,
+) -> list[R]:
+    """`work(client, item)` for each item, in order, up to `workers` at a time.
+
+    A PyGithub client is not thread-safe: each worker thread makes one of its own with
+    `new_client` (GitHubClients.new: the run's one transport, cache and ledger).
+    """
+    local = threading.local()
+
+    def one(item: T) -> R:
+        if not hasattr(local, "client"):
+            local.client = new_client()
+        client: Github = local.client
+        return work(client, item)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix=name) as pool:
+        return list(pool.map(one, items))

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit
 
@@ -21,8 +19,8 @@ from github import (
 from github.Requester import Requester
 
 from prgen.config import DEFAULT_LISTING_TIMEOUT, DEFAULT_MAX_PAGES, GitHubSettings
-from prgen.github.client import PER_PAGE, GitHubClients
-from prgen.github.errors import describe_error, utc_time
+from prgen.github.client import PER_PAGE, GitHubClients, each_on_own_client
+from prgen.github.errors import describe_error
 from prgen.github.pull_json import MalformedPull, PullAnswer, parse_pull
 from prgen.github.transport import RateLimitLedger
 from prgen.logs import fields
@@ -106,7 +104,11 @@ class _Repository:
         return by_id is not None and int(by_id[1]) == self._identity()[1]
 
 
-def _next_link(header: str | None, current: str) -> str | None:
+class SeveralNextLinks(ValueError):
+    """A Link header with more than one next page: which one is the list is unknown."""
+
+
+def next_link(header: str | None, current: str) -> str | None:
     """The rel="next" target of a Link header, resolved against the page it came with."""
     targets = {
         urljoin(current, target)
@@ -114,7 +116,7 @@ def _next_link(header: str | None, current: str) -> str | None:
         if "next" in rels.split()
     }
     if len(targets) > 1:
-        raise _BadLink("a page links to more than one next page")
+        raise SeveralNextLinks("a page links to more than one next page")
     return targets.pop() if targets else None
 
 
@@ -236,7 +238,6 @@ class GitHubSource:
         if workers <= 1 or self._new_client is None:
             return [self._list_within_budget(name, numbers) for name, numbers in wanted]
         new_client = self._new_client
-        local = threading.local()
         first: list[Listing] = []
         if self._ledger is not None and self._ledger.budget().remaining is None:
             # Nothing says yet how many points are left: one listing alone finds out,
@@ -244,14 +245,10 @@ class GitHubSource:
             first = [self._list_within_budget(*wanted[0])]
             wanted = wanted[1:]
 
-        def list_one(item: tuple[str, frozenset[int]]) -> Listing:
-            if not hasattr(local, "source"):
-                local.source = self._on(new_client())
-            source: GitHubSource = local.source
-            return source._list_within_budget(*item)
+        def list_one(client: Github, item: tuple[str, frozenset[int]]) -> Listing:
+            return self._on(client)._list_within_budget(*item)
 
-        with ThreadPoolExecutor(workers, thread_name_prefix="prgen-listing") as pool:
-            return first + list(pool.map(list_one, wanted))
+        return first + each_on_own_client(new_client, wanted, list_one, workers, "prgen-listing")
 
     def _list_within_budget(self, repository: str, numbers: Collection[int]) -> Listing:
         refusal = self._over_budget()
@@ -264,14 +261,8 @@ class GitHubSource:
         """Why no more may be listed: fewer points left than the reserve (None: go on)."""
         if self._ledger is None:
             return None
-        budget = self._ledger.budget()
-        if budget.remaining is None or budget.remaining > self._reserve:
-            return None
-        when = f", resets at {utc_time(budget.reset)}" if budget.reset is not None else ""
-        return (
-            f"not listed: {budget.remaining} rate-limit points left, reserve {self._reserve} "
-            f"(github.rateLimitReserve){when}; its environments are kept"
-        )
+        refusal = self._ledger.budget().below(self._reserve)
+        return None if refusal is None else f"not listed: {refusal}; its environments are kept"
 
     def _bounds(self) -> _Bounds:
         return _Bounds(self._max_pages, self._timeout, self._clock)
@@ -371,7 +362,10 @@ class GitHubSource:
                 raise ListingFailed(f"page {bounds.pages} is not a list of pull requests")
             for item in data:
                 self._add(found, self._parse(repo, item), bounds.pages)
-            url = _next_link(headers.get("link"), url)
+            try:
+                url = next_link(headers.get("link"), url)
+            except SeveralNextLinks as exc:
+                raise _BadLink(str(exc)) from None
         return found
 
     @staticmethod

@@ -42,6 +42,17 @@ class Budget:
         when = f", resets at {utc_time(self.reset)}" if self.reset is not None else ""
         return f"{self.remaining} rate-limit points left{when}"
 
+    def below(self, reserve: int) -> str | None:
+        """Why nothing more may be asked: no more than `reserve` points left, the reserve
+        kept for whoever else uses the credential (None: go on)."""
+        if self.remaining is None or self.remaining > reserve:
+            return None
+        when = f", resets at {utc_time(self.reset)}" if self.reset is not None else ""
+        return (
+            f"{self.remaining} rate-limit points left, reserve {reserve} "
+            f"(github.rateLimitReserve){when}"
+        )
+
 
 class RateLimitLedger:
     """X-RateLimit-Remaining of every answer GitHub gave (a 304's too), and how many were 304."""
