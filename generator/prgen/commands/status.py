@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from prgen.fleet import FleetRepo, default_workdir
 from prgen.github.checks import HeadRead, ProtectionRead, read_heads, read_protections
 from prgen.github.client import GitHubClients
 from prgen.github.pulls import GitHubSource
-from prgen.inventory import CurrentEnvironment, Inventory
+from prgen.inventory import CurrentEnvironment
 from prgen.logs import phase
 from prgen.model import Listing
 from prgen.standing import (
@@ -118,6 +118,7 @@ def status_document(
         listed = pool.submit(source.list_all, [repo.name for repo in repositories], lambda _: ())
         with fleet.locked(), phase("read the fleet"):
             inventory = fleet.refresh().inventory
+        environments = {env.key: env for env in inventory.environments}
         listings = listed.result()
     complete = [listing for listing in listings if listing.complete]
     with phase("read branch protections") as counts:
@@ -127,12 +128,12 @@ def status_document(
         protections = {(r.repository, r.branch): r for r in read_protections(clients, branches)}
         counts["branches"] = len(branches)
     with phase("read reviews and checks") as counts:
-        heads = _heads(repositories, listings, inventory)
+        heads = _heads(repositories, listings, environments)
         reads = {_key(read.query): read for read in read_heads(clients, heads)}
         counts["heads"] = len(heads)
     return {
         "repositories": [
-            _repository(repo, listing, protections, reads, inventory)
+            _repository(repo, listing, protections, reads, environments)
             for repo, listing in zip(repositories, listings, strict=True)
         ]
     }
@@ -142,15 +143,15 @@ def _key(query: HeadQuery) -> tuple[str, int, str]:
     return (query.repository.lower(), query.number, query.head_sha)
 
 
-def _environments(inventory: Inventory) -> dict[tuple[str, int], CurrentEnvironment]:
-    return {env.key: env for env in inventory.environments}
+Environments = Mapping[tuple[str, int], CurrentEnvironment]  # by (repository lower, PR)
 
 
 def _heads(
-    repositories: Sequence[RepositorySettings], listings: Sequence[Listing], inventory: Inventory
+    repositories: Sequence[RepositorySettings],
+    listings: Sequence[Listing],
+    environments: Environments,
 ) -> list[HeadQuery]:
     """Each open PR's head; and, for an environment at another head, that one (its health)."""
-    environments = _environments(inventory)
     heads = []
     for repo, listing in zip(repositories, listings, strict=True):
         own = own_checks(repo.report.commit_status_context, repo.report.check_run)
@@ -169,7 +170,7 @@ def _repository(
     listing: Listing,
     protections: dict[tuple[str, str], ProtectionRead],
     reads: dict[tuple[str, int, str], HeadRead],
-    inventory: Inventory,
+    environments: Environments,
 ) -> dict[str, Any]:
     if not listing.complete:
         return repository_document(repo.name, {}, [], listing.error)
@@ -182,7 +183,6 @@ def _repository(
         by_branch[pr.base_branch] = rules.protection or UNPROTECTED
     _, skipped = select(repo, listing.pull_requests)
     why_not = {s.number: s.reason for s in skipped}
-    environments = _environments(inventory)
     views = []
     for pr in listing.pull_requests:
         read = reads[(repo.name.lower(), pr.number, pr.head_sha)]
