@@ -328,7 +328,7 @@ class Syncer:
     def _check_gates(
         self, inventory: Inventory, listings: list[Listing]
     ) -> tuple[dict[PullKey, str], set[PullKey]]:
-        """Why each gated PR's head may not be deployed yet, and how many could not be read.
+        """Why each gated PR's head may not be deployed yet, and which could not be read.
 
         Only PRs of a repository with `deployWhen` whose head is not the one their environment
         holds are asked about: a head that was deployed passed its gate then. Facts that
