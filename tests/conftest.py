@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from prgen.cli import main
 from prgen.testing.environments import Environments
-from prgen.testing.fake_github import FakeGitHub
+from prgen.testing.fake_github import FakeGitHub, app_key
 
 TOKEN = "ghp_testtoken0123456789abcdefABCDEF0123"
 _Server = TypeVar("_Server", bound=HTTPServer)
@@ -152,6 +152,32 @@ def write_config(tmp_path: Path, github: FakeGitHub, fleet_remote: Path):  # typ
         return path
 
     return write
+
+
+APP_ID, INSTALLATION = 4242, 99
+
+
+def as_app(
+    config: Path,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    permissions: dict[str, str] | None = None,
+) -> Path:
+    """The prgen.yaml at `config`, changed to authenticate as a GitHub App installed on the
+    fake (`permissions`: what the installation was granted; default all prgen uses)."""
+    key = app_key()
+    github.add_app(
+        APP_ID,
+        key.public_pem,
+        installation_id=INSTALLATION,
+        slug="prgen-preview",
+        permissions=permissions,
+    )
+    monkeypatch.setenv("APP_KEY", key.private_pem)
+    app = f"github:\n  app: {{id: {APP_ID}, installationId: {INSTALLATION}, privateKeyEnv: APP_KEY}}\n"
+    config.write_text(config.read_text().replace("github:\n", app, 1))
+    return config
 
 
 # -- reliability report: @pytest.mark.reliability("scenario") + the `cases` fixture ----------

@@ -13,17 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 from prgen.testing.fake_github.model import CheckRun
 
-from conftest import HEALTH, SHOP, config_text, run
+from conftest import APP_ID, HEALTH, SHOP, as_app, config_text, run
 
 REPO = "acme/shop"
-APP_ID, INSTALLATION = 4242, 99
 RUNS = r"/repos/acme/shop/check-runs(/\d+)?"
 ONLY_CHECK_RUN = """\
     report:
@@ -48,20 +45,9 @@ def app_config(
     repositories: str,
 ) -> Path:
     """A prgen.yaml that authenticates as a GitHub App installed on the fake."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    github.add_app(APP_ID, public.decode(), installation_id=INSTALLATION, slug="prgen-preview")
-    monkeypatch.setenv("APP_KEY", pem)
     config = tmp_path / "app.yaml"
-    app = f"github:\n  app: {{id: {APP_ID}, installationId: {INSTALLATION}, privateKeyEnv: APP_KEY}}\n"
-    text = config_text(github.base_url, str(fleet_remote), repositories)
-    config.write_text(text.replace("github:\n", app))
-    return config
+    config.write_text(config_text(github.base_url, str(fleet_remote), repositories))
+    return as_app(config, github, monkeypatch)
 
 
 def sync_probe(config: Path, code: int = 0) -> dict[str, Any]:

@@ -7,11 +7,9 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from github import Auth, GithubIntegration
+from github import Auth, GithubException, GithubIntegration
 
-from prgen.testing.fake_github import FakeGitHub
+from prgen.testing.fake_github import FakeGitHub, app_key
 
 REPO = "acme/shop"
 
@@ -201,20 +199,12 @@ def test_the_python_api_refuses_check_runs_github_would_not_have(fake: FakeGitHu
         fake.add_check_run(REPO, "0" * 40, "test")
 
 
-def _app_client(fake: FakeGitHub) -> tuple[str, dict[str, str]]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    fake.add_app(42, public, installation_id=7, slug="prgen")
-    integration = GithubIntegration(auth=Auth.AppAuth(42, private), base_url=fake.base_url)
+def _app_client(
+    fake: FakeGitHub, permissions: dict[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
+    key = app_key()
+    fake.add_app(42, key.public_pem, installation_id=7, slug="prgen", permissions=permissions)
+    integration = GithubIntegration(auth=Auth.AppAuth(42, key.private_pem), base_url=fake.base_url)
     token = integration.get_access_token(7).token
     return token, {"Authorization": f"token {token}"}
 
@@ -350,6 +340,29 @@ def test_protection_without_the_right_to_read_it_is_403(fake: FakeGitHub, pr: in
     assert "ETag" not in answer.headers
     fake.forbid_protection_reads(REPO, False)
     assert get(fake, "/branches/main/protection").status_code == 200
+
+
+def test_an_app_reads_protection_only_when_granted_administration(
+    fake: FakeGitHub, pr: int
+) -> None:
+    """An installation token may do what the installation was granted, and says so when minted."""
+    fake.protect(REPO, "main", approvals=1)
+    key = app_key()
+    fake.add_app(42, key.public_pem, installation_id=7, permissions={"metadata": "read"})
+    integration = GithubIntegration(auth=Auth.AppAuth(42, key.private_pem), base_url=fake.base_url)
+    minted = integration.get_access_token(7)
+    assert minted.permissions == {"metadata": "read"}
+    url = f"{fake.base_url}/repos/{REPO}/branches/main/protection"
+    answer = send("GET", url, None, {"Authorization": f"token {minted.token}"})
+    assert (answer.status_code, answer.json()["message"]) == (
+        403,
+        "Resource not accessible by integration",
+    )
+    with pytest.raises(GithubException) as refused:  # more than the installation was granted
+        integration.get_access_token(7, permissions={"administration": "read"})
+    assert refused.value.status == 422
+    _, granted = _app_client(fake)  # by default: everything prgen uses, administration too
+    assert requests.get(url, headers=granted, timeout=5).status_code == 200
 
 
 # -- every route: ETags and 304s -------------------------------------------------

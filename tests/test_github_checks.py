@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from prgen.config import GitHubSettings
+from prgen.config import AppSettings, GitHubSettings
 from prgen.github.checks import (
     ChecksFailed,
     HeadQuery,
@@ -25,7 +25,7 @@ from prgen.github.checks import (
 from prgen.github.client import GitHubClients
 from prgen.github.pulls import GitHubSource
 from prgen.standing import OWN_CHECK, UNPROTECTED, Check, Outcome, Protection, Review
-from prgen.testing.fake_github import FakeGitHub
+from prgen.testing.fake_github import FakeGitHub, app_key
 
 from conftest import TOKEN
 
@@ -277,11 +277,53 @@ def test_a_token_without_admin_rights_does_not_ask_for_the_rules_and_pays_nothin
     assert read_protections(clients, [(REPO, "main")])[0].protection == unreadable
     assert [answer.status for answer in shop.answers] == [304, 304]
     assert shop.points_used() == 0
-    # Not known to be a token (a GitHub App's rights do not show there): the rules are
-    # asked for, and the 403 says it.
-    assert read_protection(clients.main, REPO, "main", token=False) == unreadable
+    # Not known what the credential may do: the rules are asked for, and the 403 says it.
+    assert read_protection(clients.main, REPO, "main") == unreadable
     assert shop.answers[-1].request.path.endswith("/protection")
     assert shop.answers[-1].status == 403
+
+
+def app_clients(shop: FakeGitHub, tmp_path: Path, permissions: dict[str, str]) -> GitHubClients:
+    key = app_key()
+    shop.add_app(42, key.public_pem, installation_id=7, permissions=permissions)
+    settings = GitHubSettings(
+        api_url=shop.base_url, app=AppSettings(42, 7, None, "APP_KEY"), retries=0, timeout=5
+    )
+    return GitHubClients(settings, {"APP_KEY": key.private_pem}, cache_dir=tmp_path / "app")
+
+
+READS = {"metadata": "read", "pull_requests": "read", "checks": "read", "statuses": "read"}
+
+
+def test_an_app_not_granted_administration_does_not_ask_for_the_rules_and_pays_nothing_again(
+    shop: FakeGitHub, tmp_path: Path
+) -> None:
+    """GitHub lists an installation token's permissions when it mints it: without
+    Administration: read the rules would be a 403 (no ETag: a point every run)."""
+    open_pr(shop)
+    shop.protect(REPO, "main", approvals=1)
+    clients = app_clients(shop, tmp_path, READS)
+    unreadable = Protection(protected=False, readable=False)
+    assert read_protections(clients, [(REPO, "main")])[0].protection == unreadable
+    asked = [a.request.path for a in shop.answers if a.request.path.startswith("/repos/")]
+    assert asked == [f"/repos/{REPO}/branches/main"]
+    shop.clear_requests()
+    assert read_protections(clients, [(REPO, "main")])[0].protection == unreadable
+    assert [answer.status for answer in shop.answers] == [304]
+    assert shop.points_used() == 0
+
+
+def test_an_app_granted_administration_reads_the_rules(shop: FakeGitHub, tmp_path: Path) -> None:
+    open_pr(shop)
+    shop.protect(REPO, "main", approvals=2, checks=["build"])
+    clients = app_clients(shop, tmp_path, {**READS, "administration": "read"})
+    (read,) = read_protections(clients, [(REPO, "main")])
+    assert read.protection == Protection(
+        protected=True, required_approvals=2, required_checks=("build",)
+    )
+    shop.clear_requests()
+    assert read_protections(clients, [(REPO, "main")])[0].protection == read.protection
+    assert [answer.status for answer in shop.answers] == [304, 304]
 
 
 def test_a_token_with_admin_rights_reads_the_rules(

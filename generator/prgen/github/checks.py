@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -62,6 +63,33 @@ CONCLUSION_OUTCOMES = {
     "stale": Outcome.PENDING,
 }
 NOT_PROTECTED = "Branch not protected"  # GitHub's 404 message for a branch without protection
+
+
+class RulesAccess(Enum):
+    """Whether the credential may read a branch's protection rules, as far as prgen knows.
+
+    A 403 there has no ETag, so asking without the right would cost a point every run.
+    """
+
+    ASK = "ask"  # not known: ask, and a 403 says no (an App whose grants GitHub did not list)
+    REPOSITORY = "repository"  # a token: the repository's `permissions.admin` says (conditional)
+    GRANTED = "granted"  # an App granted Administration: read
+    DENIED = "denied"  # an App not granted it: never asked
+
+
+def rules_access(clients: GitHubClients) -> RulesAccess:
+    """How this run's credential learns whether it may read protection rules."""
+    if clients.settings.app is None:
+        return RulesAccess.REPOSITORY
+    try:
+        granted = clients.granted()
+    except Exception:  # minting failed: each read then fails and says why
+        return RulesAccess.ASK
+    if granted is None:
+        return RulesAccess.ASK
+    return RulesAccess.GRANTED if "administration" in granted else RulesAccess.DENIED
+
+
 # On a tie between two reports of one name, the worse one counts: a gate never passes on a tie.
 _SEVERITY = {Outcome.PASSED: 0, Outcome.PENDING: 1, Outcome.FAILED: 2}
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -262,7 +290,7 @@ def read_protection(
     repository: str,
     branch: str,
     *,
-    token: bool = False,
+    access: RulesAccess = RulesAccess.ASK,
     max_pages: int = DEFAULT_MAX_PAGES,
     timeout: float = DEFAULT_LISTING_TIMEOUT,
     clock: Callable[[], float] = time.monotonic,
@@ -274,9 +302,9 @@ def read_protection(
     cost a point every run). Only a protected branch's rules are read; a 403 there (no admin
     rights) means "treat as unprotected, and say so". Anything else that fails raises.
 
-    `token`: the credential is a token (not a GitHub App), whose rights on the repository show
-    in the repository's `permissions`: without admin rights the rules are not asked for, as
-    the 403 they would get has no ETag and would cost a point every run.
+    `access`: what is known of the credential's right to read the rules (RulesAccess). When it
+    is known not to have it, the rules are not asked for: the 403 they would get has no ETag
+    and would cost a point every run.
     """
     reader = _Reader(client, repository, max_pages=max_pages, timeout=timeout, clock=clock)
     path = f"/branches/{quote(branch, safe='/')}"
@@ -286,7 +314,9 @@ def read_protection(
             raise ChecksFailed(f"the answer for branch {branch[:100]} names another branch")
         if not _field(data, "protected", bool, "branch"):
             return UNPROTECTED
-        if token and not _admin(reader):
+        if access is RulesAccess.DENIED or (
+            access is RulesAccess.REPOSITORY and not _admin(reader)
+        ):
             return Protection(protected=False, readable=False)
         try:
             _, rules = reader.get(reader.url(f"{path}/protection"))
@@ -525,6 +555,7 @@ def read_protections(
 ) -> list[ProtectionRead]:
     """`read_protection` of each (repository, branch), in order, as `read_heads` reads heads."""
     settings = clients.settings
+    access = rules_access(clients) if branches else RulesAccess.ASK
 
     def read(client: Github, target: tuple[str, str]) -> ProtectionRead:
         repository, branch = target
@@ -536,7 +567,7 @@ def read_protections(
                 client,
                 repository,
                 branch,
-                token=settings.app is None,
+                access=access,
                 max_pages=settings.max_pages,
                 timeout=settings.listing_timeout,
             )

@@ -12,6 +12,7 @@ from typing import TypeVar
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from github import Auth, Github, GithubException
+from github.InstallationAuthorization import InstallationAuthorization
 from urllib3.util.retry import Retry
 
 from prgen.config import GitHubSettings
@@ -54,6 +55,22 @@ def _check_private_key(key: str, field: str) -> None:
         raise ConfigError("not a PEM private key without a passphrase", field) from None
 
 
+class _InstallationAuth(Auth.AppInstallationAuth):
+    """An App installation's auth that keeps what GitHub says each minted token may do."""
+
+    granted: Mapping[str, str] | None = None
+
+    def _get_installation_authorization(self) -> InstallationAuthorization:
+        minted = super()._get_installation_authorization()
+        permissions = minted.permissions
+        self.granted = (
+            {str(name): str(level) for name, level in permissions.items()}
+            if isinstance(permissions, dict)
+            else None
+        )
+        return minted
+
+
 def make_auth(settings: GitHubSettings, environ: Mapping[str, str]) -> Auth.Auth:
     if settings.app is not None:
         key = _read_private_key(settings, environ)
@@ -64,8 +81,8 @@ def make_auth(settings: GitHubSettings, environ: Mapping[str, str]) -> Auth.Auth
             if settings.app.private_key_env
             else "github.app.privateKeyFile",
         )
-        return Auth.AppAuth(settings.app.app_id, key).get_installation_auth(
-            settings.app.installation_id
+        return _InstallationAuth(
+            Auth.AppAuth(settings.app.app_id, key), settings.app.installation_id
         )
     token = environ.get(settings.token_env)
     if not token:
@@ -160,6 +177,17 @@ class GitHubClients:
             cache, max_wait=settings.listing_timeout, write_interval=settings.write_interval
         )
         self.main = make_client(settings, self._environ, transport=self.transport, auth=self._auth)
+
+    def granted(self) -> Mapping[str, str] | None:
+        """What the App installation's token may do (GitHub says so when it mints one, which
+        this does if none was minted yet); None for a token, whose rights GitHub does not list
+        up front, or when GitHub did not say."""
+        auth = self._auth
+        if not isinstance(auth, _InstallationAuth):
+            return None
+        with self._lock:
+            auth.token  # noqa: B018 - minted on first use
+            return auth.granted
 
     def new(self) -> Github:
         """Another client on the same credential and transport, for another thread."""

@@ -15,6 +15,7 @@ endpoints), auth (tokens, GitHub App JWTs), faults (request log, fault
 injection), server (FakeGitHub and the HTTP plumbing).
 """
 
+from prgen.testing.fake_github.auth import AppKey, app_key
 from prgen.testing.fake_github.faults import RecordedRequest
 from prgen.testing.fake_github.model import (
     CheckRun,
@@ -28,6 +29,7 @@ from prgen.testing.fake_github.model import (
 from prgen.testing.fake_github.server import FakeGitHub
 
 __all__ = [
+    "AppKey",
     "CheckRun",
     "CommitStatus",
     "Deployment",
@@ -37,4 +39,5 @@ __all__ = [
     "PullState",
     "RecordedRequest",
     "Review",
+    "app_key",
 ]

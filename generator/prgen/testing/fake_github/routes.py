@@ -62,6 +62,7 @@ class Call:
     login: str
     args: tuple[str, ...]  # the route's groups, percent-decoded
     app: tuple[int, str] | None = None  # (id, slug) when an installation token sent it
+    grants: frozenset[str] | None = None  # an installation token's permissions (names)
 
     @property
     def query(self) -> dict[str, str]:
@@ -149,12 +150,17 @@ class Routes:
         self._table = [(method, re.compile(path), handler) for method, path, handler in table]
 
     def dispatch(
-        self, request: RecordedRequest, login: str, app: tuple[int, str] | None = None
+        self,
+        request: RecordedRequest,
+        login: str,
+        app: tuple[int, str] | None = None,
+        grants: frozenset[str] | None = None,
     ) -> Response:
         for method, pattern, handler in self._table:
             match = pattern.fullmatch(request.path)
             if match and method == request.method:
-                return handler(Call(request, login, tuple(map(unquote, match.groups())), app))
+                args = tuple(map(unquote, match.groups()))
+                return handler(Call(request, login, args, app, grants))
         raise not_found()
 
     # -- helpers -------------------------------------------------------------
@@ -588,7 +594,9 @@ class Routes:
     def get_protection(self, call: Call) -> Response:
         repo = self._repo(call)
         branch = call.args[2]
-        if not repo.protection_readable:
+        if not repo.protection_readable or (
+            call.grants is not None and "administration" not in call.grants
+        ):
             # A token without admin rights; an App without the administration permission.
             message = (
                 "Resource not accessible by integration"

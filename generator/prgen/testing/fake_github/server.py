@@ -166,9 +166,9 @@ class FakeGitHub:
         self._state = State()
         self._lock = _VersionedLock()
         self._state.lock = self._lock  # type: ignore[assignment]
-        # (path, query, login) -> (stamp, body, headers) of GET answers rendered so far
+        # (path, query, login, grants) -> (stamp, body, headers) of GET answers rendered so far
         self._rendered: dict[
-            tuple[str, tuple[tuple[str, str], ...], str],
+            tuple[str, tuple[tuple[str, str], ...], str, frozenset[str] | None],
             tuple[tuple[int, ...], bytes, dict[str, str]],
         ] = {}
         self._credentials = Credentials()
@@ -533,11 +533,21 @@ class FakeGitHub:
         self._credentials.add_token(token, login)
 
     def add_app(
-        self, app_id: int, public_key_pem: str, installation_id: int, *, slug: str | None = None
+        self,
+        app_id: int,
+        public_key_pem: str,
+        installation_id: int,
+        *,
+        slug: str | None = None,
+        permissions: Mapping[str, str] | None = None,
     ) -> None:
-        """A GitHub App whose JWTs (RS256, iss=app_id) get installation tokens for `slug[bot]`."""
+        """A GitHub App whose JWTs (RS256, iss=app_id) get installation tokens for `slug[bot]`.
+
+        `permissions`: what the installation was granted (default: all prgen uses, branch
+        protection's Administration: read included); its tokens can do only that.
+        """
         self._credentials.add_app(
-            app_id, public_key_pem, installation_id, f"{slug or f'app-{app_id}'}[bot]"
+            app_id, public_key_pem, installation_id, f"{slug or f'app-{app_id}'}[bot]", permissions
         )
 
     # -- requests, hooks and faults ------------------------------------------
@@ -707,9 +717,12 @@ class FakeGitHub:
         assert self._routes is not None
         if request.method != "GET":
             app = self._credentials.installation(authorization)
+            grants = self._credentials.grants(authorization)
             with self._state.lock:
-                return self._routes.dispatch(request, login, app)
-        key = (request.path, tuple(request.query.items()), login)  # Link keeps their order
+                return self._routes.dispatch(request, login, app, grants)
+        grants = self._credentials.grants(authorization)
+        # Link keeps the query's order; one login's tokens may be granted different things.
+        key = (request.path, tuple(request.query.items()), login, grants)
         with self._lock.reading():
             named = re.match(r"/repos/([^/]+/[^/]+)(?:/|$)", request.path)
             repository = named[1] if named else None
@@ -719,7 +732,7 @@ class FakeGitHub:
             rendered = self._rendered.get(key)
             if rendered is not None and rendered[0] == stamp:
                 return Response(200, None, dict(rendered[2]), raw=rendered[1])
-            response = self._routes.dispatch(request, login)
+            response = self._routes.dispatch(request, login, grants=grants)
             if response.status == 200 and response.body is not None and response.raw is None:
                 raw = json.dumps(response.body).encode()
                 self._rendered[key] = (stamp, raw, dict(response.headers))
