@@ -6,7 +6,7 @@ import difflib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -272,9 +272,21 @@ class Syncer:
         allow_mass_delete: bool = False,
         adopt: bool = False,
         heads: HeadReader | None = None,
+        scope: Collection[str] | None = None,
     ) -> None:
         self.allow_mass_delete = allow_mass_delete
         self.adopt = adopt
+        # Every configured repository: an environment of one outside the scope is still
+        # "configured" (kept quietly), never "no longer in prgen.yaml".
+        self.configured = frozenset(repo.name.lower() for repo in config.repositories)
+        # A scoped run (`prgen serve` after a webhook) lists only these repositories: every
+        # environment of the others is kept exactly as it is, as for a failed listing.
+        self.scope = None if scope is None else frozenset(name.lower() for name in scope)
+        if self.scope is not None:
+            config = replace(
+                config,
+                repositories=tuple(r for r in config.repositories if r.name.lower() in self.scope),
+            )
         self.config = config
         self.source = source
         self.heads = heads  # reads reviews and checks for the deploy gates (deployWhen)
@@ -422,7 +434,7 @@ class Syncer:
                 )
             )
         complete = {listing.repository.lower() for listing in listings if listing.complete}
-        configured = {repo.name.lower() for repo in self.config.repositories}
+        configured = self.configured
         identities = {repo.name.lower(): repo.identity for repo in self.config.repositories}
 
         def plan_with(held: str | None) -> Plan:
@@ -502,9 +514,22 @@ class Syncer:
     def run(self, *, dry_run: bool = False) -> SyncResult:
         with self.fleet.locked():
             try:
-                return self._run(dry_run)
+                return self._in_scope(self._run(dry_run))
             finally:
                 self.fleet.save_cache()  # what this run rendered, whether it committed or not
+
+    def _in_scope(self, result: SyncResult) -> SyncResult:
+        """A scoped run's result says nothing of the repositories it did not look at (their
+        environments were kept as they are, which is no news)."""
+        if self.scope is None:
+            return result
+        plan = result.plan
+        result.plan = replace(
+            plan,
+            changes=tuple(c for c in plan.changes if c.repository.lower() in self.scope),
+            conflicts=tuple(c for c in plan.conflicts if c.repository.lower() in self.scope),
+        )
+        return result
 
     def _run(self, dry_run: bool) -> SyncResult:
         retries = self.config.fleet.push_retries
