@@ -162,6 +162,23 @@ class ProbeSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """`prgen serve`: where it listens, where its secrets are, how often and how soon it syncs."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a pod's server listens on the pod's interfaces
+    port: int = 8080
+    webhook_secret_env: str = "PRGEN_WEBHOOK_SECRET"  # noqa: S105 - a name, not a secret
+    api_token_env: str = "PRGEN_API_TOKEN"  # noqa: S105 - a name, not a token
+    interval: float = 600.0  # a full sync, the only one that removes without an event
+    # A burst of webhooks is one sync: after this much quiet, and no later than max_delay
+    # after the first of them (at 50 events/s the quiet never comes).
+    quiet_period: float = 1.0
+    max_delay: float = 3.0
+    max_body_bytes: int = 25 * 1024 * 1024  # GitHub caps a delivery at 25 MB
+    status_cache_ttl: float = 30.0
+
+
+@dataclass(frozen=True)
 class RepositorySettings:
     name: str
     labels: frozenset[str]
@@ -207,6 +224,7 @@ class Config:
     probe: ProbeSettings = ProbeSettings()
     max_deletions: int | None = None  # None: more than half, and at least 5
     reserved_namespaces: frozenset[str] = SYSTEM_NAMESPACES
+    server: ServerSettings = ServerSettings()
 
     def repository(self, name: str) -> RepositorySettings:
         for repo in self.repositories:
@@ -280,6 +298,7 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         max_deletions=safety.get("maxDeletions"),
         reserved_namespaces=reserved,
         probe=_compile_probe(document.get("probe", {}), source),
+        server=_compile_server(document.get("server", {}), source),
     )
 
 
@@ -291,6 +310,35 @@ def _compile_probe(entry: Mapping[str, Any], source: str) -> ProbeSettings:
         concurrency=entry.get("concurrency", ProbeSettings.concurrency),
         closed_lookback=entry.get("closedLookback", 20),
         round_timeout=round_timeout,
+    )
+
+
+def _compile_server(entry: Mapping[str, Any], source: str) -> ServerSettings:
+    durations = {}
+    for name, field, default in (
+        ("interval", "interval", "10m"),
+        ("quietPeriod", "quiet_period", "1s"),
+        ("maxDelay", "max_delay", "3s"),
+        ("statusCacheTtl", "status_cache_ttl", "30s"),
+    ):
+        seconds = parse_duration(entry.get(name, default))
+        if seconds <= 0 and name != "statusCacheTtl":
+            raise ConfigError("must be more than zero", f"server.{name}", source)
+        durations[field] = seconds
+    if durations["max_delay"] < durations["quiet_period"]:
+        raise ConfigError(
+            "must be at least server.quietPeriod (a burst is synced no later than this)",
+            "server.maxDelay",
+            source,
+        )
+    defaults = ServerSettings()
+    return ServerSettings(
+        host=entry.get("host", defaults.host),
+        port=entry.get("port", defaults.port),
+        webhook_secret_env=entry.get("webhookSecretEnv", defaults.webhook_secret_env),
+        api_token_env=entry.get("apiTokenEnv", defaults.api_token_env),
+        max_body_bytes=entry.get("maxBodyBytes", defaults.max_body_bytes),
+        **durations,
     )
 
 

@@ -63,6 +63,7 @@ class RateLimitLedger:
         self._reset: int | None = None
         self.answers = 0
         self.not_modified = 0
+        self.by_status: dict[int, int] = {}  # for `prgen serve`'s metrics
 
     def record(self, status: int, headers: Mapping[str, str]) -> None:
         remaining = headers.get("X-RateLimit-Remaining")
@@ -71,6 +72,7 @@ class RateLimitLedger:
         with self._lock:
             self.answers += 1
             self.not_modified += status == 304
+            self.by_status[status] = self.by_status.get(status, 0) + 1
             if resource == "core" and remaining is not None and remaining.isdigit():
                 # Answers come back out of order under concurrency: the lowest count of the
                 # current window is the truest one; a later reset starts a new window.
