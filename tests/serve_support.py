@@ -90,11 +90,11 @@ class Served:
 
     def settle(self, timeout: float = 30) -> None:
         """Until nothing is marked and no run is due (quiet for a while)."""
-        timing = self.server.worker._timing
+        settings = self.server.app.config.server
         while True:
             before = self.runs
             wait_for(lambda: self.server.worker.pending == 0, timeout)
-            time.sleep(timing.max_delay + 0.3)
+            time.sleep(settings.max_delay + 0.3)
             if self.runs == before and self.server.worker.pending == 0:
                 return
 
