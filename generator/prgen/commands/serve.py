@@ -31,10 +31,9 @@ def command(config_path: Path | None, workdir: Path | None, cache_dir: str | Non
     """
     config = load(config_path)
     # One line per delivery and per sync whatever -v says: a server's log is its record.
-    for name in ("prgen.serve", "prgen.serve.app", "prgen.serve.runner"):
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
+    logger = logging.getLogger("prgen.serve")
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
     server = make_server(
         config, workdir or default_workdir(config.fleet), resolve_cache_dir(cache_dir)
     )
