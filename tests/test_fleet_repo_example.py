@@ -560,6 +560,11 @@ def test_the_cronjob_runs_sync_and_probe_locked_down() -> None:
     assert 0 < job["activeDeadlineSeconds"] < 300  # the schedule is every five minutes
     assert cronjob["schedule"] == "*/5 * * * *"
 
+    assert_locked_down(pod, container)
+
+
+def assert_locked_down(pod: Mapping[str, Any], container: Mapping[str, Any]) -> None:
+    """Bounded resources, no API token, non-root, read-only root, no capabilities."""
     resources = container["resources"]
     for key in ("cpu", "memory"):
         assert key in resources["requests"] and key in resources["limits"]
@@ -595,8 +600,14 @@ def test_prgen_has_no_kubernetes_api_access() -> None:
 
 
 def test_only_home_tmp_and_the_cache_claim_are_writable() -> None:
-    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
-    mounts = {m["mountPath"]: m for m in prgen_container()["volumeMounts"]}
+    assert_only_home_tmp_and_the_cache_claim_are_writable(pod_spec(), prgen_container())
+
+
+def assert_only_home_tmp_and_the_cache_claim_are_writable(
+    pod: Mapping[str, Any], container: Mapping[str, Any]
+) -> None:
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     writable = {path for path, m in mounts.items() if not m.get("readOnly")}
     assert writable == {"/home/prgen", "/tmp", "/var/cache/prgen"}
     for path in ("/home/prgen", "/tmp"):
@@ -608,7 +619,7 @@ def test_only_home_tmp_and_the_cache_claim_are_writable() -> None:
         cache["persistentVolumeClaim"]["claimName"]
         == resource("PersistentVolumeClaim")["metadata"]["name"]
     )
-    env = {e["name"]: e for e in prgen_container()["env"]}
+    env = {e["name"]: e for e in container["env"]}
     assert env["HOME"]["value"] == "/home/prgen"
     assert env["PRGEN_WORKDIR"]["value"].startswith("/var/cache/prgen/")
     assert env["PRGEN_CACHE_DIR"]["value"].startswith("/var/cache/prgen/")
@@ -643,10 +654,17 @@ def readme_secrets() -> dict[tuple[str, str], set[str]]:
     return secrets
 
 
+def server_container() -> dict[str, Any]:
+    """The container of infrastructure/prgen-server/deployment.yaml (`prgen serve`)."""
+    deployment = load_one(EXAMPLE / "infrastructure" / "prgen-server" / "deployment.yaml")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
 def test_the_readme_creates_exactly_the_secrets_prgen_and_flux_read() -> None:
     wanted: dict[tuple[str, str], set[str]] = {}
     namespace = prgen_kustomization()["namespace"]  # kustomize puts the CronJob there
-    for entry in prgen_container()["env"]:
+    for entry in prgen_container()["env"] + server_container()["env"]:
         ref = entry.get("valueFrom", {}).get("secretKeyRef")
         if ref:
             wanted.setdefault((namespace, ref["name"]), set()).add(ref["key"])
