@@ -37,9 +37,9 @@ def main(verbose: int, log_format: str) -> None:
 
 
 def _register() -> None:
-    from prgen.commands import demo, probe, render, status, sync, validate
+    from prgen.commands import demo, init, probe, render, status, sync, validate
 
-    for module in (sync, status, probe, validate, render, demo):
+    for module in (sync, status, probe, validate, render, init, demo):
         main.add_command(module.command)
 
 

@@ -239,6 +239,11 @@ def _yaml_load(text: str, source: str) -> Any:
 def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"cannot read config: {exc.strerror} (`prgen init` writes one to start from)",
+            source=str(path),
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror}", source=str(path)) from exc
     except UnicodeDecodeError as exc:
