@@ -1173,6 +1173,7 @@ def test_the_docker_build_context_holds_everything_pip_install_needs(tmp_path: P
         "prgen/_data/templates/helmrelease.yaml",
         "prgen/_data/schemas/prgen.schema.json",
         "prgen/_data/fleet-repo-example/clusters/preview/previews.yaml",
+        "prgen-0.1.0.dist-info/licenses/LICENSE",  # Apache-2.0, as pyproject says
     ):
         assert shipped in names, shipped
 
