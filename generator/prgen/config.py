@@ -233,14 +233,16 @@ def _yaml_load(text: str, source: str) -> Any:
     try:
         return YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
-        raise ConfigError(yaml_problem(exc, source)) from exc
+        where, problem = yaml_problem(exc, source)
+        raise ConfigError(problem, source=where) from exc
 
 
-def yaml_problem(exc: YAMLError, source: str) -> str:
+def yaml_problem(exc: YAMLError, source: str) -> tuple[str, str]:
     """`prgen.yaml:11:13: expected ',' or ']', but got ':' (while parsing a flow sequence at
-    10:7)`: where the problem is, as editors and compilers say it, then what was being read."""
+    10:7)`: where the problem is, as editors and compilers say it (`prgen.yaml:11:13`), and
+    what it is, then what was being read."""
     if not isinstance(exc, MarkedYAMLError):
-        return f"{source}: not valid YAML: {exc}".replace("\n", " ")
+        return source, f"not valid YAML: {exc}".replace("\n", " ")
     mark = exc.problem_mark or exc.context_mark
     where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
     problem = (exc.problem or exc.context or "not valid YAML").strip().splitlines()[0]
@@ -248,7 +250,7 @@ def yaml_problem(exc: YAMLError, source: str) -> str:
     if context and exc.context_mark is not None and exc.context_mark is not mark:
         at = exc.context_mark
         problem = f"{problem} ({context} at {at.line + 1}:{at.column + 1})"
-    return f"{where}: {problem}"
+    return where, problem
 
 
 def load_config(path: Path) -> Config:
@@ -715,7 +717,8 @@ def _template_problem(path: Path, kind: tuple[str, str]) -> str | None:
     try:
         document = YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
-        return f"template is not valid YAML: {yaml_problem(exc, str(path))}"
+        where, problem = yaml_problem(exc, str(path))
+        return f"template is not valid YAML: {where}: {problem}"
     if not isinstance(document, dict) or "kind" not in document:
         return f"template {path} must be one Kubernetes object (a mapping with 'kind')"
     api_version, expected_kind = kind
