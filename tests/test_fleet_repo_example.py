@@ -1006,14 +1006,30 @@ def test_the_workflow_syncs_on_every_pull_request_change_one_at_a_time() -> None
     assert workflow["permissions"] == {}
     (job,) = workflow["jobs"].values()
     assert "permissions" not in job  # the workflow's `permissions: {}` holds for the job
-    command = job["steps"][-1]["run"]
-    assert command.rstrip().endswith(" sync")
+    checkout, sync = job["steps"]
+    # prgen's action, on the prgen.yaml the checkout read from the fleet repository.
+    assert sync["uses"] == PRGEN_ACTION
+    path = f"{checkout['with']['path']}/{checkout['with']['sparse-checkout']}"
+    assert sync["with"]["config"] == path == "fleet/infrastructure/prgen/prgen.yaml"
+    # The secrets reach prgen under the names prgen.yaml gives them.
     config = example_config()
     assert config.github.app is not None
+    action_env = action_step_env()
     for name in (config.fleet.token_env, config.github.app.private_key_env):
-        assert f"--env {name}" in command and name in job["steps"][-1]["env"]
-    image = next(i for i in load_one(EXAMPLE / "infrastructure/prgen/kustomization.yaml")["images"])
-    assert f"{image['newName']}:{image['newTag']}" in command
+        (given,) = [k for k, v in action_env.items() if k == name]
+        input_name = action_env[given].removeprefix("${{ inputs.").removesuffix(" }}")
+        assert sync["with"][input_name].startswith("${{ secrets."), input_name
+
+
+#: How the example workflow names prgen's action (action.yml at the root of prgen's repository).
+PRGEN_ACTION = "acme/prgen@v1"
+
+
+def action_step_env() -> dict[str, str]:
+    """The environment action.yml's sync step gives prgen, from the action's inputs."""
+    action = load_one(CHECKOUT / "action.yml")
+    (step,) = [s for s in action["runs"]["steps"] if s.get("id") == "sync"]
+    return dict(step["env"])
 
 
 def strings_in(value: Any) -> Iterator[str]:
@@ -1054,8 +1070,8 @@ def test_no_step_checks_out_or_reads_the_pull_requests_code() -> None:
     for step in job["steps"]:
         uses = str(step.get("uses", ""))
         assert not uses.startswith("./"), f"{step['name']}: a local action is the PR's code"
-        # GitHub's own actions only: the fleet's checkout, and the cache of prgen's answers.
-        assert uses == "" or uses.startswith(("actions/checkout@", "actions/cache@")), (
+        # The fleet's checkout and prgen's own action, nothing else.
+        assert uses == PRGEN_ACTION or uses.startswith("actions/checkout@"), (
             f"{step['name']}: {uses}"
         )
     # Nowhere (if:, with:, env:, run:) does the workflow refer to the PR's commits or text.
