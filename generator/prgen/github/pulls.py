@@ -273,7 +273,7 @@ class GitHubSource:
     def _list_within_budget(self, repository: str, numbers: Collection[int]) -> Listing:
         refusal = self._over_budget()
         if refusal is not None:
-            log.warning("%s %s", repository, refusal)
+            log.warning("%s %s", repository, refusal, extra=fields(repository=repository))
             return Listing(repository, (), refusal)
         return self.list_open(repository, numbers)
 
@@ -302,7 +302,12 @@ class GitHubSource:
             missing = set(must_confirm) - found.keys()
             self._read_each(repo, missing, found, bounds)
             for number in missing & found.keys():
-                log.info("%s#%d was missing from the listing but is open", repository, number)
+                log.info(
+                    "%s#%d was missing from the listing but is open",
+                    repository,
+                    number,
+                    extra=fields(repository=repository, pullRequest=number),
+                )
         except Exception as exc:  # any failure means "unknown", never "closed"
             return self._failed(repository, exc)
         ordered = sorted(found.values(), key=lambda pr: pr.number, reverse=True)
@@ -350,7 +355,7 @@ class GitHubSource:
             if isinstance(exc, ListingFailed)
             else describe_error(exc, self._asking, repository)
         )
-        log.warning("listing %s failed: %s", repository, error)
+        log.warning("listing %s failed: %s", repository, error, extra=fields(repository=repository))
         return Listing(repository, (), error)
 
     def _pages(
