@@ -465,3 +465,30 @@ def test_a_gate_may_require_a_check_named_like_a_report_prgen_does_not_make() ->
         one_repository("report: {commitStatus: false}, deployWhen: {checks: [prgen/preview]}")
     ).repositories[0]
     assert repo.deploy_when is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            BASE.replace("name: charts}}", "name: charts}"),
+            "prgen.yaml:5:1: expected ',' or '}', but got '<stream end>'"
+            " (while parsing a flow mapping at 4:12)",
+        ),
+        (
+            BASE.replace("path: previews/dev}", "path: [previews/dev}"),
+            "prgen.yaml:1:49: expected ',' or ']', but got '}'"
+            " (while parsing a flow sequence at 1:36)",
+        ),
+        (BASE + "  - a: b: c\n", "prgen.yaml:5:9: mapping values are not allowed here"),
+        (
+            BASE.replace("repositories:", "fleet: {}\nrepositories:"),
+            'prgen.yaml:2:1: found duplicate key "fleet"',
+        ),
+    ],
+)
+def test_a_yaml_syntax_error_says_file_line_and_column(text: str, said: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, source="prgen.yaml")
+    assert str(error.value).startswith(said)
+    assert "\n" not in str(error.value)

@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from github import (
     Auth,
     BadCredentialsException,
@@ -19,7 +17,7 @@ from github import (
     UnknownObjectException,
 )
 
-from prgen.testing.fake_github import FakeGitHub, RecordedRequest
+from prgen.testing.fake_github import FakeGitHub, RecordedRequest, app_key
 
 REPO = "acme/shop"
 PULLS = r"/repos/acme/shop/pulls"
@@ -261,21 +259,8 @@ def test_once_a_token_is_registered_every_request_needs_one(fake: FakeGitHub) ->
     assert anonymous.status_code == 401 and anonymous.json()["message"] == "Bad credentials"
 
 
-def rsa_key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private.decode(), public.decode()
-
-
 def test_github_app_installation_tokens(fake: FakeGitHub) -> None:
-    private, public = rsa_key_pair()
+    private, public = app_key().private_pem, app_key().public_pem
     fake.add_app(42, public, installation_id=7)
     fake.open_pull(REPO, title="One", head_branch="one")
     auth = Auth.AppAuth(42, private).get_installation_auth(7)
@@ -287,7 +272,7 @@ def test_github_app_installation_tokens(fake: FakeGitHub) -> None:
     assert listing.headers["authorization"].startswith("token ghs_")
 
     # A JWT signed by another key, or for another installation, gets no token.
-    other_private, _ = rsa_key_pair()
+    other_private = app_key("another app").private_pem
     for key, installation, status in [(other_private, 7, 401), (private, 8, 404)]:
         github = client(fake, Auth.AppAuth(42, key).get_installation_auth(installation))
         with pytest.raises(GithubException) as error:
@@ -527,7 +512,7 @@ def test_issue_comments_are_written_by_the_token_owner(fake: FakeGitHub, pr: int
 
 
 def test_an_app_comments_as_its_bot(fake: FakeGitHub) -> None:
-    private, public = rsa_key_pair()
+    private, public = app_key().private_pem, app_key().public_pem
     fake.add_app(42, public, installation_id=7, slug="prgen")
     number = fake.open_pull(REPO, title="One", head_branch="one")
     github = client(fake, Auth.AppAuth(42, private).get_installation_auth(7))
@@ -536,13 +521,13 @@ def test_an_app_comments_as_its_bot(fake: FakeGitHub) -> None:
 
 
 def test_an_app_learns_its_own_slug_from_get_app_with_its_jwt(fake: FakeGitHub) -> None:
-    private, public = rsa_key_pair()
+    private, public = app_key().private_pem, app_key().public_pem
     fake.add_app(42, public, installation_id=7, slug="prgen")
     app = GithubIntegration(auth=Auth.AppAuth(42, private), base_url=fake.base_url).get_app()
     assert (app.id, app.slug) == (42, "prgen")
     assert [r.path for r in fake.requests] == ["/app"]
     # Only the app's own JWT will do: not another key's, not an installation token.
-    other_private, _ = rsa_key_pair()
+    other_private = app_key("another app").private_pem
     with pytest.raises(GithubException) as error:
         GithubIntegration(auth=Auth.AppAuth(42, other_private), base_url=fake.base_url).get_app()
     assert error.value.status == 401

@@ -560,6 +560,11 @@ def test_the_cronjob_runs_sync_and_probe_locked_down() -> None:
     assert 0 < job["activeDeadlineSeconds"] < 300  # the schedule is every five minutes
     assert cronjob["schedule"] == "*/5 * * * *"
 
+    assert_locked_down(pod, container)
+
+
+def assert_locked_down(pod: Mapping[str, Any], container: Mapping[str, Any]) -> None:
+    """Bounded resources, no API token, non-root, read-only root, no capabilities."""
     resources = container["resources"]
     for key in ("cpu", "memory"):
         assert key in resources["requests"] and key in resources["limits"]
@@ -595,8 +600,14 @@ def test_prgen_has_no_kubernetes_api_access() -> None:
 
 
 def test_only_home_tmp_and_the_cache_claim_are_writable() -> None:
-    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
-    mounts = {m["mountPath"]: m for m in prgen_container()["volumeMounts"]}
+    assert_only_home_tmp_and_the_cache_claim_are_writable(pod_spec(), prgen_container())
+
+
+def assert_only_home_tmp_and_the_cache_claim_are_writable(
+    pod: Mapping[str, Any], container: Mapping[str, Any]
+) -> None:
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     writable = {path for path, m in mounts.items() if not m.get("readOnly")}
     assert writable == {"/home/prgen", "/tmp", "/var/cache/prgen"}
     for path in ("/home/prgen", "/tmp"):
@@ -608,7 +619,7 @@ def test_only_home_tmp_and_the_cache_claim_are_writable() -> None:
         cache["persistentVolumeClaim"]["claimName"]
         == resource("PersistentVolumeClaim")["metadata"]["name"]
     )
-    env = {e["name"]: e for e in prgen_container()["env"]}
+    env = {e["name"]: e for e in container["env"]}
     assert env["HOME"]["value"] == "/home/prgen"
     assert env["PRGEN_WORKDIR"]["value"].startswith("/var/cache/prgen/")
     assert env["PRGEN_CACHE_DIR"]["value"].startswith("/var/cache/prgen/")
@@ -643,10 +654,17 @@ def readme_secrets() -> dict[tuple[str, str], set[str]]:
     return secrets
 
 
+def server_container() -> dict[str, Any]:
+    """The container of infrastructure/prgen-server/deployment.yaml (`prgen serve`)."""
+    deployment = load_one(EXAMPLE / "infrastructure" / "prgen-server" / "deployment.yaml")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
 def test_the_readme_creates_exactly_the_secrets_prgen_and_flux_read() -> None:
     wanted: dict[tuple[str, str], set[str]] = {}
     namespace = prgen_kustomization()["namespace"]  # kustomize puts the CronJob there
-    for entry in prgen_container()["env"]:
+    for entry in prgen_container()["env"] + server_container()["env"]:
         ref = entry.get("valueFrom", {}).get("secretKeyRef")
         if ref:
             wanted.setdefault((namespace, ref["name"]), set()).add(ref["key"])
@@ -988,14 +1006,30 @@ def test_the_workflow_syncs_on_every_pull_request_change_one_at_a_time() -> None
     assert workflow["permissions"] == {}
     (job,) = workflow["jobs"].values()
     assert "permissions" not in job  # the workflow's `permissions: {}` holds for the job
-    command = job["steps"][-1]["run"]
-    assert command.rstrip().endswith(" sync")
+    checkout, sync = job["steps"]
+    # prgen's action, on the prgen.yaml the checkout read from the fleet repository.
+    assert sync["uses"] == PRGEN_ACTION
+    path = f"{checkout['with']['path']}/{checkout['with']['sparse-checkout']}"
+    assert sync["with"]["config"] == path == "fleet/infrastructure/prgen/prgen.yaml"
+    # The secrets reach prgen under the names prgen.yaml gives them.
     config = example_config()
     assert config.github.app is not None
+    action_env = action_step_env()
     for name in (config.fleet.token_env, config.github.app.private_key_env):
-        assert f"--env {name}" in command and name in job["steps"][-1]["env"]
-    image = next(i for i in load_one(EXAMPLE / "infrastructure/prgen/kustomization.yaml")["images"])
-    assert f"{image['newName']}:{image['newTag']}" in command
+        (given,) = [k for k, v in action_env.items() if k == name]
+        input_name = action_env[given].removeprefix("${{ inputs.").removesuffix(" }}")
+        assert sync["with"][input_name].startswith("${{ secrets."), input_name
+
+
+#: How the example workflow names prgen's action (action.yml at the root of prgen's repository).
+PRGEN_ACTION = "acme/prgen@v1"
+
+
+def action_step_env() -> dict[str, str]:
+    """The environment action.yml's sync step gives prgen, from the action's inputs."""
+    action = load_one(CHECKOUT / "action.yml")
+    (step,) = [s for s in action["runs"]["steps"] if s.get("id") == "sync"]
+    return dict(step["env"])
 
 
 def strings_in(value: Any) -> Iterator[str]:
@@ -1036,8 +1070,8 @@ def test_no_step_checks_out_or_reads_the_pull_requests_code() -> None:
     for step in job["steps"]:
         uses = str(step.get("uses", ""))
         assert not uses.startswith("./"), f"{step['name']}: a local action is the PR's code"
-        # GitHub's own actions only: the fleet's checkout, and the cache of prgen's answers.
-        assert uses == "" or uses.startswith(("actions/checkout@", "actions/cache@")), (
+        # The fleet's checkout and prgen's own action, nothing else.
+        assert uses == PRGEN_ACTION or uses.startswith("actions/checkout@"), (
             f"{step['name']}: {uses}"
         )
     # Nowhere (if:, with:, env:, run:) does the workflow refer to the PR's commits or text.
@@ -1155,15 +1189,16 @@ def test_the_docker_build_context_holds_everything_pip_install_needs(tmp_path: P
         "prgen/_data/templates/helmrelease.yaml",
         "prgen/_data/schemas/prgen.schema.json",
         "prgen/_data/fleet-repo-example/clusters/preview/previews.yaml",
+        "prgen-0.1.0.dist-info/licenses/LICENSE",  # Apache-2.0, as pyproject says
     ):
         assert shipped in names, shipped
 
 
 def test_the_image_runs_prgen_as_the_user_the_cronjob_expects() -> None:
     dockerfile = (CHECKOUT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim\b", dockerfile, re.M)
     assert re.search(r"apt-get install .*\bgit\b", dockerfile)
-    assert re.search(r"pip install .*/src", dockerfile)
+    assert re.search(r"pip wheel .*/src", dockerfile)  # tests/test_image.py builds it
     assert 'ENTRYPOINT ["prgen"]' in dockerfile
     (user,) = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.M)
     cronjob = load_one(EXAMPLE / "infrastructure/prgen/cronjob.yaml")

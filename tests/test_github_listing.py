@@ -15,7 +15,7 @@ from prgen.cli import main
 from prgen.config import GitHubSettings
 from prgen.github.client import GitHubClients
 from prgen.github.pulls import GitHubSource
-from prgen.testing.fake_github import FakeGitHub
+from prgen.testing.fake_github import FakeGitHub, app_key
 
 from conftest import TOKEN, git
 
@@ -188,24 +188,12 @@ def test_below_the_rate_limit_reserve_repositories_are_not_listed_and_kept(
 
 
 def test_an_app_installation_lists_concurrently_on_one_minted_token(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
     from prgen.config import AppSettings
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    key = app_key()
     with FakeGitHub(latency=0.05) as github:
-        github.add_app(42, public, installation_id=7)
+        github.add_app(42, key.public_pem, installation_id=7)
         seed(github, REPOSITORIES[:6])
         settings = GitHubSettings(
             api_url=github.base_url,
@@ -214,7 +202,7 @@ def test_an_app_installation_lists_concurrently_on_one_minted_token(tmp_path: Pa
             timeout=5,
             concurrency=3,
         )
-        clients = GitHubClients(settings, {"APP_KEY": private}, cache_dir=tmp_path / "http")
+        clients = GitHubClients(settings, {"APP_KEY": key.private_pem}, cache_dir=tmp_path / "http")
         listings = GitHubSource.for_clients(clients).list_all(REPOSITORIES[:6], lambda _: ())
         assert all(listing.complete for listing in listings), [x.error for x in listings]
         assert github.count_requests("POST", r"/app/installations/7/access_tokens") == 1

@@ -110,3 +110,22 @@ def test_a_json_line_redacts_secrets_in_the_message_and_in_its_fields() -> None:
     assert document["repository"] == "acme/shop"
     assert document["phase"] == "list"
     assert list(document)[:4] == ["time", "level", "logger", "message"]
+
+
+def test_a_json_line_about_one_repository_or_pr_names_it_in_its_fields(
+    github: FakeGitHub, write_config: Config, tmp_path: Path
+) -> None:
+    """A log collector can filter by repository and PR without parsing the message; no line
+    carries the token."""
+    github.add_repo("acme/shop")
+    github.open_pull("acme/shop", title="One", head_branch="one")
+    github.inject("GET", r"/repos/acme/shop/pulls", status=502, times=5)
+    failed = prgen(
+        "sync", "-c", str(write_config()), "--workdir", str(tmp_path / "w"), "-v",
+        env={"PRGEN_LOG_FORMAT": "json"},
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    lines = json_lines(failed.stderr)
+    (listing,) = [line for line in lines if line["message"].startswith("listing acme/shop failed")]
+    assert (listing["level"], listing["repository"]) == ("warning", "acme/shop")
+    assert all(TOKEN not in json.dumps(line) for line in lines)

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github
 
 from prgen.config import ReportSettings
@@ -22,7 +20,7 @@ from prgen.report import COMMENT_MARKER, Health, Observation, desired_report
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
-from conftest import HEALTH, SHOP, TOKEN, config_text, run, writes
+from conftest import HEALTH, SHOP, TOKEN, as_app, config_text, run, writes
 
 Config = Callable[..., Path]
 REPO = "acme/shop"
@@ -205,23 +203,12 @@ def test_a_github_app_finds_its_own_bot_comment_again(
     envs: Environments,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    github.add_app(4242, public.decode(), installation_id=99, slug="prgen-preview")
     github.add_repo(REPO)
-    monkeypatch.setenv("APP_KEY", pem)
     config = tmp_path / "app.yaml"
-    text = config_text(github.base_url, str(fleet_remote), SHOP + HEALTH.format(url=envs.url))
     config.write_text(
-        text.replace(
-            "github:\n", "github:\n  app: {id: 4242, installationId: 99, privateKeyEnv: APP_KEY}\n"
-        )
+        config_text(github.base_url, str(fleet_remote), SHOP + HEALTH.format(url=envs.url))
     )
+    as_app(config, github, monkeypatch)
     number = github.open_pull(REPO, title="One", head_branch="one")
     github.add_comment(REPO, number, f"{COMMENT_MARKER}\nplanted", user="alice")
     sync_probe(config)

@@ -346,7 +346,7 @@ BAD_CONFIGS = [
         "invalid YAML syntax",
         good().replace("namespace: flux-system}}", "namespace: flux-system}"),
         None,
-        "not valid YAML",
+        "expected ',' or '}', but got '<stream end>' (while parsing a flow mapping at ",
     ),
 ]
 COMMANDS: list[list[str]] = [["sync"]]
@@ -507,7 +507,8 @@ def test_a_bad_config_exits_2_names_the_field_and_touches_nothing(
     outcomes: dict[str, Case], bad: BadConfig, cases: Any
 ) -> None:
     case = outcomes[bad.name]
-    where = f"{case.config}: {bad.path}: " if bad.path else f"{case.config}: "
+    # A YAML error says the line and column, as editors do: prgen.yaml:6:1: …
+    where = f"{case.config}: {bad.path}: " if bad.path else f"{case.config}:"
     for run in case.runs:
         command = " ".join(run.command)
         assert run.exit_code == 2, f"{command}: {run.stderr}"

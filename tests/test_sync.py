@@ -295,32 +295,12 @@ def test_the_synced_fleet_folder_builds_and_validates(
 def test_a_github_app_installation_can_sync(
     shop: FakeGitHub, tmp_path: Path, fleet_remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from conftest import as_app, config_text
 
-    from conftest import config_text
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    shop.add_app(4242, public, installation_id=99)
     monkeypatch.delenv("GITHUB_TOKEN")
-    monkeypatch.setenv("APP_KEY", pem)
     config = tmp_path / "app.yaml"
-    text = config_text(shop.base_url, str(fleet_remote), SHOP)
-    config.write_text(
-        text.replace(
-            "github:\n",
-            "github:\n  app: {id: 4242, installationId: 99, privateKeyEnv: APP_KEY}\n",
-            1,
-        )
-    )
+    config.write_text(config_text(shop.base_url, str(fleet_remote), SHOP))
+    as_app(config, shop, monkeypatch)
     shop.open_pull("acme/shop", title="One", head_branch="one")
     result = sync(config)
     assert result.exit_code == 0, result.output

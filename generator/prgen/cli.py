@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import click
 
 from prgen import __version__
@@ -36,11 +39,43 @@ def main(verbose: int, log_format: str) -> None:
     configure(verbose, log_format)
 
 
-def _register() -> None:
-    from prgen.commands import demo, probe, render, serve, status, sync, validate
+def _logging_options_after(command: click.Command) -> click.Command:
+    """`prgen sync -v` as well as `prgen -v sync`: a command takes -v and --log-format too,
+    adding to (or replacing) what was given before it."""
+    command.params.extend(
+        [
+            click.Option(
+                ["-v", "--verbose", "verbose_after"],
+                count=True,
+                help="More logging (-v phases and timings, -vv debug); as before the command.",
+            ),
+            click.Option(
+                ["--log-format", "log_format_after"],
+                type=click.Choice(LOG_FORMATS),
+                default=None,
+                help="Log lines as text or JSON; as before the command.",
+            ),
+        ]
+    )
+    callback = command.callback
+    assert callback is not None
 
-    for module in (sync, serve, status, probe, validate, render, demo):
-        main.add_command(module.command)
+    @functools.wraps(callback)
+    def run(*args: Any, verbose_after: int, log_format_after: str | None, **kwargs: Any) -> Any:
+        if verbose_after or log_format_after:
+            before = click.get_current_context().find_root().params
+            configure(before["verbose"] + verbose_after, log_format_after or before["log_format"])
+        return callback(*args, **kwargs)
+
+    command.callback = run
+    return command
+
+
+def _register() -> None:
+    from prgen.commands import demo, init, probe, render, serve, status, sync, validate
+
+    for module in (sync, serve, status, probe, validate, render, init, demo):
+        main.add_command(_logging_options_after(module.command))
 
 
 _register()

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from prgen.errors import ConfigError
 from prgen.naming import dns_label, slug
@@ -251,12 +251,34 @@ def _yaml_load(text: str, source: str) -> Any:
     try:
         return YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}".replace("\n", " "), source=source) from exc
+        where, problem = yaml_problem(exc, source)
+        raise ConfigError(problem, source=where) from exc
+
+
+def yaml_problem(exc: YAMLError, source: str) -> tuple[str, str]:
+    """`prgen.yaml:11:13: expected ',' or ']', but got ':' (while parsing a flow sequence at
+    10:7)`: where the problem is, as editors and compilers say it (`prgen.yaml:11:13`), and
+    what it is, then what was being read."""
+    if not isinstance(exc, MarkedYAMLError):
+        return source, f"not valid YAML: {exc}".replace("\n", " ")
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+    problem = (exc.problem or exc.context or "not valid YAML").strip().splitlines()[0]
+    context = (exc.context or "").strip().splitlines()[0] if exc.problem and exc.context else ""
+    if context and exc.context_mark is not None and exc.context_mark is not mark:
+        at = exc.context_mark
+        problem = f"{problem} ({context} at {at.line + 1}:{at.column + 1})"
+    return where, problem
 
 
 def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"cannot read config: {exc.strerror} (`prgen init` writes one to start from)",
+            source=str(path),
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror}", source=str(path)) from exc
     except UnicodeDecodeError as exc:
@@ -743,7 +765,8 @@ def _template_problem(path: Path, kind: tuple[str, str]) -> str | None:
     try:
         document = YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
-        return f"template {path} is not valid YAML: {exc}".replace("\n", " ")
+        where, problem = yaml_problem(exc, str(path))
+        return f"template is not valid YAML: {where}: {problem}"
     if not isinstance(document, dict) or "kind" not in document:
         return f"template {path} must be one Kubernetes object (a mapping with 'kind')"
     api_version, expected_kind = kind

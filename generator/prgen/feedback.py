@@ -36,7 +36,7 @@ from prgen.github.channels import GitHubReporter
 from prgen.github.client import Client
 from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment, Inventory
-from prgen.logs import phase
+from prgen.logs import fields, phase
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
 from prgen.plan import Action, Change
@@ -649,6 +649,12 @@ def report_waiting(
         except Exception as exc:  # this head's report failed; the others' go on
             outcome = ReportOutcome(error=_unexpected(exc))
         if outcome.error:
-            log.warning("could not say why %s#%d waits: %s", repo.name, wait.number, outcome.error)
+            log.warning(
+                "could not say why %s#%d waits: %s",
+                repo.name,
+                wait.number,
+                outcome.error,
+                extra=fields(repository=repo.name, pullRequest=wait.number),
+            )
         (result.passed if done else result.reports).append(WaitingFeedback(wait, outcome))
     return result

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from prgen.commands.handling import explain, handles_errors
+from prgen.commands.handling import JsonPrinted, explain, handles_errors
 from prgen.commands.options import (
     cache_dir_option,
     config_option,
@@ -189,6 +189,6 @@ def command(
         if probed:
             click.echo("probe:")
             print_probe(probed)
-    if probe_failure is not None:
-        raise probe_failure  # the single handler says it and exits with its code
+    if probe_failure is not None:  # the single handler says it and exits with its code
+        raise JsonPrinted(probe_failure) if output == "json" else probe_failure
     sys.exit(exit_code)

@@ -40,6 +40,7 @@ from github.IssueComment import IssueComment
 from github.Repository import Repository
 
 from prgen.github.errors import describe_error, rate_limited
+from prgen.logs import fields
 from prgen.redact import redact
 from prgen.report import (
     COMMENT_MARKER,
@@ -141,6 +142,15 @@ def _retryable(exc: Exception) -> bool:
         # A plain 403 is a missing permission: asking again changes nothing.
         return exc.status in _RETRYABLE or rate_limited(exc)
     return True  # network errors: retried like 5xx
+
+
+def _about(observation: Observation) -> dict[str, Any]:
+    """The log fields of a line about one environment."""
+    return fields(
+        repository=observation.repository,
+        pullRequest=observation.number,
+        environment=observation.namespace or None,
+    )
 
 
 def own_login(client: Github) -> str:
@@ -380,6 +390,7 @@ class GitHubReporter:
                         observation.repository,
                         observation.number,
                         error,
+                        extra=_about(observation),
                     )
                     return _Tried(error, limited, _retryable(exc))
             back_off = 2.0 ** (attempt - 1)
@@ -390,6 +401,7 @@ class GitHubReporter:
                     observation.repository,
                     observation.number,
                     error,
+                    extra=_about(observation),
                 )
                 return _Tried(late=True)
             log.info(
@@ -398,6 +410,7 @@ class GitHubReporter:
                 observation.repository,
                 observation.number,
                 error,
+                extra=_about(observation),
             )
             self._sleep(back_off)
         raise AssertionError("unreachable: the last attempt returns")

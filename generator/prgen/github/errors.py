@@ -7,11 +7,15 @@ transport's wait for a secondary limit all ask it, so they never disagree.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
+import urllib3.exceptions
 from github import GithubException, RateLimitExceededException
 
 # GitHub asks for at least a minute's wait after a secondary limit that names no Retry-After.
@@ -86,8 +90,21 @@ def utc_time(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for a failed GitHub call, rate limits told apart by what applies to them."""
+@dataclass(frozen=True)
+class Asking:
+    """Who asks GitHub: what a message names so the reader knows what to fix."""
+
+    credential: str  # "the token in $GITHUB_TOKEN", "GitHub App 42 (installation 7)"
+
+
+def describe_error(
+    exc: BaseException, asking: Asking | None = None, repository: str | None = None
+) -> str:
+    """One line for a failed GitHub call, rate limits told apart by what applies to them.
+
+    `asking`: the credential, named when GitHub refuses it (401); `repository`: the
+    repository whose listing failed, named when GitHub says it is not there (404).
+    """
     if isinstance(exc, GithubException):
         limit = classify_exception(exc)
         if limit.kind is LimitKind.SECONDARY:
@@ -97,8 +114,55 @@ def describe_error(exc: BaseException) -> str:
             when = f" (quota resets {utc_time(limit.reset)})" if limit.reset is not None else ""
             return f"HTTP {exc.status}: rate limited by GitHub{when}"
         message = _message(exc.data)
-        return f"HTTP {exc.status}" + (f": {message}" if message else "")
+        said = f"HTTP {exc.status}" + (f": {message}" if message else "")
+        if exc.status == 401 and asking is not None:
+            return f"{said}: GitHub refused {asking.credential}"
+        if exc.status == 404 and repository is not None:
+            who = asking.credential if asking is not None else "the token"
+            return f"{said}: {repository} does not exist or {who} cannot see it"
+        return said
+    unreachable = _unreachable(exc)
+    if unreachable is not None:
+        return unreachable
     return f"{type(exc).__name__}: {exc}"
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """`cannot reach https://ghe.example.com: connection refused`: one line naming where, in
+    place of urllib3's retry dump; None for anything but a failed connection or time-out."""
+    if not isinstance(
+        exc, (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError)
+    ):
+        return None
+    text = str(exc)
+    found = _ERRNO.search(text)
+    if found:
+        reason = found.group(1).strip().rstrip(".").lower()
+    elif isinstance(exc, requests.Timeout) or "timed out" in text.lower():
+        reason = "timed out"
+    else:
+        reason = "the connection failed"
+    return f"cannot reach {_origin(exc) or 'GitHub'}: {reason}"
+
+
+def _origin(exc: BaseException) -> str | None:
+    """scheme://host[:port] the failed request went to, from what requests or urllib3 kept."""
+    request = getattr(exc, "request", None)
+    url = getattr(request, "url", None)
+    if isinstance(url, str) and url:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
+    pool = getattr(exc, "pool", None)
+    host = getattr(pool, "host", None)
+    if isinstance(host, str):
+        port = getattr(pool, "port", None)
+        scheme = getattr(pool, "scheme", "https")
+        default = {"http": 80, "https": 443}.get(scheme)
+        return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+    return None
 
 
 def rate_limited(exc: GithubException) -> bool:

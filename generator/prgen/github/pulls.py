@@ -20,7 +20,7 @@ from github.Requester import Requester
 
 from prgen.config import DEFAULT_LISTING_TIMEOUT, DEFAULT_MAX_PAGES, GitHubSettings
 from prgen.github.client import PER_PAGE, GitHubClients, each_on_own_client
-from prgen.github.errors import describe_error
+from prgen.github.errors import Asking, describe_error
 from prgen.github.pull_json import MalformedPull, PullAnswer, parse_pull
 from prgen.github.transport import RateLimitLedger
 from prgen.logs import fields
@@ -143,6 +143,17 @@ class _Bounds:
         self.pages += 1
 
 
+def asking(settings: GitHubSettings) -> Asking:
+    """The credential of `settings`, as a message names it."""
+    app = settings.app
+    if app is None:
+        return Asking(f"the token in ${settings.token_env}")
+    key = f"${app.private_key_env}" if app.private_key_env else str(app.private_key_file)
+    return Asking(
+        f"GitHub App {app.app_id} (installation {app.installation_id}, private key in {key})"
+    )
+
+
 class GitHubSource:
     def __init__(
         self,
@@ -156,10 +167,13 @@ class GitHubSource:
         ledger: RateLimitLedger | None = None,
         reserve: int = 0,
         cached: bool = False,
+        asking: Asking | None = None,
     ) -> None:
         """`new_client`: a client for each worker thread (with `workers` > 1); `ledger` and
-        `reserve`: no repository is listed while the ledger shows `reserve` points or fewer."""
+        `reserve`: no repository is listed while the ledger shows `reserve` points or fewer;
+        `asking`: the credential, named when GitHub refuses it."""
         self._client = client
+        self._asking = asking
         self._max_pages = max_pages
         self._timeout = timeout
         self._clock = clock
@@ -172,7 +186,12 @@ class GitHubSource:
     @classmethod
     def for_settings(cls, client: Github, settings: GitHubSettings) -> GitHubSource:
         """One client, one listing at a time, no rate-limit reserve."""
-        return cls(client, max_pages=settings.max_pages, timeout=settings.listing_timeout)
+        return cls(
+            client,
+            max_pages=settings.max_pages,
+            timeout=settings.listing_timeout,
+            asking=asking(settings),
+        )
 
     @classmethod
     def for_clients(cls, clients: GitHubClients) -> GitHubSource:
@@ -188,6 +207,7 @@ class GitHubSource:
             ledger=clients.transport.ledger,
             reserve=settings.rate_limit_reserve,
             cached=clients.transport.cache is not None,
+            asking=asking(settings),
         )
 
     def _on(self, client: Github) -> GitHubSource:
@@ -253,7 +273,7 @@ class GitHubSource:
     def _list_within_budget(self, repository: str, numbers: Collection[int]) -> Listing:
         refusal = self._over_budget()
         if refusal is not None:
-            log.warning("%s %s", repository, refusal)
+            log.warning("%s %s", repository, refusal, extra=fields(repository=repository))
             return Listing(repository, (), refusal)
         return self.list_open(repository, numbers)
 
@@ -282,7 +302,12 @@ class GitHubSource:
             missing = set(must_confirm) - found.keys()
             self._read_each(repo, missing, found, bounds)
             for number in missing & found.keys():
-                log.info("%s#%d was missing from the listing but is open", repository, number)
+                log.info(
+                    "%s#%d was missing from the listing but is open",
+                    repository,
+                    number,
+                    extra=fields(repository=repository, pullRequest=number),
+                )
         except Exception as exc:  # any failure means "unknown", never "closed"
             return self._failed(repository, exc)
         ordered = sorted(found.values(), key=lambda pr: pr.number, reverse=True)
@@ -324,10 +349,13 @@ class GitHubSource:
             else:
                 found.pop(number, None)
 
-    @staticmethod
-    def _failed(repository: str, exc: Exception) -> Listing:
-        error = redact(str(exc) if isinstance(exc, ListingFailed) else describe_error(exc))
-        log.warning("listing %s failed: %s", repository, error)
+    def _failed(self, repository: str, exc: Exception) -> Listing:
+        error = redact(
+            str(exc)
+            if isinstance(exc, ListingFailed)
+            else describe_error(exc, self._asking, repository)
+        )
+        log.warning("listing %s failed: %s", repository, error, extra=fields(repository=repository))
         return Listing(repository, (), error)
 
     def _pages(
@@ -401,7 +429,9 @@ class GitHubSource:
         try:
             return self._fetch_one(repo, number, self._bounds()).pull
         except Exception as exc:
-            problem = str(exc) if isinstance(exc, ListingFailed) else describe_error(exc)
+            problem = (
+                str(exc) if isinstance(exc, ListingFailed) else describe_error(exc, self._asking)
+            )
             raise ListingFailed(redact(problem)) from None
 
     def _fetch_one(self, repo: _Repository, number: int, bounds: _Bounds) -> PullAnswer:
