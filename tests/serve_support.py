@@ -27,7 +27,11 @@ _BRANCHES = itertools.count(1)
 
 
 def server_section(
-    interval: str = "10m", quiet: str = "0.3s", max_delay: str = "2s", **more: Any
+    interval: str = "10m",
+    quiet: str = "0.3s",
+    max_delay: str = "2s",
+    probe: str = "0s",
+    **more: Any,
 ) -> str:
     lines = [
         "server:",
@@ -36,6 +40,7 @@ def server_section(
         f"  interval: {interval}",
         f"  quietPeriod: {quiet}",
         f"  maxDelay: {max_delay}",
+        f"  probeInterval: {probe}",
     ]
     lines += [f"  {key}: {value}" for key, value in more.items()]
     return "\n".join(lines) + "\n"
@@ -112,7 +117,7 @@ def serving_prgen(
     secrets = dict(SECRETS if environ is None else environ)
     server = make_server(load(config), workdir, cache_dir, secrets)
     thread = threading.Thread(target=server.wsgi.run, name="waitress")
-    server.worker.start()
+    server.start_workers()
     thread.start()
     session = requests.Session()
     served = Served(server, f"http://127.0.0.1:{server.port}", session)
@@ -124,4 +129,4 @@ def serving_prgen(
         session.close()
         server.stop_from_thread()
         thread.join(10)
-        server.worker.stop(60)
+        server.stop_workers(60)

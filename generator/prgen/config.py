@@ -176,6 +176,8 @@ class ServerSettings:
     max_delay: float = 3.0
     max_body_bytes: int = 25 * 1024 * 1024  # GitHub caps a delivery at 25 MB
     status_cache_ttl: float = 30.0
+    # A probe round, as `prgen sync --probe` after each CronJob run (0: none).
+    probe_interval: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -342,9 +344,10 @@ def _compile_server(entry: Mapping[str, Any], source: str) -> ServerSettings:
         ("quietPeriod", "quiet_period", "1s"),
         ("maxDelay", "max_delay", "3s"),
         ("statusCacheTtl", "status_cache_ttl", "30s"),
+        ("probeInterval", "probe_interval", "5m"),
     ):
         seconds = parse_duration(entry.get(name, default))
-        if seconds <= 0 and name != "statusCacheTtl":
+        if seconds <= 0 and name not in ("statusCacheTtl", "probeInterval"):
             raise ConfigError("must be more than zero", f"server.{name}", source)
         durations[field] = seconds
     if durations["max_delay"] < durations["quiet_period"]:

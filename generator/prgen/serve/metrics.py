@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from prgen.feedback import ProbeRunResult
 from prgen.plan import Action, Change
+from prgen.report import Health
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -101,6 +103,31 @@ class Metrics:
             registry=r,
         )
         since.set_function(self.seconds_since_full_sync)
+        self.probe_rounds = Counter(
+            "prgen_probe_rounds",
+            "Probe rounds, by outcome (ok; partial: some environments not probed or reported "
+            "in time; failed; skipped: threads of earlier rounds still hang)",
+            ["outcome"],
+            registry=r,
+        )
+        self.probe_duration = Histogram(
+            "prgen_probe_duration_seconds",
+            "Duration of a probe round",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.probe_results = Gauge(
+            "prgen_probe_environments",
+            "Environments by health in the last probe round (success, failure, pending, "
+            "removed: reported closed)",
+            ["health"],
+            registry=r,
+        )
+        self.probe_leftover_threads = Gauge(
+            "prgen_probe_leftover_threads",
+            "Probe and report threads of earlier rounds still alive when a round was due",
+            registry=r,
+        )
         for state in ("current", "held", "kept"):
             self.environments.labels(state).set(0)
 
@@ -134,6 +161,13 @@ class Metrics:
                     totals[state] = totals.get(state, 0) + count
             for state, count in totals.items():
                 self.environments.labels(state).set(count)
+
+    def record_probe(self, result: ProbeRunResult) -> None:
+        counts = {str(health): 0 for health in Health}
+        for feedback in result.environments:
+            counts[str(feedback.observation.health)] += 1
+        for health, count in counts.items():
+            self.probe_results.labels(health).set(count)
 
     def record_github(self, by_status: Mapping[int, int], remaining: int | None) -> None:
         for status, count in by_status.items():

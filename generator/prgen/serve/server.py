@@ -26,6 +26,7 @@ from prgen.github.client import GitHubClients
 from prgen.redact import register_secret
 from prgen.serve.app import App, Secrets
 from prgen.serve.metrics import Metrics
+from prgen.serve.probing import ProbeLoop
 from prgen.serve.runner import SyncRunner
 from prgen.serve.worker import SyncWorker, Timing
 
@@ -63,6 +64,7 @@ class Server:
     app: App
     worker: SyncWorker
     wsgi: Any  # waitress's server
+    prober: ProbeLoop | None = None
 
     @property
     def port(self) -> int:
@@ -73,7 +75,7 @@ class Server:
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, _stop_serving)
-        self.worker.start()
+        self.start_workers()
         log.info("serving on %s:%d", self.app.config.server.host, self.port)
         try:
             self.wsgi.run()  # returns once a signal handler raised SystemExit
@@ -83,9 +85,21 @@ class Server:
                     signal.signal(signum, signal.SIG_IGN)  # a second one waits too
             self.shutdown()
 
+    def start_workers(self) -> None:
+        self.worker.start()
+        if self.prober is not None:
+            self.prober.start()
+
+    def stop_workers(self, timeout: float | None = None) -> bool:
+        """No new sync or probe round; the sync in progress finishes. True when it did
+        within `timeout`."""
+        if self.prober is not None:
+            self.prober.stop()
+        return self.worker.stop(timeout)
+
     def shutdown(self) -> None:
         log.info("stopping: no new sync starts; the one in progress finishes")
-        self.worker.stop()
+        self.stop_workers()
         self.wsgi.close()
         log.info("stopped")
 
@@ -128,6 +142,11 @@ def make_server(
         )
 
     app = App(config, secrets, worker, runner, metrics, status)
+    prober = None
+    if settings.probe_interval > 0:
+        # A checkout of its own: a round holds its lock for the round's whole time.
+        probe_workdir = workdir.with_name(workdir.name + "-probe")
+        prober = ProbeLoop(config, probe_workdir, cache_dir, metrics, settings.probe_interval)
     try:
         wsgi = create_server(
             app,
@@ -144,4 +163,4 @@ def make_server(
             "server.port",
             config.source,
         ) from exc
-    return Server(app, worker, wsgi)
+    return Server(app, worker, wsgi, prober)
