@@ -52,7 +52,8 @@ def test_the_server_section_has_documented_defaults() -> None:
 def test_the_server_section_is_read() -> None:
     text = BASE + (
         "server: {port: 9000, interval: 5m, quietPeriod: 500ms, maxDelay: 2s, "
-        "webhookSecretEnv: HOOK, apiTokenEnv: API, maxBodyBytes: 4096, statusCacheTtl: 0s}\n"
+        "webhookSecretEnv: HOOK, apiTokenEnv: API, maxBodyBytes: 4096, statusCacheTtl: 0s, "
+        "probeInterval: 0s}\n"
     )
     settings = parse_config(text).server
     assert settings == ServerSettings(
@@ -64,6 +65,7 @@ def test_the_server_section_is_read() -> None:
         api_token_env="API",
         max_body_bytes=4096,
         status_cache_ttl=0.0,
+        probe_interval=0.0,
     )
 
 
