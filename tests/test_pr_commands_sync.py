@@ -326,3 +326,72 @@ def test_comments_by_bots_and_prgen_are_never_commands(
     assert document["commands"] == []
     assert reactions(shop, bot) == reactions(shop, own) == []
     assert release(fleet_remote) is not None
+
+
+def test_several_commands_apply_in_order_and_permission_is_asked_once(
+    shop: FakeGitHub, deployed: Path, fleet_remote: Path
+) -> None:
+    redeploy = say(shop, "/preview redeploy")
+    pause = say(shop, "/preview pause")
+    shop.clear_requests()
+    document = run(deployed)
+    assert [c["comment"] for c in document["commands"]] == [redeploy, pause]
+    marks = annotations(fleet_remote)
+    assert marks["prgen.io/last-command"] == str(pause)
+    assert "prgen.io/paused-at" in marks and "reconcile.fluxcd.io/forceAt" in marks
+    assert shop.count_requests("GET", rf"/repos/{REPO}/collaborators/{MAINTAINER}/permission") == 1
+    message = git("log", "-1", "--format=%B", "main", cwd=fleet_remote)
+    assert f"acme/shop#1: paused by /preview pause (comment {pause} by {MAINTAINER})" in message
+
+
+def test_a_command_on_a_pr_prgen_does_not_handle_is_ignored(
+    shop: FakeGitHub, deployed: Path, fleet_remote: Path
+) -> None:
+    shop.open_pull(REPO, title="Docs", head_branch="docs", draft=True)  # drafts get none
+    comment = say(shop, "/preview create", number=2)
+    assert run(deployed)["commands"] == []
+    assert reactions(shop, comment) == []
+
+
+def test_a_paused_environment_still_goes_when_its_pr_closes(
+    shop: FakeGitHub, deployed: Path, fleet_remote: Path
+) -> None:
+    say(shop, "/preview pause")
+    run(deployed)
+    shop.close_pull(REPO, 1)
+    document = run(deployed)
+    assert [c["action"] for c in document["changes"]] == ["delete"]
+    assert release(fleet_remote) is None
+
+
+def test_redeploy_of_an_environment_its_gate_holds(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    shop.open_pull(REPO, title="Cart", head_branch="cart")
+    shop.add_check_run(REPO, shop.pull(REPO, 1).head_sha, "build")
+    from conftest import SHOP
+    from manifest_validation import validate_documents
+
+    config = write_config(SHOP + "    deployWhen: {checks: [build]}\n")
+    run(config)
+    old = head_of(fleet_remote)
+    shop.push(REPO, 1)  # its new head has no passing build: held at the old one
+    say(shop, "/preview redeploy")
+    document = run(config)
+    assert [c["action"] for c in document["changes"]] == ["hold"]
+    assert head_of(fleet_remote) == old
+    assert "reconcile.fluxcd.io/requestedAt" in annotations(fleet_remote)
+    text = git("show", f"main:previews/dev/{FOLDER}/helmrelease.yaml", cwd=fleet_remote)
+    assert validate_documents(text) == []
+    assert run(config)["commit"] is None  # and stays so
+
+
+def test_the_text_output_says_each_command(
+    shop: FakeGitHub, deployed: Path, fleet_remote: Path
+) -> None:
+    say(shop, "/preview pause")
+    say(shop, "/preview nope", user=OUTSIDER)
+    result = CliRunner().invoke(main, ["sync", "--config", str(deployed)])
+    assert result.exit_code == 0, result.output
+    assert f"> command  acme/shop#1 /preview pause by {MAINTAINER}: done" in result.output
+    assert f"> command  acme/shop#1 /preview nope by {OUTSIDER}: refused" in result.output

@@ -326,13 +326,13 @@ def _as_it_is(
 
 
 def _held(change: Change, holds: Mapping[PullKey, tuple[str, str]]) -> Change:
-    """A KEEP of an environment its gate holds, said as the HOLD it is; a paused one is a
-    HOLD whether or not this run writes what the pause records."""
+    """A KEEP of an environment its gate holds or that is paused, said as the HOLD it is; an
+    UPDATE of one too (it can only be what a command records in its HelmRelease)."""
     hold = holds.get((change.repository.lower(), change.number))
     if hold is None:
         return change
     reason, waiting = hold
-    if change.action is Action.KEEP or (reason == PAUSED_REASON and change.action is Action.UPDATE):
+    if change.action in (Action.KEEP, Action.UPDATE):
         waits = f" (head {waiting[:7]} waits)" if waiting != change.head_sha else ""
         return replace(change, action=Action.HOLD, reason=f"{reason}{waits}")
     return change
