@@ -20,9 +20,12 @@ from click.testing import CliRunner, Result
 from prgen.cli import main
 from prgen.github.commands import REPLY_MARKER
 from prgen.render import DELETED_FILE
+from prgen.report import COMMENT_MARKER
+from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
-from conftest import git
+from conftest import HEALTH, SHOP, git
+from manifest_validation import validate_documents
 
 Config = Callable[..., Path]
 REPO = "acme/shop"
@@ -369,9 +372,6 @@ def test_redeploy_of_an_environment_its_gate_holds(
 ) -> None:
     shop.open_pull(REPO, title="Cart", head_branch="cart")
     shop.add_check_run(REPO, shop.pull(REPO, 1).head_sha, "build")
-    from conftest import SHOP
-    from manifest_validation import validate_documents
-
     config = write_config(SHOP + "    deployWhen: {checks: [build]}\n")
     run(config)
     old = head_of(fleet_remote)
@@ -395,3 +395,23 @@ def test_the_text_output_says_each_command(
     assert result.exit_code == 0, result.output
     assert f"> command  acme/shop#1 /preview pause by {MAINTAINER}: done" in result.output
     assert f"> command  acme/shop#1 /preview nope by {OUTSIDER}: refused" in result.output
+
+
+def test_status_and_the_pr_comment_say_it_is_paused(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, envs: Environments
+) -> None:
+    shop.open_pull(REPO, title="Cart", head_branch="cart")
+    config = write_config(SHOP + HEALTH.format(url=envs.url))
+    run(config)
+    say(shop, "/preview pause")
+    assert CliRunner().invoke(main, ["sync", "--probe", "--config", str(config)]).exit_code == 0
+    (report,) = [c.body for c in shop.comments(REPO, 1) if c.body.startswith(COMMENT_MARKER)]
+    assert "| Paused | kept at this commit by `/preview pause`" in report
+
+    shop.push(REPO, 1)
+    status = CliRunner().invoke(main, ["status", "--config", str(config), "--output", "json"])
+    assert status.exit_code == 0, status.output
+    (pull,) = json.loads(status.stdout)["repositories"][0]["pullRequests"]
+    assert pull["environment"]["pausedAt"] == head_of(fleet_remote)
+    table = CliRunner().invoke(main, ["status", "--config", str(config)])
+    assert "(older head) (paused)" in table.output
