@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 
 PREFIX = "/preview"
@@ -199,6 +201,16 @@ class CommandComment:
     created_at: str  # as GitHub wrote it: recorded by a redeploy, so stable
     command: Command
     allowed: bool  # its author may give commands (write, maintain or admin)
+
+
+@dataclass(frozen=True)
+class CommandsQuery:
+    """What to read of one repository: its PRs prgen handles (number -> when it was opened)
+    and, per PR, the id of the last command the fleet applied (that one and older are old)."""
+
+    repository: str
+    pulls: Mapping[int, datetime]
+    handled: Mapping[int, int]
 
 
 @dataclass(frozen=True)

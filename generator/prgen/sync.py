@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ from prgen.pr_commands import (
     REFUSAL,
     Ack,
     CommandComment,
+    CommandsQuery,
     Controls,
     Outcome,
     PullState,
@@ -64,16 +64,10 @@ class HeadReader(Protocol):
 class CommandReader(Protocol):
     """Commands from PR comments (github.commands.GitHubCommands)."""
 
-    def read_commands(
-        self,
-        repository: str,
-        pulls: Mapping[int, datetime],
-        handled: Mapping[int, int],
-        *,
-        acknowledge: bool,
-    ) -> RepositoryCommands:
-        """The new commands on `pulls` (number -> opened at), oldest first; `handled`: per
-        PR, the id of the last command the fleet applied."""
+    def read_all(
+        self, queries: Sequence[CommandsQuery], *, acknowledge: bool
+    ) -> list[RepositoryCommands]:
+        """Each query's new commands (in order), oldest first; `acknowledge`: react 👀."""
         ...
 
     def settle(self, settled: Sequence[Settled]) -> list[str]:
@@ -643,6 +637,7 @@ class Syncer:
                 controls[env.key] = recorded
             heads[env.key] = env.head_sha
         effects = CommandEffects(controls, dict(deleted), marker)
+        queries: list[CommandsQuery] = []
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             if not listing.complete:
                 continue
@@ -661,14 +656,13 @@ class Syncer:
                 ).last_command
                 for n in asked
             }
-            read = self.commands.read_commands(
-                repo.name,
-                {n: open_now[n].created_at for n in sorted(asked)},
-                handled,
-                acknowledge=not dry_run,
-            )
+            pulls = {n: open_now[n].created_at for n in sorted(asked)}
+            queries.append(CommandsQuery(repo.name, pulls, handled))
+        if self.commands is None or not queries:
+            return effects
+        for read in self.commands.read_all(queries, acknowledge=not dry_run):
             if read.error is not None:
-                effects.unread.append(f"{repo.name}: {read.error}")
+                effects.unread.append(f"{read.repository}: {read.error}")
                 continue
             for comment in read.comments:
                 self._apply_command(effects, heads, comment)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -22,13 +23,14 @@ from urllib.parse import urlencode, urlsplit
 from github import Github, GithubException
 
 from prgen.github.channels import own_login
-from prgen.github.client import PER_PAGE, GitHubClients
+from prgen.github.client import PER_PAGE, GitHubClients, each_on_own_client
 from prgen.github.errors import describe_error
 from prgen.github.pulls import next_link
 from prgen.github.transport import RateLimitLedger
 from prgen.pr_commands import (
     Ack,
     CommandComment,
+    CommandsQuery,
     RepositoryCommands,
     Settled,
     parse,
@@ -57,6 +59,16 @@ def _timestamp(value: Any) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+class _Known:
+    """What every worker of a run shares: who prgen is, and who may give commands."""
+
+    def __init__(self, ask_login: Callable[[], str]) -> None:
+        self.lock = threading.Lock()
+        self.ask_login = ask_login
+        self.login: str | None = None
+        self.may: dict[tuple[str, str], bool] = {}  # (repository, login), lower case
+
+
 class GitHubCommands:
     """Reads and acknowledges commands for one run: own login and permissions asked once."""
 
@@ -67,13 +79,18 @@ class GitHubCommands:
         ledger: RateLimitLedger | None = None,
         reserve: int = 0,
         login: Callable[[], str] | None = None,
+        new_client: Callable[[], Github] | None = None,
+        workers: int = 1,
+        known: _Known | None = None,
     ) -> None:
+        """`new_client` and `workers`: repositories read up to `workers` at a time, each
+        worker thread on a client of its own (a PyGithub client is not thread-safe)."""
         self._client = client
         self._ledger = ledger
         self._reserve = reserve
-        self._ask_login = login or (lambda: own_login(client))
-        self._login: str | None = None
-        self._may: dict[tuple[str, str], bool] = {}  # (repository, login), lower case
+        self._new_client = new_client
+        self._workers = workers
+        self._known = known or _Known(login or (lambda: own_login(client)))
 
     @classmethod
     def for_clients(cls, clients: GitHubClients) -> GitHubCommands:
@@ -81,24 +98,35 @@ class GitHubCommands:
             clients.main,
             ledger=clients.transport.ledger,
             reserve=clients.settings.rate_limit_reserve,
+            new_client=clients.new,
+            workers=clients.settings.workers,
         )
+
+    def _on(self, client: Github) -> GitHubCommands:
+        return GitHubCommands(client, ledger=self._ledger, reserve=self._reserve, known=self._known)
+
+    def read_all(
+        self, queries: Sequence[CommandsQuery], *, acknowledge: bool
+    ) -> list[RepositoryCommands]:
+        """`read_commands` of each query, in order; up to `workers` repositories at a time."""
+        workers = min(self._workers, len(queries))
+        if workers <= 1 or self._new_client is None:
+            return [self.read_commands(q, acknowledge=acknowledge) for q in queries]
+
+        def read_one(client: Github, query: CommandsQuery) -> RepositoryCommands:
+            return self._on(client).read_commands(query, acknowledge=acknowledge)
+
+        return each_on_own_client(self._new_client, queries, read_one, workers, "prgen-commands")
 
     # -- reading --
 
-    def read_commands(
-        self,
-        repository: str,
-        pulls: Mapping[int, datetime],
-        handled: Mapping[int, int],
-        *,
-        acknowledge: bool,
-    ) -> RepositoryCommands:
-        """The new commands on `pulls` (PR number -> when it was opened), oldest first.
+    def read_commands(self, query: CommandsQuery, *, acknowledge: bool) -> RepositoryCommands:
+        """The new commands on the query's PRs, oldest first (never one the fleet applied).
 
-        `handled`: per PR, the id of the last command its fleet state applied (older ones
-        and that one are never read as new). `acknowledge`: react 👀 to each new one (not on
-        a dry run). Any failure reads as an error: no command of the repository is applied.
+        `acknowledge`: react 👀 to each new one (not on a dry run). Any failure reads as an
+        error: no command of the repository is applied.
         """
+        repository, pulls, handled = query.repository, query.pulls, query.handled
         if not pulls:
             return RepositoryCommands(repository)
         refusal = self._ledger.budget().below(self._reserve) if self._ledger else None
@@ -226,15 +254,19 @@ class GitHubCommands:
         return False
 
     def _own_login(self) -> str:
-        if self._login is None:
-            self._login = self._ask_login()
-        return self._login
+        known = self._known
+        with known.lock:
+            if known.login is None:
+                known.login = known.ask_login()
+            return known.login
 
     def _may_command(self, repository: str, login: str) -> bool:
         """Write, maintain or admin permission on the repository: asked once a run, and
         conditionally (the HTTP cache) from one run to the next."""
         key = (repository.lower(), login.lower())
-        if key not in self._may:
+        with self._known.lock:
+            cached = self._known.may.get(key)
+        if cached is None:
             try:
                 _, data = self._client.requester.requestJsonAndCheck(
                     "GET", f"/repos/{repository}/collaborators/{login}/permission"
@@ -245,8 +277,10 @@ class GitHubCommands:
                 data = {}
             permission = data.get("permission") if isinstance(data, dict) else None
             role = data.get("role_name") if isinstance(data, dict) else None
-            self._may[key] = permission in WRITERS or role in WRITER_ROLES
-        return self._may[key]
+            cached = permission in WRITERS or role in WRITER_ROLES
+            with self._known.lock:
+                self._known.may[key] = cached
+        return cached
 
     # -- acknowledging --
 
