@@ -204,7 +204,11 @@ def test_pause_holds_the_head_until_resume(
     assert run(deployed)["commit"] is None
     assert head_of(fleet_remote) == old
 
-    shop.set_labels(REPO, 1, ["do-not-preview"])  # still held while its PR is open
+    shop.set_draft(REPO, 1, True)  # no longer eligible: still held while its PR is open
+    drafted = run(deployed)
+    assert [c["action"] for c in drafted["changes"]] == ["hold"] and drafted["commit"] is None
+    assert head_of(fleet_remote) == old
+    shop.set_draft(REPO, 1, False)
     say(shop, "/preview resume")
     resumed = run(deployed)
     assert [(c["action"], c["reason"]) for c in resumed["changes"]] == [
@@ -415,3 +419,20 @@ def test_status_and_the_pr_comment_say_it_is_paused(
     assert pull["environment"]["pausedAt"] == head_of(fleet_remote)
     table = CliRunner().invoke(main, ["status", "--config", str(config)])
     assert "(older head) (paused)" in table.output
+
+
+def test_the_rate_limit_reserve_holds_for_commands_too(
+    shop: FakeGitHub, deployed: Path, fleet_remote: Path
+) -> None:
+    before = release(fleet_remote)
+    comment = say(shop, "/preview delete")
+    reserved = deployed.read_text().replace("github:\n", "github:\n  rateLimitReserve: 100\n", 1)
+    deployed.write_text(reserved)
+    shop.set_rate_limit_remaining(101)  # the listing (its first answer) leaves 100: the reserve
+    shop.clear_requests()
+    document = run(deployed, "--cache-dir", "off", code=1)
+    assert document["repositories"][0]["synced"] is True
+    (warning,) = [w for w in document["warnings"] if "commands from PR comments" in w]
+    assert "reserve 100 (github.rateLimitReserve)" in warning
+    assert shop.count_requests("GET", rf"/repos/{REPO}/issues/comments") == 0
+    assert release(fleet_remote) == before and reactions(shop, comment) == []
