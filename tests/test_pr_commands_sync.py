@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from click.testing import CliRunner, Result
 
@@ -24,7 +25,7 @@ from prgen.report import COMMENT_MARKER
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 
-from conftest import HEALTH, SHOP, git
+from conftest import HEALTH, SHOP, TOKEN, git
 from manifest_validation import validate_documents
 
 Config = Callable[..., Path]
@@ -436,3 +437,38 @@ def test_the_rate_limit_reserve_holds_for_commands_too(
     assert "reserve 100 (github.rateLimitReserve)" in warning
     assert shop.count_requests("GET", rf"/repos/{REPO}/issues/comments") == 0
     assert release(fleet_remote) == before and reactions(shop, comment) == []
+
+
+def test_a_next_page_named_by_repository_id_is_followed_and_another_host_is_not(
+    shop: FakeGitHub, deployed: Path, fleet_remote: Path
+) -> None:
+    repo_id = requests.get(
+        f"{shop.base_url}/repos/{REPO}", headers={"Authorization": f"token {TOKEN}"}, timeout=5
+    ).json()["id"]
+    pause = say(shop, "/preview pause")
+    for n in range(100):  # the pause is on page 2 (newest first)
+        say(shop, f"comment {n}", user=OUTSIDER)
+    page2 = f"{shop.base_url}/repositories/{repo_id}/issues/comments?sort=updated&direction=desc&per_page=100&page=2"
+    shop.inject(
+        "GET",
+        rf"/repos/{REPO}/issues/comments",
+        status=0,
+        headers={"Link": f'<{page2}>; rel="next"'},
+    )
+    document = run(deployed)
+    assert [c["comment"] for c in document["commands"]] == [pause]
+
+    resume = say(shop, "/preview resume")
+    elsewhere = "https://evil.example.com/repos/acme/shop/issues/comments?page=2"
+    shop.inject(
+        "GET",
+        rf"/repos/{REPO}/issues/comments",
+        status=0,
+        headers={"Link": f'<{elsewhere}>; rel="next"'},
+    )
+    for n in range(100):
+        say(shop, f"more {n}", user=OUTSIDER)
+    refused = run(deployed, code=1)
+    assert refused["commands"] == [] and reactions(shop, resume) == []
+    assert any("links to another place" in w for w in refused["warnings"])
+    assert "prgen.io/paused-at" in annotations(fleet_remote)

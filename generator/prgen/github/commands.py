@@ -46,7 +46,7 @@ WRITERS = frozenset({"admin", "write"})  # `permission`; maintain reads as write
 WRITER_ROLES = frozenset({"admin", "maintain", "write"})  # `role_name`
 SEEN, DONE, REFUSED = "eyes", "+1", "confused"
 REPLY_MARKER = "<!-- prgen:command-reply -->"
-_ISSUE = re.compile(r"/issues/(\d+)$")
+_ISSUE = re.compile(r"/repos/([^/]+/[^/]+)/issues/(\d+)$")
 
 
 class CommandsUnread(Exception):
@@ -148,7 +148,7 @@ class GitHubCommands:
     ) -> list[CommandComment]:
         candidates: list[tuple[dict[str, Any], int, str]] = []
         for item in self._recent(repository, min(pulls.values())):
-            found = self._candidate(item, pulls, handled)
+            found = self._candidate(repository, item, pulls, handled)
             if found is not None:
                 candidates.append(found)
         if not candidates:
@@ -175,7 +175,7 @@ class GitHubCommands:
 
     @staticmethod
     def _candidate(
-        item: Any, pulls: Mapping[int, datetime], handled: Mapping[int, int]
+        repository: str, item: Any, pulls: Mapping[int, datetime], handled: Mapping[int, int]
     ) -> tuple[dict[str, Any], int, str] | None:
         """(comment, PR number, author) when `item` is a command on a PR asked about that its
         fleet state has not applied yet; None for any other comment."""
@@ -185,7 +185,9 @@ class GitHubCommands:
         match = _ISSUE.search(str(item.get("issue_url") or ""))
         if not isinstance(identifier, int) or match is None:
             raise CommandsUnread("a comment without an id or an issue")
-        number = int(match[1])
+        if match[1].lower() != repository.lower():
+            return None  # another repository's (a page GitHub linked by repository id)
+        number = int(match[2])
         if number not in pulls or identifier <= handled.get(number, 0):
             return None
         if not isinstance(user, dict) or not isinstance(user.get("login"), str):
@@ -203,13 +205,15 @@ class GitHubCommands:
         requester = self._client.requester
         api = urlsplit(requester.base_url)
         url: str | None = f"{requester.base_url}{path}?{urlencode(query)}"
+        # GitHub's next links may name the repository by its id: the same listing.
+        by_id = re.compile(
+            re.escape(api.path) + r"/repositories/\d+/" + re.escape(path.split("/", 4)[4])
+        )
         pages = 0
         while url is not None and pages < limit:
             target = urlsplit(url)
-            if (target.scheme, target.netloc, target.path) != (
-                api.scheme,
-                api.netloc,
-                api.path + path,
+            if (target.scheme, target.netloc) != (api.scheme, api.netloc) or not (
+                target.path.lower() == (api.path + path).lower() or by_id.fullmatch(target.path)
             ):
                 raise CommandsUnread(f"a page links to another place: {url[:200]}")
             headers, data = requester.requestJsonAndCheck("GET", url)

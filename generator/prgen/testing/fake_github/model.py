@@ -262,6 +262,13 @@ class State:
             raise not_found()
         return repo
 
+    def find_repo_by_id(self, repo_id: int) -> Repo:
+        """For /repositories/{id}/... paths, as GitHub's Link headers may use: 404 if none."""
+        for repo in self._repos.values():
+            if repo.id == repo_id:
+                return repo
+        raise not_found()
+
     def find_repo_by_name(self, full_name: str) -> Repo | None:
         return self._repos.get(full_name.lower())
 

@@ -161,8 +161,12 @@ class Routes:
         app: tuple[int, str] | None = None,
         grants: frozenset[str] | None = None,
     ) -> Response:
+        path = request.path
+        by_id = re.fullmatch(r"/repositories/(\d+)(/.*)?", path)
+        if by_id:  # the same routes; links keep naming the repository by id, as GitHub's do
+            path = f"/repos/{self.state.find_repo_by_id(int(by_id[1])).full_name}{by_id[2] or ''}"
         for method, pattern, handler in self._table:
-            match = pattern.fullmatch(request.path)
+            match = pattern.fullmatch(path)
             if match and method == request.method:
                 args = tuple(map(unquote, match.groups()))
                 return handler(Call(request, login, args, app, grants))
