@@ -472,3 +472,15 @@ def test_a_next_page_named_by_repository_id_is_followed_and_another_host_is_not(
     assert refused["commands"] == [] and reactions(shop, resume) == []
     assert any("links to another place" in w for w in refused["warnings"])
     assert "prgen.io/paused-at" in annotations(fleet_remote)
+
+
+def test_a_command_seen_by_a_run_that_died_before_its_commit_is_applied_once(
+    shop: FakeGitHub, deployed: Path, fleet_remote: Path
+) -> None:
+    """👀 is all a killed run left: the command is new until the fleet or a 👍 says done."""
+    comment = say(shop, "/preview redeploy")
+    shop.react(REPO, comment, "eyes", user=PRGEN)
+    document = run(deployed)
+    assert command(document, comment)["outcome"] == "done"
+    assert reactions(shop, comment) == [(PRGEN, "eyes"), (PRGEN, "+1")]
+    assert run(deployed, "--cache-dir", "off")["commands"] == []
