@@ -254,6 +254,8 @@ def test_the_marker_forgets_a_closed_pr(
     shop.close_pull(REPO, 1)
     run(deployed)
     assert not has_marker(fleet_remote)
+    message = git("log", "-1", "--format=%B", "main", cwd=fleet_remote)
+    assert "acme/shop#1: closed, no longer remembered as deleted on request" in message
 
 
 def test_a_command_is_not_replayed_by_a_second_runner(

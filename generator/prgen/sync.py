@@ -354,12 +354,21 @@ def _with_commands(plan: Plan, effects: CommandEffects) -> Plan:
 
 
 def _command_lines(effects: CommandEffects) -> list[str]:
-    return [
+    lines = [
         f"{s.comment.repository}#{s.comment.number}: {s.outcome.changed} "
         f"(comment {s.comment.comment_id} by {s.comment.author})"
         for s in effects.settled
         if s.outcome.changed
     ]
+    asked = {(s.comment.repository.lower(), s.comment.number) for s in effects.settled}
+    lines.extend(
+        f"{repository}#{number}: closed, no longer remembered as deleted on request"
+        for repository, number in sorted(
+            read_deleted(effects.marker).keys() - effects.deleted.keys()
+        )
+        if (repository, number) not in asked
+    )
+    return lines
 
 
 def _written_identities(plan: Plan) -> dict[str, Identity]:
