@@ -38,9 +38,9 @@ repositories:
 {repositories}"""
 
 
-def bench(repositories: int, pulls: int, comments: int) -> list[tuple[str, str]]:
+def bench(repositories: int, pulls: int, comments: int, latency: float) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory() as tmp, FakeGitHub() as github:
+    with tempfile.TemporaryDirectory() as tmp, FakeGitHub(latency=latency) as github:
         root = Path(tmp)
         fleet = root / "fleet.git"
         subprocess.run(
@@ -108,10 +108,14 @@ def main() -> None:
     parser.add_argument("--repositories", type=int, default=20)
     parser.add_argument("--pulls", type=int, default=25)
     parser.add_argument("--comments", type=int, default=200, help="per repository")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     args = parser.parse_args()
-    rows = bench(args.repositories, args.pulls, args.comments)
+    rows = bench(args.repositories, args.pulls, args.comments, args.latency)
     width = max(len(label) for label, _ in rows)
-    print(f"{args.repositories} repositories x {args.pulls} PRs, {args.comments} comments each")
+    print(
+        f"{args.repositories} repositories x {args.pulls} PRs, {args.comments} comments each, "
+        f"{args.latency * 1000:g} ms a request"
+    )
     for label, value in rows:
         print(f"{label.ljust(width)}  {value}")
 
