@@ -146,16 +146,17 @@ class GitHubCommands:
     def _new_commands(
         self, repository: str, pulls: Mapping[int, datetime], handled: Mapping[int, int]
     ) -> list[CommandComment]:
-        candidates: list[tuple[dict[str, Any], int, str]] = []
+        # By id: a comment edited while the pages are read may come on two of them.
+        candidates: dict[int, tuple[dict[str, Any], int, str]] = {}
         for item in self._recent(repository, min(pulls.values())):
             found = self._candidate(repository, item, pulls, handled)
             if found is not None:
-                candidates.append(found)
+                candidates[int(found[0]["id"])] = found
         if not candidates:
             return []
         own = self._own_login().lower()
         new: list[CommandComment] = []
-        for item, number, author in sorted(candidates, key=lambda c: int(c[0]["id"])):
+        for _, (item, number, author) in sorted(candidates.items()):
             if author.lower() == own or self._settled(repository, item, own):
                 continue
             command = parse(item.get("body"))
