@@ -178,7 +178,8 @@ def test_a_deployed_head_is_not_asked_about_again(
     shop.clear_requests()
     assert run(config)["commit"] is None
     paths = {answer.request.path for answer in shop.answers}
-    assert paths == {f"/repos/{REPO}/pulls"}
+    # The listing and the conditional read of PR commands (commands from PR comments).
+    assert paths == {f"/repos/{REPO}/pulls", f"/repos/{REPO}/issues/comments"}
     assert shop.points_used() == 0
 
 

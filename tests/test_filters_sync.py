@@ -85,7 +85,11 @@ def test_each_pr_a_title_or_author_filter_leaves_out_says_why_in_json(
     assert all(s["repository"] == "acme/shop" for s in report["skipped"])
     assert report["repositories"][0]["eligible"] == 2
     # Filters read only what the listing carries: no request per PR, skipped or not.
-    assert {(r.method, r.path) for r in shop.requests} == {("GET", "/repos/acme/shop/pulls")}
+    # (and the one read of PR commands for the repository).
+    assert {(r.method, r.path) for r in shop.requests} == {
+        ("GET", "/repos/acme/shop/pulls"),
+        ("GET", "/repos/acme/shop/issues/comments"),
+    }
 
 
 def test_the_text_output_says_why_too(

@@ -26,6 +26,7 @@ from prgen.github.client import GitHubClients
 from prgen.github.pulls import GitHubSource
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
+from prgen.testing.fake_github.faults import Answer
 from processes import prgen_command
 
 from conftest import HEALTH, SHOP, TOKEN, git
@@ -63,6 +64,11 @@ def environments(remote: Path) -> set[str]:
     return {name.split("/")[2] for name in names if name.count("/") >= 3}
 
 
+def listing(github: FakeGitHub) -> list[Answer]:
+    """The answers to the listing of pull requests (not to the read of PR commands)."""
+    return [a for a in github.answers if re.fullmatch(PULLS, a.request.path)]
+
+
 def cache_files(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "cache" / "prgen" / "http").glob("*.sqlite"))
 
@@ -75,14 +81,15 @@ def test_an_idle_resync_in_a_fresh_process_costs_no_rate_limit_point(
     config = write_config()
     first = sync_process(config)
     assert first.returncode == 0, first.stderr
-    assert shop.points_used() == 2 and shop.not_modified() == 0
+    # Two listing pages and the read of PR commands (the repository's comments).
+    assert shop.points_used() == 3 and shop.not_modified() == 0
 
     shop.clear_requests()
     idle = sync_process(config)
     assert idle.returncode == 0, idle.stderr
     assert json.loads(idle.stdout)["commit"] is None
     statuses = [answer.status for answer in shop.answers]
-    assert statuses == [304, 304]  # both pages asked again, both confirmed
+    assert statuses == [304, 304, 304]  # both pages and the comments asked again, confirmed
     assert shop.points_used() == 0
 
 
@@ -98,7 +105,7 @@ def test_a_push_costs_exactly_the_pages_that_changed(
     shop.push("acme/shop", numbers[0])  # the oldest PR: on page 2 (newest first)
     result = sync(config)
     assert result.exit_code == 0, result.output
-    assert [(a.request.page, a.status) for a in shop.answers] == [(1, 304), (2, 200)]
+    assert [(a.request.page, a.status) for a in listing(shop)] == [(1, 304), (2, 200)]
     assert shop.points_used() == 1
 
 
@@ -153,13 +160,13 @@ def test_two_credentials_never_share_answers(
     shop.clear_requests()
 
     assert sync(config, env={"GITHUB_TOKEN": "other-token"}).exit_code == 0
-    assert [a.status for a in shop.answers] == [200]  # its own first answer, not a 304
+    assert [a.status for a in listing(shop)] == [200]  # its own first answer, not a 304
     assert "If-None-Match".lower() not in shop.answers[0].request.headers
     assert len(cache_files(tmp_path)) == 2
     shop.clear_requests()
 
     assert sync(config).exit_code == 0
-    assert [a.status for a in shop.answers] == [304]
+    assert [a.status for a in listing(shop)] == [304]
 
 
 def test_the_token_and_the_authorization_header_are_never_stored(
@@ -206,11 +213,11 @@ def test_a_corrupt_cache_file_costs_one_full_price_run_and_nothing_else(
 
     result = sync(config)
     assert result.exit_code == 0, result.output
-    assert [a.status for a in shop.answers] == [200]
+    assert [a.status for a in listing(shop)] == [200]
     assert environments(fleet_remote) == {"shop-pr-1"}
     shop.clear_requests()
     assert sync(config).exit_code == 0
-    assert [a.status for a in shop.answers] == [304]
+    assert [a.status for a in listing(shop)] == [304]
 
 
 def test_an_unwritable_cache_dir_is_a_warning_and_a_run_without_cache(
@@ -233,7 +240,7 @@ def test_cache_dir_off_turns_the_cache_off(
     config = write_config()
     for _ in range(2):
         assert sync(config, env={"PRGEN_CACHE_DIR": "off"}).exit_code == 0
-    assert [a.status for a in shop.answers] == [200, 200]
+    assert [a.status for a in listing(shop)] == [200, 200]
     assert cache_files(tmp_path) == []
     assert resolve_cache_dir("OFF", {}) is None
     assert resolve_cache_dir(None, {"XDG_CACHE_HOME": "/x"}) == Path("/x/prgen/http")
@@ -290,12 +297,13 @@ def test_a_broken_cache_entry_is_a_miss(
     assert sync_process(config).returncode == 0
     [path] = cache_files(tmp_path)
     with contextlib.closing(sqlite3.connect(path)) as connection, connection:
-        assert connection.execute("UPDATE responses SET value = '{\"broken\": 1'").rowcount == 1
+        # The listing's page and the comments read by PR commands.
+        assert connection.execute("UPDATE responses SET value = '{\"broken\": 1'").rowcount == 2
     shop.clear_requests()
     result = sync(config)
     assert result.exit_code == 0, result.output
-    assert [a.status for a in shop.answers] == [200]  # asked afresh, at full price
-    assert "if-none-match" not in shop.answers[0].request.headers
+    assert [a.status for a in listing(shop)] == [200]  # asked afresh, at full price
+    assert "if-none-match" not in listing(shop)[0].request.headers
     assert environments(fleet_remote) == {"shop-pr-1"}
 
 
@@ -337,14 +345,14 @@ def test_a_bad_link_header_kept_in_the_cache_is_read_again_fresh(
     shop.clear_requests()
     result = sync(config)
     assert result.exit_code == 0, result.output
-    assert [(a.status, "if-none-match" in a.request.headers) for a in shop.answers] == [
+    assert [(a.status, "if-none-match" in a.request.headers) for a in listing(shop)] == [
         (200, True),  # a new body, with the bad link: stored
         (200, False),  # read again, unconditionally: no link
     ]
     assert environments(fleet_remote) == {"shop-pr-1", "shop-pr-2"}
     shop.clear_requests()
     assert sync(config).exit_code == 0
-    assert [a.status for a in shop.answers] == [304]
+    assert [a.status for a in listing(shop)] == [304]
 
 
 def test_a_reopened_pr_beyond_a_full_page_is_found_on_the_next_run(
@@ -369,7 +377,8 @@ def test_a_reopened_pr_beyond_a_full_page_is_found_on_the_next_run(
     result = sync_process(config)
     assert result.returncode == 0, result.stderr
     assert f"shop-pr-{oldest}" in environments(fleet_remote)
-    assert shop.count_requests("GET", PULLS) == 2 and shop.not_modified() == 0
+    assert shop.count_requests("GET", PULLS) == 2
+    assert not any(a.status == 304 for a in listing(shop))
 
     shop.clear_requests()
     assert sync_process(config).returncode == 0

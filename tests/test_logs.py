@@ -56,7 +56,12 @@ def test_json_logs_say_each_phase_of_a_sync_with_its_counts(
     done = phases(lines)
     # The fleet read and the listing run side by side: either may end first.
     assert set(list(done)[:2]) == {"read the fleet", "list pull requests"}
-    assert list(done)[2:] == ["confirm removals", "render and plan", "commit and push"]
+    assert list(done)[2:] == [
+        "confirm removals",
+        "read PR commands",
+        "render and plan",
+        "commit and push",
+    ]
     assert all(line["outcome"] == "done" and line["duration"] >= 0 for line in done.values())
     assert done["list pull requests"]["repositories"] == 1
     assert done["list pull requests"]["pullRequests"] == 3

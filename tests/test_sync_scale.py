@@ -281,7 +281,7 @@ def test_the_blob_cache_says_what_reading_the_blobs_says_and_a_broken_one_is_a_m
     syncer = Syncer(make_config(fleet_remote, names), source, tmp_path / "work")
     syncer.run()
     cache = tmp_path / "work" / ".git" / INVENTORY_CACHE
-    assert json.loads(cache.read_text())["version"] == 2
+    assert json.loads(cache.read_text())["version"] == 3
     reads = Reads(monkeypatch)
     cached = _inventory_summary(syncer)
     assert reads.count == 1  # the index alone: every environment came from the cache

@@ -40,6 +40,7 @@ from prgen.logs import fields, phase
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
 from prgen.plan import Action, Change
+from prgen.pr_commands import Controls
 from prgen.probe import ProbeResult, ProbeTarget, probe, probe_each
 from prgen.redact import redact
 from prgen.report import (
@@ -351,6 +352,7 @@ class Prober:
             item.environment_url,
             health,
             probed.reason,
+            paused=Controls.decode(item.env.controls).paused_at is not None,
         )
 
     def _job(self, item: _Live, probed: ProbeResult) -> _Job:

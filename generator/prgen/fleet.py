@@ -124,7 +124,7 @@ OWNED_FILE_LIMIT = 1024 * 1024
 
 # What each blob under the managed folder says, by blob id, kept between runs.
 INVENTORY_CACHE = "prgen-inventory-v1.json"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3  # 3: an identity records the controls commands set
 
 _WORKDIR_GIT_ERRORS = (
     "Read-only file system",
@@ -808,13 +808,13 @@ class FleetRepo:
 
 
 def _identity(value: Any) -> Identity:
-    repository, number, head_sha, config, inputs = value
-    for text in (head_sha, config, inputs):
+    repository, number, head_sha, config, inputs, controls = value
+    for text in (head_sha, config, inputs, controls):
         if text is not None and not isinstance(text, str):
             raise TypeError("not an identity")
     if not isinstance(repository, str) or not isinstance(number, int):
         raise TypeError("not an identity")
-    return Identity(repository, number, head_sha, config, inputs)
+    return Identity(repository, number, head_sha, config, inputs, controls)
 
 
 def _fast_import_path(path: str) -> bytes:

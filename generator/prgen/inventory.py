@@ -25,6 +25,7 @@ from prgen.render import (
     HELMRELEASE_FILE,
     KUSTOMIZATION_FILE,
     MARKER,
+    controls_of,
 )
 
 
@@ -40,6 +41,8 @@ class CurrentEnvironment:
     # What it was rendered from (see render.input_hash); None when written before prgen
     # recorded it. The same inputs give the same files: such an environment is kept unread.
     inputs: str | None = None
+    # What commands from PR comments set on it (pr_commands.Controls.encode; None: nothing).
+    controls: str | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -115,6 +118,7 @@ class Identity(NamedTuple):
     head_sha: str | None
     config: str | None  # which config wrote it (see config.config_identity)
     inputs: str | None = None  # what it was rendered from (see render.input_hash)
+    controls: str | None = None  # what commands set on it (pr_commands.Controls.encode)
 
 
 def identity_of(content: bytes) -> Identity | None:
@@ -126,12 +130,15 @@ def identity_of(content: bytes) -> Identity | None:
         annotations = document["metadata"]["annotations"]
         config = annotations.get(ANNOTATION_CONFIG)
         inputs = annotations.get(ANNOTATION_INPUTS)
+        if not isinstance(annotations, dict):
+            raise TypeError("annotations are not a mapping")
         return Identity(
             str(annotations[ANNOTATION_REPOSITORY]),
             int(annotations[ANNOTATION_PULL_REQUEST]),
             annotations.get(ANNOTATION_HEAD_SHA),
             None if config is None else str(config),
             None if inputs is None else str(inputs),
+            controls_of(annotations).encode(),
         )
     except (YAMLError, UnicodeDecodeError, KeyError, TypeError, ValueError):
         return None
@@ -276,6 +283,7 @@ def assemble_inventory(
                 folder_files(folder, sorted(owned)),
                 identity.config,
                 identity.inputs,
+                identity.controls,
             )
         )
     if not index_known and KUSTOMIZATION_FILE in facts:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from prgen import __version__, emit
@@ -33,6 +34,7 @@ from prgen.placeholders import (
     placeholders_in,
     pull_request_values,
 )
+from prgen.pr_commands import Controls
 
 MARKER = "# prgen:managed"
 OWNER_LABEL = "app.kubernetes.io/managed-by"
@@ -44,6 +46,13 @@ ANNOTATION_INPUTS = "prgen.io/inputs"  # what it was rendered from: see input_ha
 FLUX_COMMIT = "event.toolkit.fluxcd.io/commit"
 FLUX_CHANGE_REQUEST = "event.toolkit.fluxcd.io/change_request"
 FLUX_SUBSTITUTE = "kustomize.toolkit.fluxcd.io/substitute"
+# Set by commands from PR comments (see pr_commands.Controls).
+ANNOTATION_LAST_COMMAND = "prgen.io/last-command"  # id of the last command comment applied
+ANNOTATION_PAUSED_AT = "prgen.io/paused-at"  # the head /preview pause keeps it at
+FLUX_REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"  # /preview redeploy: Flux reconciles
+FLUX_FORCE_AT = "reconcile.fluxcd.io/forceAt"  # and helm-controller upgrades again
+# PRs whose environment /preview delete removed: a ConfigMap manifest the index never lists.
+DELETED_FILE = "prgen-deleted-on-request.yaml"
 
 HELMRELEASE_FILE = "helmrelease.yaml"
 NAMESPACE_FILE = "namespace.yaml"
@@ -67,6 +76,7 @@ class RenderedEnvironment:
     files: Mapping[str, bytes]
     inputs: str = ""  # input_hash of what it was rendered from (in its HelmRelease)
     config_identity: str = ""  # recorded in its HelmRelease too
+    controls: str | None = None  # what commands recorded in it (Controls.encode)
 
 
 def _yaml() -> YAML:
@@ -168,7 +178,7 @@ def config_digest(repo: RepositorySettings) -> str:
     return _sha256_json(material) + (_READS_LABELS if reads_labels(repo) else "")
 
 
-def input_hash(config: str, pr: PullRequest) -> str:
+def input_hash(config: str, pr: PullRequest, controls: Controls | None = None) -> str:
     """What an environment is rendered from: `config` (see config_digest) and the PR's
     fields the templates can read (`placeholders.pull_request_values`). Equal hashes, equal
     files.
@@ -188,6 +198,9 @@ def input_hash(config: str, pr: PullRequest) -> str:
     ]
     if config.endswith(_READS_LABELS):
         fields.append(labels_text(pr.labels))
+    encoded = controls.encode() if controls is not None else None
+    if encoded is not None:  # none set: the hash prgen computed before commands existed
+        fields.append(encoded)
     return _sha256_json([config, fields])[:20]
 
 
@@ -255,6 +268,7 @@ def _helm_release(
     namespace: str,
     inputs: str,
     values: Mapping[str, str],
+    controls: Controls,
 ) -> dict[str, Any]:
     subst = Substitution(values)
     template = _load_template(repo.templates.helm_release)
@@ -286,6 +300,7 @@ def _helm_release(
     if subst.introduced_flux_variable:
         # PR text formed a `${...}`: Flux must apply it verbatim, never expand it.
         metadata["annotations"][FLUX_SUBSTITUTE] = "disabled"
+    metadata["annotations"].update(control_annotations(controls))
     release["metadata"] = metadata
     return release
 
@@ -334,6 +349,7 @@ def render_environment(
     pr: PullRequest,
     config: str | None = None,
     namespace: str | None = None,
+    controls: Controls | None = None,
 ) -> RenderedEnvironment:
     """Raises ReservedNamespace when the PR's namespace is a system or reserved one.
 
@@ -341,12 +357,15 @@ def render_environment(
     caller has them already.
     """
     namespace = namespace or checked_namespace(repo, pr)
-    inputs = input_hash(config if config is not None else config_digest(repo), pr)
+    controls = controls or Controls()
+    inputs = input_hash(config if config is not None else config_digest(repo), pr, controls)
     header = f"preview environment of {repo.name} pull request {pr.number}; prgen overwrites edits"
     values = pull_request_values(pr, namespace)
     files = {
         NAMESPACE_FILE: dump(_namespace(repo, pr, namespace, values), header),
-        HELMRELEASE_FILE: dump(_helm_release(repo, pr, namespace, inputs, values), header),
+        HELMRELEASE_FILE: dump(
+            _helm_release(repo, pr, namespace, inputs, values, controls), header
+        ),
         KUSTOMIZATION_FILE: f"{MARKER} - {header}\n{_ENVIRONMENT_KUSTOMIZATION}".encode(),
     }
     return RenderedEnvironment(
@@ -357,9 +376,112 @@ def render_environment(
         files=files,
         inputs=inputs,
         config_identity=repo.identity,
+        controls=controls.encode(),
     )
 
 
 def render_index(entries: Iterable[str]) -> bytes:
     """The managed folder's kustomization.yaml: every environment, plus hand-written entries."""
     return dump(kustomization(sorted(set(entries))), "lists the preview environments")
+
+
+def control_annotations(controls: Controls) -> dict[str, str]:
+    """The HelmRelease annotations that record `controls` (none when it is empty)."""
+    annotations: dict[str, str] = {}
+    if controls.last_command:
+        annotations[ANNOTATION_LAST_COMMAND] = str(controls.last_command)
+    if controls.paused_at:
+        annotations[ANNOTATION_PAUSED_AT] = controls.paused_at
+    if controls.redeploy_at:
+        # The same value in both: Flux reconciles (requestedAt) and helm-controller upgrades
+        # the release even though nothing in it changed (forceAt must equal requestedAt).
+        annotations[FLUX_REQUESTED_AT] = controls.redeploy_at
+        annotations[FLUX_FORCE_AT] = controls.redeploy_at
+    return annotations
+
+
+_CONTROL_ANNOTATIONS = (
+    ANNOTATION_LAST_COMMAND,
+    ANNOTATION_PAUSED_AT,
+    FLUX_REQUESTED_AT,
+    FLUX_FORCE_AT,
+)
+
+
+def controls_of(annotations: Mapping[str, Any]) -> Controls:
+    """What commands set, as a HelmRelease's annotations record it (empty when unreadable)."""
+    try:
+        last = int(str(annotations.get(ANNOTATION_LAST_COMMAND) or 0))
+    except ValueError:
+        last = 0
+    paused = annotations.get(ANNOTATION_PAUSED_AT)
+    redeploy = annotations.get(FLUX_REQUESTED_AT)
+    return Controls(
+        max(last, 0),
+        None if paused is None else str(paused),
+        None if redeploy is None else str(redeploy),
+    )
+
+
+def with_controls(
+    files: Mapping[str, bytes], controls: Controls, inputs: str
+) -> tuple[dict[str, bytes], str]:
+    """An environment's files as they are, but for its HelmRelease's control annotations:
+    for one kept at its head (paused), whose recorded commands changed. Its input hash
+    becomes one of what it holds now, so the plan compares and writes it.
+    """
+    content = files[HELMRELEASE_FILE]
+    header, _, body = content.decode("utf-8").partition("\n")
+    document: dict[str, Any] = YAML(typ="safe", pure=True).load(body)
+    annotations = document["metadata"]["annotations"]
+    for name in _CONTROL_ANNOTATIONS:
+        annotations.pop(name, None)
+    annotations.update(control_annotations(controls))
+    new_inputs = _sha256_json([inputs, controls.encode()])[:20]
+    annotations[ANNOTATION_INPUTS] = new_inputs
+    patched = dict(files)
+    patched[HELMRELEASE_FILE] = dump(document, header.removeprefix(f"{MARKER} - "))
+    return patched, new_inputs
+
+
+def _deleted_key(repository: str, number: int) -> str:
+    # A ConfigMap key ([-._a-zA-Z0-9]+): a GitHub owner has no dot, so this reads back.
+    owner, _, name = repository.lower().partition("/")
+    return f"{owner}.{name}.{number}"
+
+
+def render_deleted(deleted: Mapping[tuple[str, int], int]) -> bytes | None:
+    """The marker file of the PRs deleted on request (by lower-case repository and number, to
+    the id of the comment that asked); None when there are none (the file goes).
+
+    A ConfigMap so that it is a well-formed manifest, but never applied: the index does not
+    list it, so it records a fact that must outlive the environment, and nothing else.
+    """
+    if not deleted:
+        return None
+    document = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "prgen-deleted-on-request"},
+        "data": {
+            _deleted_key(repository, number): str(comment)
+            for (repository, number), comment in sorted(deleted.items())
+        },
+    }
+    return dump(document, "pull requests whose environment /preview delete removed; not applied")
+
+
+def read_deleted(content: bytes | None) -> dict[tuple[str, int], int]:
+    """The marker file's entries (empty when it is missing or unreadable)."""
+    if not content:
+        return {}
+    try:
+        document = YAML(typ="safe", pure=True).load(content.decode("utf-8"))
+        entries: dict[tuple[str, int], int] = {}
+        for key, value in (document.get("data") or {}).items():
+            owner, _, rest = str(key).partition(".")
+            name, _, number = rest.rpartition(".")
+            entries[(f"{owner}/{name}", int(number))] = int(str(value))
+        return entries
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, YAMLError):
+        return {}

@@ -54,6 +54,7 @@ class Observation:
     environment_url: str | None
     health: Health
     reason: str  # what the probe saw, or why the environment was removed
+    paused: bool = False  # `/preview pause` keeps it at this head
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,11 @@ def comment_body(observation: Observation) -> str:
         ]
         if observation.health is Health.FAILED:
             lines.append(f"| Last check | {markdown_code(observation.reason, cell=True)} |")
+        if observation.paused:
+            lines.append(
+                "| Paused | kept at this commit by `/preview pause`; "
+                "`/preview resume` follows the pull request again |"
+            )
     lines += ["", "<sub>Maintained by prgen; this comment is edited in place.</sub>"]
     return "\n".join(lines) + "\n"
 

@@ -25,6 +25,7 @@ class EnvironmentView:
     name: str
     deployed_head: str | None
     health: str | None  # prgen/preview's state on the deployed head; None: never reported
+    paused_at: str | None = None  # the head `/preview pause` keeps it at; None: not paused
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ def pull_document(view: PullView) -> dict[str, Any]:
     }
     if view.environment is None:
         document["skipped"] = view.skipped or "no environment yet"
+    elif view.environment.paused_at is not None:  # only then: the shape is otherwise unchanged
+        document["environment"]["pausedAt"] = view.environment.paused_at
     return document
 
 
@@ -130,6 +133,7 @@ def _row(repository: str, pr: Mapping[str, Any]) -> tuple[str, ...]:
     else:
         deployed = (environment["deployedHead"] or "")[:7]
         behind = "" if environment["deployedHead"] == pr["head"] else " (older head)"
+        behind += " (paused)" if environment.get("pausedAt") else ""
         preview = f"{environment['name']} @ {deployed}{behind}"
         health = environment["health"] or "not reported"
     return (

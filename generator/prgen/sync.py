@@ -21,7 +21,21 @@ from prgen.inventory import CurrentEnvironment, Identity, Inventory, StoredFiles
 from prgen.logs import phase
 from prgen.model import Listing, PullRequest
 from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
+from prgen.pr_commands import (
+    PAUSED_REASON,
+    REFUSAL,
+    Ack,
+    CommandComment,
+    CommandsQuery,
+    Controls,
+    Outcome,
+    PullState,
+    RepositoryCommands,
+    Settled,
+    apply,
+)
 from prgen.render import (
+    DELETED_FILE,
     ENVIRONMENT_FILES,
     HELMRELEASE_FILE,
     RenderedEnvironment,
@@ -29,7 +43,10 @@ from prgen.render import (
     checked_namespace,
     config_digest,
     input_hash,
+    read_deleted,
+    render_deleted,
     render_environment,
+    with_controls,
 )
 from prgen.standing import HeadFacts, HeadQuery, gate_reason, own_checks
 
@@ -42,6 +59,36 @@ class HeadReader(Protocol):
     def read_heads(self, heads: Sequence[HeadQuery]) -> Mapping[PullKey, HeadFacts | str]:
         """The facts of each head (by its PR's key); a str says why they could not be read."""
         ...
+
+
+class CommandReader(Protocol):
+    """Commands from PR comments (github.commands.GitHubCommands)."""
+
+    def read_all(
+        self, queries: Sequence[CommandsQuery], *, acknowledge: bool
+    ) -> list[RepositoryCommands]:
+        """Each query's new commands (in order), oldest first; `acknowledge`: react 👀."""
+        ...
+
+    def settle(self, settled: Sequence[Settled]) -> list[str]:
+        """React (and reply once) to each command; what failed, as warnings."""
+        ...
+
+
+@dataclass
+class CommandEffects:
+    """What the new commands of a run make of the fleet's recorded state."""
+
+    controls: dict[PullKey, Controls]  # per PR: what its environment must record
+    deleted: dict[PullKey, int]  # PRs deleted on request -> the comment that asked
+    marker: bytes | None  # the marker file of deleted PRs as the fleet holds it now
+    changed: dict[PullKey, str] = field(default_factory=dict)  # what a command did, by PR
+    settled: list[Settled] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)  # repositories whose commands failed
+
+    @property
+    def marker_write(self) -> bytes | None:
+        return render_deleted(self.deleted)
 
 
 @dataclass(frozen=True)
@@ -82,6 +129,8 @@ class SyncResult:
     # Gated PRs whose head waits, for the report on that head (not those whose checks could
     # not be read: that is no answer to show on the PR).
     waiting: list[Waiting] = field(default_factory=list)
+    commands: list[Settled] = field(default_factory=list)  # answered after the commit
+    unread_commands: int = 0  # repositories whose new commands could not be read
 
     @property
     def failed_repositories(self) -> list[RepositoryOutcome]:
@@ -98,6 +147,7 @@ class SyncResult:
             or self.held_deletions
             or self.written_by_another_config
             or self.unread_gates
+            or self.unread_commands
         )
         return ExitCode.PARTIAL if undone else ExitCode.OK
 
@@ -143,6 +193,18 @@ class SyncResult:
                 {"repository": s.repository, "pullRequest": s.number, "reason": s.reason}
                 for s in self.skipped
             ],
+            "commands": [
+                {
+                    "repository": c.comment.repository,
+                    "pullRequest": c.comment.number,
+                    "comment": c.comment.comment_id,
+                    "author": c.comment.author,
+                    "command": str(c.comment.command.verb),
+                    "outcome": str(c.outcome.ack),
+                    "changed": c.outcome.changed,
+                }
+                for c in self.commands
+            ],
             "warnings": self.warnings,
             "heldDeletions": self.held_deletions,
             **({"diff": self.diff} if self.dry_run else {}),
@@ -153,7 +215,7 @@ class SyncResult:
 MESSAGE_CHANGES = 200
 
 
-def commit_message(plan: Plan) -> str:
+def commit_message(plan: Plan, commands: Sequence[str] = ()) -> str:
     created, updated, deleted = (plan.of(a) for a in (Action.CREATE, Action.UPDATE, Action.DELETE))
     counts = [f"{len(created)} created", f"{len(updated)} updated", f"{len(deleted)} removed"]
     lines = [f"prgen: {', '.join(counts)}", ""]
@@ -161,7 +223,8 @@ def commit_message(plan: Plan) -> str:
     lines.extend(changes[:MESSAGE_CHANGES])
     if len(changes) > MESSAGE_CHANGES:
         lines.append(f"... and {len(changes) - MESSAGE_CHANGES} more")
-    if not (created or updated or deleted):
+    lines.extend(list(commands)[:MESSAGE_CHANGES])
+    if not (created or updated or deleted or commands):
         lines.append("refreshed the environment index")
     return "\n".join(lines) + "\n"
 
@@ -205,6 +268,7 @@ def _desired(
     pr: PullRequest,
     digest: str,
     current: dict[tuple[tuple[str, int], str], CurrentEnvironment],
+    controls: Controls | None = None,
 ) -> RenderedEnvironment:
     """The PR's environment: the one in its folder as it is when prgen rendered it from the
     same inputs and nobody edited it since (so an idle run renders and compares nothing),
@@ -213,7 +277,7 @@ def _desired(
     Raises ReservedNamespace, as rendering would.
     """
     namespace = checked_namespace(repo, pr)
-    inputs = input_hash(digest, pr)
+    inputs = input_hash(digest, pr, controls)
     old = current.get(((repo.name.lower(), pr.number), namespace))
     if (
         old is not None
@@ -222,31 +286,89 @@ def _desired(
         and old.files.keys() == ENVIRONMENT_FILES
     ):
         return RenderedEnvironment(
-            repo.name, pr.number, pr.head_sha, namespace, old.files, inputs, repo.identity
+            repo.name,
+            pr.number,
+            pr.head_sha,
+            namespace,
+            old.files,
+            inputs,
+            repo.identity,
+            (controls or Controls()).encode(),
         )
-    return render_environment(repo, pr, digest, namespace)
+    return render_environment(repo, pr, digest, namespace, controls)
 
 
-def _as_it_is(env: CurrentEnvironment, repo: RepositorySettings) -> RenderedEnvironment:
-    """An environment held by its deploy gate: its folder's files as they are."""
+def _as_it_is(
+    env: CurrentEnvironment, repo: RepositorySettings, controls: Controls | None = None
+) -> RenderedEnvironment:
+    """An environment held by its deploy gate or paused: its folder's files as they are,
+    but for what commands record in its HelmRelease when that changed."""
+    files, inputs, recorded = env.files, env.inputs or "", env.controls
+    if controls is not None and controls != Controls.decode(env.controls):
+        files, inputs = with_controls(env.files, controls, inputs)
+        recorded = controls.encode()
     return RenderedEnvironment(
         repo.name,
         env.number,
         env.head_sha or "",
         env.folder,
-        env.files,
-        env.inputs or "",
+        files,
+        inputs,
         env.config_identity or repo.identity,
+        recorded,
     )
 
 
 def _held(change: Change, holds: Mapping[PullKey, tuple[str, str]]) -> Change:
-    """A KEEP of an environment its gate holds, said as the HOLD it is."""
+    """A KEEP of an environment its gate holds or that is paused, said as the HOLD it is; an
+    UPDATE of one too (it can only be what a command records in its HelmRelease)."""
     hold = holds.get((change.repository.lower(), change.number))
-    if hold is None or change.action is not Action.KEEP:
+    if hold is None:
         return change
     reason, waiting = hold
-    return replace(change, action=Action.HOLD, reason=f"{reason} (head {waiting[:7]} waits)")
+    if change.action in (Action.KEEP, Action.UPDATE):
+        waits = f" (head {waiting[:7]} waits)" if waiting != change.head_sha else ""
+        return replace(change, action=Action.HOLD, reason=f"{reason}{waits}")
+    return change
+
+
+def _said(change: Change, changed: Mapping[PullKey, str]) -> Change:
+    """An update a command made, with the command as its reason."""
+    reason = changed.get((change.repository.lower(), change.number))
+    if reason is None or change.action is not Action.UPDATE:
+        return change
+    return replace(change, reason=reason)
+
+
+DELETED_REASON = "deleted by /preview delete (/preview create brings it back)"
+
+
+def _with_commands(plan: Plan, effects: CommandEffects) -> Plan:
+    """The plan with the commands' reasons on what they changed, and the marker file of PRs
+    deleted on request written where it changed."""
+    changes = tuple(_said(change, effects.changed) for change in plan.changes)
+    wanted = effects.marker_write
+    if wanted == effects.marker:
+        return replace(plan, changes=changes)
+    return replace(plan, changes=changes, writes={**plan.writes, DELETED_FILE: wanted})
+
+
+def _command_lines(effects: CommandEffects) -> list[str]:
+    lines = [
+        f"{s.comment.repository}#{s.comment.number}: {s.outcome.changed} "
+        f"(comment {s.comment.comment_id} by {s.comment.author})"
+        for s in effects.settled
+        if s.outcome.changed
+    ]
+    asked = {(s.comment.repository.lower(), s.comment.number) for s in effects.settled}
+    lines.extend(
+        f"{repository}#{number}: closed, no longer remembered as deleted on request"
+        for repository, number in sorted(
+            read_deleted(effects.marker).keys() - effects.deleted.keys()
+        )
+        if (repository, number) not in asked
+    )
+    return lines
 
 
 def _written_identities(plan: Plan) -> dict[str, Identity]:
@@ -254,7 +376,12 @@ def _written_identities(plan: Plan) -> dict[str, Identity]:
     (the same as reading it back would give: see inventory.identity_of)."""
     return {
         f"{env.namespace}/{HELMRELEASE_FILE}": Identity(
-            env.repository, env.number, env.head_sha, env.config_identity or None, env.inputs
+            env.repository,
+            env.number,
+            env.head_sha,
+            env.config_identity or None,
+            env.inputs,
+            env.controls,
         )
         for env in plan.rendered
         if f"{env.namespace}/{HELMRELEASE_FILE}" in plan.writes
@@ -273,7 +400,9 @@ class Syncer:
         adopt: bool = False,
         heads: HeadReader | None = None,
         scope: Collection[str] | None = None,
+        commands: CommandReader | None = None,
     ) -> None:
+        self.commands = commands  # commands from PR comments (None: not read)
         self.allow_mass_delete = allow_mass_delete
         self.adopt = adopt
         # Every configured repository: an environment of one outside the scope is still
@@ -393,6 +522,7 @@ class Syncer:
         listings: list[Listing],
         gates: Mapping[PullKey, str] | None = None,
         unread: set[PullKey] | None = None,
+        effects: CommandEffects | None = None,
     ) -> tuple[Plan, SyncResult]:
         desired: list[RenderedEnvironment] = []
         refused: list[Conflict] = []
@@ -407,21 +537,37 @@ class Syncer:
             digest = config_digest(repo) if eligible else ""
             for pr in eligible:
                 key = (repo.name.lower(), pr.number)
+                controls = effects.controls.get(key) if effects else None
+                old = by_pull.get(key)
+                if effects is not None and key in effects.deleted:
+                    skipped.append(Skipped(repo.name, pr.number, DELETED_REASON))
+                    continue
+                if controls is not None and controls.paused_at and old is not None:
+                    desired.append(_as_it_is(old, repo, controls))  # never moved, never removed
+                    holds[key] = (PAUSED_REASON, pr.head_sha)
+                    continue
                 waiting = (gates or {}).get(key)
                 if waiting is not None:
                     if key not in (unread or set()):
                         waits.append(Waiting(repo.name, pr.number, pr.head_sha, waiting))
-                    old = by_pull.get(key)
                     if old is None:
                         skipped.append(Skipped(repo.name, pr.number, f"deploy gate: {waiting}"))
                     else:  # stays exactly as it is, at the last head that passed
-                        desired.append(_as_it_is(old, repo))
+                        desired.append(_as_it_is(old, repo, controls))
                         holds[key] = (waiting, pr.head_sha)
                     continue
                 try:
-                    desired.append(_desired(repo, pr, digest, current))
+                    desired.append(_desired(repo, pr, digest, current, controls))
                 except ReservedNamespace as exc:
                     refused.append(Conflict(repo.name, pr.number, str(exc), ConflictKind.RESERVED))
+            for left in left_out:
+                # A paused environment stays while its PR is open, eligible or not.
+                key = (repo.name.lower(), left.number)
+                controls = effects.controls.get(key) if effects else None
+                old = by_pull.get(key)
+                if controls is not None and controls.paused_at and old is not None:
+                    desired.append(_as_it_is(old, repo, controls))
+                    holds[key] = (PAUSED_REASON, old.head_sha or "")
             skipped.extend(left_out)
             outcomes.append(
                 RepositoryOutcome(
@@ -456,6 +602,8 @@ class Syncer:
             plan = plan_with(held)
         if holds:
             plan = replace(plan, changes=tuple(_held(change, holds) for change in plan.changes))
+        if effects is not None:
+            plan = _with_commands(plan, effects)
         result = SyncResult(
             self.fleet.display_url,
             self.config.fleet.path,
@@ -495,6 +643,76 @@ class Syncer:
         )
         return plan, result
 
+    def _read_commands(
+        self, inventory: Inventory, listings: list[Listing], marker: bytes | None, dry_run: bool
+    ) -> CommandEffects:
+        """The new commands of each completely listed repository, applied to the state the
+        fleet records. A repository whose comments could not be read gets none applied (a
+        warning): its environments stay as the fleet says, none goes because of it."""
+        deleted = read_deleted(marker)
+        controls: dict[PullKey, Controls] = {}
+        heads: dict[PullKey, str | None] = {}
+        for env in inventory.environments:
+            recorded = Controls.decode(env.controls)
+            if recorded.last_command >= controls.get(env.key, Controls()).last_command:
+                controls[env.key] = recorded
+            heads[env.key] = env.head_sha
+        effects = CommandEffects(controls, dict(deleted), marker)
+        queries: list[CommandsQuery] = []
+        for repo, listing in zip(self.config.repositories, listings, strict=True):
+            if not listing.complete:
+                continue
+            name = repo.name.lower()
+            open_now = {pr.number: pr for pr in listing.pull_requests}
+            for key in [k for k in deleted if k[0] == name and k[1] not in open_now]:
+                del effects.deleted[key]  # its PR closed: nothing left to remember
+            asked = {pr.number for pr in select(repo, listing.pull_requests)[0]}
+            asked |= {n for n in inventory.numbers_of(repo.name) if n in open_now}
+            asked |= {n for (r, n) in deleted if r == name and n in open_now}
+            if self.commands is None or not asked:
+                continue
+            handled = {
+                n: PullState(
+                    controls.get((name, n), Controls()), deleted.get((name, n)), None
+                ).last_command
+                for n in asked
+            }
+            pulls = {n: open_now[n].created_at for n in sorted(asked)}
+            queries.append(CommandsQuery(repo.name, pulls, handled))
+        if self.commands is None or not queries:
+            return effects
+        for read in self.commands.read_all(queries, acknowledge=not dry_run):
+            if read.error is not None:
+                effects.unread.append(f"{read.repository}: {read.error}")
+                continue
+            for comment in read.comments:
+                self._apply_command(effects, heads, comment)
+        return effects
+
+    @staticmethod
+    def _apply_command(
+        effects: CommandEffects, heads: dict[PullKey, str | None], comment: CommandComment
+    ) -> None:
+        key = (comment.repository.lower(), comment.number)
+        if not comment.allowed:
+            effects.settled.append(Settled(comment, Outcome(Ack.REFUSED, REFUSAL)))
+            return
+        before = PullState(
+            effects.controls.get(key, Controls()),
+            effects.deleted.get(key),
+            None if key in effects.deleted else heads.get(key),
+        )
+        after, outcome = apply(before, comment.command, comment.comment_id, comment.created_at)
+        effects.controls[key] = after.controls
+        if after.deleted is None:
+            effects.deleted.pop(key, None)
+        else:
+            effects.deleted[key] = after.deleted
+            heads[key] = None
+        if outcome.changed:
+            effects.changed[key] = outcome.changed
+        effects.settled.append(Settled(comment, outcome))
+
     def _deletions_to_hold(self, plan: Plan, current: int) -> str | None:
         deleting = len(plan.of(Action.DELETE))
         limit = deletion_limit(current, self.config.max_deletions)
@@ -514,9 +732,14 @@ class Syncer:
     def run(self, *, dry_run: bool = False) -> SyncResult:
         with self.fleet.locked():
             try:
-                return self._in_scope(self._run(dry_run))
+                result = self._in_scope(self._run(dry_run))
             finally:
                 self.fleet.save_cache()  # what this run rendered, whether it committed or not
+        if result.commands and not dry_run and self.commands is not None:
+            # Done means pushed: only now 👍 (or 😕), and one reply where one is due.
+            with phase("answer PR commands", commands=len(result.commands)):
+                result.warnings.extend(self.commands.settle(result.commands))
+        return result
 
     def _in_scope(self, result: SyncResult) -> SyncResult:
         """A scoped run's result says nothing of the repositories it did not look at (their
@@ -544,8 +767,22 @@ class Syncer:
                 with phase("check deploy gates") as counts:
                     gates, unread = self._check_gates(inventory, listings)
                     counts["waiting"] = len(gates)
+            with phase("read PR commands") as counts:
+                marker = (
+                    snapshot.files.get(DELETED_FILE) if DELETED_FILE in snapshot.files else None
+                )
+                effects = self._read_commands(inventory, listings, marker, dry_run)
+                counts["commands"] = len(effects.settled)
+                counts["failed"] = len(effects.unread)
             with phase("render and plan") as counts:
-                plan, result = self._plan(inventory, listings, gates, unread)
+                plan, result = self._plan(inventory, listings, gates, unread, effects)
+                result.commands = effects.settled
+                result.unread_commands = len(effects.unread)
+                result.warnings.extend(
+                    f"commands from PR comments of {error}; none applied this run, "
+                    "its environments are kept as the fleet records them"
+                    for error in effects.unread
+                )
                 result.unread_gates = len(unread)
                 if unread:
                     result.warnings.append(
@@ -569,7 +806,10 @@ class Syncer:
             try:
                 with phase("commit and push", files=len(plan.writes)):
                     result.commit = self.fleet.commit_and_push(
-                        snapshot, plan.writes, commit_message(plan), _written_identities(plan)
+                        snapshot,
+                        plan.writes,
+                        commit_message(plan, _command_lines(effects)),
+                        _written_identities(plan),
                     )
                 return result
             except ConcurrentUpdate:

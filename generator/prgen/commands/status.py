@@ -29,6 +29,7 @@ from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment
 from prgen.logs import phase
 from prgen.model import Listing
+from prgen.pr_commands import Controls
 from prgen.standing import (
     UNPROTECTED,
     HeadQuery,
@@ -197,7 +198,12 @@ def _repository(
         if env is not None:
             deployed = reads.get((repo.name.lower(), pr.number, env.head_sha or ""))
             own = deployed.facts.own if deployed is not None and deployed.facts else None
-            view = EnvironmentView(env.folder, env.head_sha, None if own is None else HEALTH[own])
+            view = EnvironmentView(
+                env.folder,
+                env.head_sha,
+                None if own is None else HEALTH[own],
+                Controls.decode(env.controls).paused_at,
+            )
         elif reason is None and repo.deploy_when is not None and read.facts is not None:
             gate = repo.deploy_when
             waiting = gate_reason(read.facts, gate.checks, gate.approvals, gate.check_entries)

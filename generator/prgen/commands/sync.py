@@ -27,6 +27,7 @@ from prgen.feedback import (
 )
 from prgen.fleet import default_workdir
 from prgen.github.checks import GitHubHeads
+from prgen.github.commands import GitHubCommands
 from prgen.github.pulls import GitHubSource
 from prgen.plan import Action
 from prgen.sync import Syncer, SyncResult
@@ -63,6 +64,13 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
         echo(f"  ! conflict {conflict.repository}#{conflict.number}: {conflict.reason}")
     for skipped in result.skipped:
         echo(f"  . skipped  {skipped.repository}#{skipped.number}: {skipped.reason}")
+    for settled in result.commands:
+        comment, outcome = settled.comment, settled.outcome
+        echo(
+            f"  > command  {comment.repository}#{comment.number} /preview "
+            f"{comment.command.word or comment.command.verb} by {comment.author}: {outcome.ack}"
+            + (f" ({outcome.changed})" if outcome.changed else "")
+        )
     for warning in result.warnings:
         echo(f"  warning: {warning}")
     if result.dry_run:
@@ -141,6 +149,7 @@ def command(
         allow_mass_delete=allow_mass_delete,
         adopt=adopt,
         heads=GitHubHeads(clients),
+        commands=GitHubCommands.for_clients(clients),
     )
     result = syncer.run(dry_run=dry_run)
     # Each head a deploy gate holds back says why on the PR, and one that passed says so

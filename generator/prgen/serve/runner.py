@@ -15,6 +15,7 @@ from prgen.errors import ExitCode, FleetError
 from prgen.feedback import passed_gates, report_waiting
 from prgen.github.checks import GitHubHeads
 from prgen.github.client import GitHubClients
+from prgen.github.commands import GitHubCommands
 from prgen.github.pulls import GitHubSource
 from prgen.plan import Action
 from prgen.serve.metrics import Metrics
@@ -99,6 +100,9 @@ class SyncRunner:
             self.workdir,
             heads=GitHubHeads(clients),
             scope=scope,
+            # Commands from PR comments: an issue_comment delivery makes its repository sync
+            # soon, and that sync reads and applies them, as `prgen sync` does.
+            commands=GitHubCommands.for_clients(clients),
         )
         return syncer.run()
 

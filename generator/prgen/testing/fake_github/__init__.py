@@ -8,7 +8,8 @@
 Besides pull requests it keeps what GitHub shows of their progress: requested reviewers
 and reviews (`request_review`, `add_review`), CI as commit statuses and check runs
 (`add_status`, `add_check_run`; check runs are written over HTTP by GitHub Apps only) and
-branch protection (`protect`, `forbid_protection_reads`).
+branch protection (`protect`, `forbid_protection_reads`), comments and their reactions
+(`add_comment`, `react`, `reactions`) and who may write to a repository (`set_permission`).
 
 Modules: model (state and clock), payloads (GitHub-shaped JSON), routes (REST
 endpoints), auth (tokens, GitHub App JWTs), faults (request log, fault
@@ -24,6 +25,7 @@ from prgen.testing.fake_github.model import (
     DeploymentStatus,
     IssueComment,
     PullState,
+    Reaction,
     Review,
 )
 from prgen.testing.fake_github.server import FakeGitHub
@@ -37,6 +39,7 @@ __all__ = [
     "FakeGitHub",
     "IssueComment",
     "PullState",
+    "Reaction",
     "RecordedRequest",
     "Review",
     "app_key",

@@ -168,6 +168,27 @@ class IssueComment:
     updated_at: datetime
 
 
+REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
+# A collaborator's role, as role_name says it, and the permission GitHub reports for it.
+ROLES = {
+    "admin": "admin",
+    "maintain": "write",
+    "write": "write",
+    "triage": "read",
+    "read": "read",
+    "none": "none",
+}
+
+
+@dataclass(frozen=True)
+class Reaction:
+    id: int
+    comment_id: int
+    user: str
+    content: str
+    created_at: datetime
+
+
 @dataclass
 class Repo:
     full_name: str
@@ -185,6 +206,9 @@ class Repo:
     check_runs: dict[int, CheckRun] = field(default_factory=dict)
     protections: dict[str, BranchProtection] = field(default_factory=dict)  # by branch name
     protection_readable: bool = True  # False: reading a protection is 403
+    # login (lower case) -> role (ROLES); None: no such user (404). Others read: "read".
+    roles: dict[str, str | None] = field(default_factory=dict)
+    reactions: list[Reaction] = field(default_factory=list)  # oldest first
 
     @property
     def owner(self) -> str:
@@ -237,6 +261,13 @@ class State:
         if repo is None:
             raise not_found()
         return repo
+
+    def find_repo_by_id(self, repo_id: int) -> Repo:
+        """For /repositories/{id}/... paths, as GitHub's Link headers may use: 404 if none."""
+        for repo in self._repos.values():
+            if repo.id == repo_id:
+                return repo
+        raise not_found()
 
     def find_repo_by_name(self, full_name: str) -> Repo | None:
         return self._repos.get(full_name.lower())
@@ -411,6 +442,25 @@ class State:
     def comments(self, repo: Repo, number: int) -> list[IssueComment]:
         """Oldest first."""
         return [comment for comment in repo.comments.values() if comment.number == number]
+
+    def react(self, repo: Repo, comment_id: int, user: str, content: str) -> tuple[Reaction, bool]:
+        """`user`'s reaction `content` on the comment, and whether it is new: GitHub keeps one
+        of each content per user and answers the same one again (200, not 201)."""
+        self.find_comment(repo, comment_id)
+        for reaction in repo.reactions:
+            if (reaction.comment_id, reaction.user.lower(), reaction.content) == (
+                comment_id,
+                user.lower(),
+                content,
+            ):
+                return reaction, False
+        reaction = Reaction(self.new_id(), comment_id, user, content, self.tick())
+        repo.reactions.append(reaction)
+        return reaction, True
+
+    def reactions(self, repo: Repo, comment_id: int) -> list[Reaction]:
+        """Oldest first."""
+        return [reaction for reaction in repo.reactions if reaction.comment_id == comment_id]
 
     # -- reviews -------------------------------------------------------------
 

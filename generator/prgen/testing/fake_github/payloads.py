@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from prgen.testing.fake_github.model import (
+    ROLES,
     BranchProtection,
     CheckRun,
     CommitStatus,
@@ -18,6 +19,7 @@ from prgen.testing.fake_github.model import (
     DeploymentStatus,
     IssueComment,
     PullState,
+    Reaction,
     Repo,
     Review,
     State,
@@ -433,6 +435,10 @@ class Renderer:
     def comment(self, repo: Repo, comment: IssueComment) -> Json:
         url = f"{self.api}/repos/{repo.full_name}/issues/comments/{comment.id}"
         reactions = ["+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes"]
+        counts: dict[str, int] = {}
+        for reaction in repo.reactions:
+            if reaction.comment_id == comment.id:
+                counts[reaction.content] = counts.get(reaction.content, 0) + 1
         return {
             "url": url,
             "html_url": f"{self.web}/{repo.full_name}/pull/{comment.number}"
@@ -447,10 +453,37 @@ class Renderer:
             "body": comment.body,
             "reactions": {
                 "url": f"{url}/reactions",
-                "total_count": 0,
-                **dict.fromkeys(reactions, 0),
+                "total_count": sum(counts.values()),
+                **{name: counts.get(name, 0) for name in reactions},
             },
             "performed_via_github_app": None,
+        }
+
+    def reaction(self, reaction: Reaction) -> Json:
+        return {
+            "id": reaction.id,
+            "node_id": f"REA_{reaction.id}",
+            "user": self.user(reaction.user),
+            "content": reaction.content,
+            "created_at": iso(reaction.created_at),
+        }
+
+    def permission(self, login: str, role: str) -> Json:
+        """GET .../collaborators/{user}/permission: maintain says write, triage says read."""
+        return {
+            "permission": ROLES[role],
+            "role_name": role,
+            "user": {
+                **self.user(login),
+                "permissions": {
+                    "admin": role == "admin",
+                    "maintain": role in ("admin", "maintain"),
+                    "push": role in ("admin", "maintain", "write"),
+                    "triage": role in ("admin", "maintain", "write", "triage"),
+                    "pull": role != "none",
+                },
+                "role_name": role,
+            },
         }
 
     def review(self, repo: Repo, review: Review) -> Json:

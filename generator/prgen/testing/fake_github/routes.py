@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlencode
 
 from prgen.testing.fake_github.faults import RecordedRequest
 from prgen.testing.fake_github.model import (
+    REACTIONS,
     SHA,
     ApiError,
     CheckRun,
@@ -126,6 +127,10 @@ class Routes:
             ("GET", rf"{repo}/issues/(\d+)", self.get_issue),
             ("GET", rf"{repo}/issues/(\d+)/comments", self.list_comments),
             ("POST", rf"{repo}/issues/(\d+)/comments", self.create_comment),
+            ("GET", rf"{repo}/issues/comments", self.list_repo_comments),
+            ("GET", rf"{repo}/issues/comments/(\d+)/reactions", self.list_reactions),
+            ("POST", rf"{repo}/issues/comments/(\d+)/reactions", self.create_reaction),
+            ("GET", rf"{repo}/collaborators/([^/]+)/permission", self.get_permission),
             ("GET", rf"{repo}/issues/comments/(\d+)", self.get_comment),
             ("PATCH", rf"{repo}/issues/comments/(\d+)", self.edit_comment),
             ("DELETE", rf"{repo}/issues/comments/(\d+)", self.delete_comment),
@@ -156,8 +161,12 @@ class Routes:
         app: tuple[int, str] | None = None,
         grants: frozenset[str] | None = None,
     ) -> Response:
+        path = request.path
+        by_id = re.fullmatch(r"/repositories/(\d+)(/.*)?", path)
+        if by_id:  # the same routes; links keep naming the repository by id, as GitHub's do
+            path = f"/repos/{self.state.find_repo_by_id(int(by_id[1])).full_name}{by_id[2] or ''}"
         for method, pattern, handler in self._table:
-            match = pattern.fullmatch(request.path)
+            match = pattern.fullmatch(path)
             if match and method == request.method:
                 args = tuple(map(unquote, match.groups()))
                 return handler(Call(request, login, args, app, grants))
@@ -286,6 +295,55 @@ class Routes:
             since = since if since.tzinfo else since.replace(tzinfo=UTC)
             comments = [comment for comment in comments if comment.updated_at >= since]
         return self._page(call, comments, lambda comment: self.render.comment(repo, comment))
+
+    def list_repo_comments(self, call: Call) -> Response:
+        """Every issue and PR comment of the repository: ?sort=created|updated (default
+        created), ?direction=asc|desc (default asc; ignored without sort, as GitHub says),
+        ?since= (updated at or after)."""
+        repo = self._repo(call)
+        query = call.query
+        sort = query.get("sort", "created")
+        direction = query.get("direction", "asc") if "sort" in query else "asc"
+        if sort not in ("created", "updated"):
+            raise invalid("IssueComment", "sort", f"sort {sort!r} is not created or updated")
+        if direction not in ("asc", "desc"):
+            raise invalid("IssueComment", "direction", f"direction {direction!r} is not asc/desc")
+        comments = list(repo.comments.values())
+        if "since" in query:
+            since = _since(query["since"])
+            comments = [comment for comment in comments if comment.updated_at >= since]
+        comments.sort(
+            key=lambda c: (c.updated_at if sort == "updated" else c.created_at, c.id),
+            reverse=direction == "desc",
+        )
+        return self._page(call, comments, lambda comment: self.render.comment(repo, comment))
+
+    def list_reactions(self, call: Call) -> Response:
+        repo = self._repo(call)
+        comment = self.state.find_comment(repo, int(call.args[2]))
+        reactions = self.state.reactions(repo, comment.id)
+        content = call.query.get("content")
+        if content is not None:
+            if content not in REACTIONS:
+                raise invalid("Reaction", "content", f"content {content!r} is not a reaction")
+            reactions = [reaction for reaction in reactions if reaction.content == content]
+        return self._page(call, reactions, self.render.reaction)
+
+    def create_reaction(self, call: Call) -> Response:
+        repo = self._repo(call)
+        content = text(call.fields(), "content", "Reaction", required=True)
+        if content not in REACTIONS:
+            raise invalid("Reaction", "content", f"content {content!r} is not a reaction")
+        reaction, new = self.state.react(repo, int(call.args[2]), call.login, content)
+        return Response(201 if new else 200, self.render.reaction(reaction))
+
+    def get_permission(self, call: Call) -> Response:
+        repo = self._repo(call)
+        login = call.args[2]
+        role = repo.roles.get(login.lower(), "read")
+        if role is None:
+            raise not_found()
+        return Response(200, self.render.permission(login, role))
 
     def create_comment(self, call: Call) -> Response:
         repo = self._repo(call)
@@ -610,6 +668,14 @@ class Routes:
         if rules is None:
             raise ApiError(404, "Branch not protected")
         return Response(200, self.render.protection(repo, branch, rules))
+
+
+def _since(value: str) -> datetime:
+    try:
+        since = datetime.fromisoformat(value)
+    except ValueError:
+        raise invalid("IssueComment", "since", "since is not an ISO 8601 time") from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
 
 
 def _moment(body: dict[str, Any], key: str) -> datetime | None:

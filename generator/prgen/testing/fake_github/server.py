@@ -28,6 +28,7 @@ from prgen.testing.fake_github.faults import (
     RequestLog,
 )
 from prgen.testing.fake_github.model import (
+    ROLES,
     SHA,
     ApiError,
     BranchProtection,
@@ -37,6 +38,7 @@ from prgen.testing.fake_github.model import (
     DeploymentStatus,
     IssueComment,
     PullState,
+    Reaction,
     Review,
     State,
     fake_sha,
@@ -525,6 +527,29 @@ class FakeGitHub:
         """A comment on the pull request by `user`, as if they had written it on GitHub."""
         with self._state.lock:
             return self._state.add_comment(self._state.repo(repo), number, body, user)
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> IssueComment:
+        """The comment's new body, as if its author had edited it on GitHub."""
+        with self._state.lock:
+            return self._state.edit_comment(self._state.repo(repo), comment_id, body)
+
+    def reactions(self, repo: str, comment_id: int) -> list[Reaction]:
+        """The comment's reactions, oldest first."""
+        with self._state.lock:
+            return self._state.reactions(self._state.repo(repo), comment_id)
+
+    def react(self, repo: str, comment_id: int, content: str, *, user: str) -> Reaction:
+        """`user` reacts to the comment, as on GitHub."""
+        with self._state.lock:
+            return self._state.react(self._state.repo(repo), comment_id, user, content)[0]
+
+    def set_permission(self, repo: str, user: str, role: str | None) -> None:
+        """`user`'s role on `repo`: admin, maintain, write, triage, read or none (default
+        read, as GitHub answers for a user of a public repository); None: no such user (404)."""
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        with self._state.lock:
+            self._state.repo(repo).roles[user.lower()] = role
 
     # -- credentials ---------------------------------------------------------
 
