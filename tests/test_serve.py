@@ -382,3 +382,26 @@ def test_a_missing_secret_is_a_config_error(
     result = run("serve", "--config", str(three), "--workdir", str(tmp_path / "w"))
     assert result.exit_code == 2
     assert "server.webhookSecretEnv" in result.output and "PRGEN_WEBHOOK_SECRET" in result.output
+
+
+def test_a_pr_comment_command_is_applied_by_the_scoped_sync_its_delivery_starts(
+    github: FakeGitHub, three: Path, fleet_remote: Path, tmp_path: Path
+) -> None:
+    """issue_comment → that repository syncs soon → the sync reads the comment, checks the
+    author's permission and applies it in the fleet, then answers 👍 on the comment."""
+    github.set_permission("acme/shop", "alice", "write")
+    with serving_prgen(three, tmp_path / "work") as served:
+        held = read_fleet(fleet_remote).environments[("acme/shop", 1)]
+        comment = github.add_comment("acme/shop", 1, "/preview pause", user="alice")
+        sent = served.deliver(
+            "issue_comment", issue_comment_payload("acme/shop", 1, "/preview pause")
+        )
+        assert sent.status == 202
+        wait_for(lambda: "+1" in {r.content for r in github.reactions("acme/shop", comment.id)})
+        paused = git("show", "main:previews/dev/shop-pr-1/helmrelease.yaml", cwd=fleet_remote)
+        assert f"prgen.io/paused-at: {held}" in paused
+        # A push now moves nothing: the environment stays at the head it was paused at.
+        sha = github.push("acme/shop", 1)
+        served.synchronize("acme/shop", 1, sha)
+        served.settle()
+        assert read_fleet(fleet_remote).environments[("acme/shop", 1)] == held
