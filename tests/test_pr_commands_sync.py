@@ -486,3 +486,24 @@ def test_a_command_seen_by_a_run_that_died_before_its_commit_is_applied_once(
     assert command(document, comment)["outcome"] == "done"
     assert reactions(shop, comment) == [(PRGEN, "eyes"), (PRGEN, "+1")]
     assert run(deployed, "--cache-dir", "off")["commands"] == []
+
+
+def test_a_pr_deleted_on_request_leaves_its_place_under_max_environments(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    """maxEnvironments counts environments: a PR deleted on request holds none, so the next
+    eligible PR gets its place."""
+    older = shop.open_pull(REPO, title="Older", head_branch="older")
+    newer = shop.open_pull(REPO, title="Newer", head_branch="newer")
+    config = write_config(SHOP + "    maxEnvironments: 1\n")
+    run(config)
+    assert head_of(fleet_remote, f"shop-pr-{newer}") is not None
+    assert head_of(fleet_remote, f"shop-pr-{older}") is None  # over the limit
+    say(shop, "/preview delete", number=newer)
+    document = run(config)
+    assert sorted((c["action"], c["pullRequest"]) for c in document["changes"]) == [
+        ("create", older),
+        ("delete", newer),
+    ]
+    skipped = {s["pullRequest"]: s["reason"] for s in document["skipped"]}
+    assert skipped[newer].startswith("deleted by /preview delete")

@@ -533,15 +533,21 @@ class Syncer:
         current = {(env.key, env.folder): env for env in inventory.environments}
         by_pull = {env.key: env for env in inventory.environments}
         for repo, listing in zip(self.config.repositories, listings, strict=True):
-            eligible, left_out = select(repo, listing.pull_requests)
+            # A PR deleted on request has no environment and takes no place under
+            # maxEnvironments: it is set aside before the filters choose.
+            deleted = {n for r, n in (effects.deleted if effects else {}) if r == repo.name.lower()}
+            pulls = [pr for pr in listing.pull_requests if pr.number not in deleted]
+            skipped.extend(
+                Skipped(repo.name, pr.number, DELETED_REASON)
+                for pr in listing.pull_requests
+                if pr.number in deleted
+            )
+            eligible, left_out = select(repo, pulls)
             digest = config_digest(repo) if eligible else ""
             for pr in eligible:
                 key = (repo.name.lower(), pr.number)
                 controls = effects.controls.get(key) if effects else None
                 old = by_pull.get(key)
-                if effects is not None and key in effects.deleted:
-                    skipped.append(Skipped(repo.name, pr.number, DELETED_REASON))
-                    continue
                 if controls is not None and controls.paused_at and old is not None:
                     desired.append(_as_it_is(old, repo, controls))  # never moved, never removed
                     holds[key] = (PAUSED_REASON, pr.head_sha)
