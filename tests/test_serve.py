@@ -4,8 +4,10 @@ sync on schedule, metrics, health and the status API."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,6 +23,7 @@ from scenarios import read_fleet, repository_entry
 from serve_support import (
     API_TOKEN,
     SECRET,
+    SECRETS,
     commits,
     open_pull,
     server_section,
@@ -28,7 +31,7 @@ from serve_support import (
     wait_for,
 )
 
-from conftest import git
+from conftest import as_app, git
 
 Config = Callable[..., Path]
 REPOS = ("acme/shop", "acme/cart", "acme/blog")
@@ -405,3 +408,25 @@ def test_a_pr_comment_command_is_applied_by_the_scoped_sync_its_delivery_starts(
         served.synchronize("acme/shop", 1, sha)
         served.settle()
         assert read_fleet(fleet_remote).environments[("acme/shop", 1)] == held
+
+
+def test_an_app_keeps_its_token_across_syncs_so_an_idle_sync_costs_nothing(
+    github: FakeGitHub, three: Path, fleet_remote: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """GitHub's ETags are specific to the token that fetched them (the fake's too): a token
+    minted per sync would have every read answered in full. The server keeps one."""
+    as_app(three, github, monkeypatch)
+    environ = {**SECRETS, "APP_KEY": os.environ["APP_KEY"]}
+    with serving_prgen(three, tmp_path / "work", environ, cache_dir=tmp_path / "http") as served:
+        github.clear_requests()
+        served.server.worker.request_full()
+        served.wait_runs(2)
+        found = metrics(served.get("/metrics").text)
+    assert github.count_requests("POST", r"/app/installations/\d+/access_tokens") == 0
+    reads = [a for a in github.answers if a.request.method == "GET"]
+    assert reads and all(a.status == 304 for a in reads), [
+        (a.request.path, a.status) for a in reads
+    ]
+    assert github.points_used() == 0
+    # The metrics count each run's own answers, not the clients' running total.
+    assert found[("prgen_github_requests_total", (("status", "304"),))] == len(reads)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -292,3 +293,21 @@ def test_environments_by_state_follow_full_and_scoped_runs() -> None:
         full=False,
     )
     assert [state.labels(s)._value.get() for s in ("current", "held", "kept")] == [3, 1, 0]
+
+
+def test_renewing_clients_are_kept_for_their_age_then_made_anew(tmp_path: Path) -> None:
+    from prgen.config import GitHubSettings
+    from prgen.github.client import RenewingClients
+
+    now = [0.0]
+    renewing = RenewingClients(
+        GitHubSettings(), tmp_path / "http", max_age=100.0, clock=lambda: now[0]
+    )
+    first = renewing.get()
+    now[0] = 99.0
+    assert renewing.get() is first
+    now[0] = 100.0
+    second = renewing.get()
+    assert second is not first and renewing.made == 2
+    renewing.drop()
+    assert renewing.get() is not second and renewing.made == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -200,6 +201,50 @@ class GitHubClients:
             register_secret(token)
             auth = Auth.Token(token)
         return make_client(self.settings, self._environ, transport=self.transport, auth=auth)
+
+
+#: How long a long-running process keeps one set of clients (GitHub App installation tokens
+#: last an hour; this leaves them a quarter of it).
+CLIENTS_MAX_AGE = 45 * 60.0
+
+
+class RenewingClients:
+    """A long-running process's GitHubClients, kept for `max_age` seconds, then made anew.
+
+    GitHub's ETags are specific to the token that fetched them, so an App installation token
+    minted for every sync would have every read answered in full; one kept across syncs has
+    an idle sync answered 304 (free). Making them anew renews the token before it expires and
+    trims the HTTP cache, which GitHubClients does when it opens it. Not thread-safe: each
+    thread that syncs, probes or builds the status has one of its own.
+    """
+
+    def __init__(
+        self,
+        settings: GitHubSettings,
+        cache_dir: Path | None,
+        *,
+        max_age: float = CLIENTS_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._cache_dir = cache_dir
+        self._max_age = max_age
+        self._clock = clock
+        self._clients: GitHubClients | None = None
+        self._made = 0.0
+        self.made = 0  # how many were made, for tests and logs
+
+    def get(self) -> GitHubClients:
+        now = self._clock()
+        if self._clients is None or now - self._made >= self._max_age:
+            self._clients = GitHubClients(self._settings, cache_dir=self._cache_dir)
+            self._made = now
+            self.made += 1
+        return self._clients
+
+    def drop(self) -> None:
+        """Make new ones next time (after a failure that may have come from these)."""
+        self._clients = None
 
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from prgen.config import Config
 from prgen.errors import ExitCode
 from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import FleetRepo
-from prgen.github.client import GitHubClients
+from prgen.github.client import RenewingClients
 from prgen.serve.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class ProbeLoop:
         # github.concurrency report threads; more than that left over means they pile up.
         self.leftover_limit = config.probe.concurrency + config.github.concurrency
         self.rounds = 0
+        self.clients = RenewingClients(config.github, cache_dir)  # across rounds: see there
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="prgen-prober", daemon=True)
 
@@ -87,7 +88,7 @@ class ProbeLoop:
         started = time.monotonic()
         outcome, result = "failed", None
         try:
-            clients = GitHubClients(self.config.github, cache_dir=self.cache_dir)
+            clients = self.clients.get()
             result = probe_and_report(
                 self.config,
                 clients.main,
@@ -99,6 +100,7 @@ class ProbeLoop:
             self.metrics.record_probe(result)
         except Exception as exc:
             log.warning("probe round failed: %s", explain(exc)[0])
+            self.clients.drop()
         finally:
             seconds = time.monotonic() - started
             self.metrics.probe_rounds.labels(outcome).inc()

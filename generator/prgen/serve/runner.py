@@ -14,7 +14,7 @@ from prgen.config import Config
 from prgen.errors import ExitCode, FleetError
 from prgen.feedback import passed_gates, report_waiting
 from prgen.github.checks import GitHubHeads
-from prgen.github.client import GitHubClients
+from prgen.github.client import GitHubClients, RenewingClients
 from prgen.github.commands import GitHubCommands
 from prgen.github.pulls import GitHubSource
 from prgen.plan import Action
@@ -37,9 +37,10 @@ class RunRecord:
 class SyncRunner:
     """Called by the worker thread, one run at a time.
 
-    Each run has GitHub clients of its own, as a `prgen sync` process would: an App's
-    installation token is minted for the run, and nothing of a run outlives it but the
-    HTTP cache on disk (every read stays conditional) and the fleet work directory.
+    Runs share one set of GitHub clients for up to 45 minutes (RenewingClients): an App's
+    installation token outlives a run, so an idle run's reads are answered 304; beyond the
+    clients, nothing of a run outlives it but the HTTP cache on disk and the fleet work
+    directory.
     """
 
     def __init__(
@@ -50,6 +51,10 @@ class SyncRunner:
         self.cache_dir = cache_dir
         self.metrics = metrics
         self._lock = threading.Lock()
+        # One set of clients across runs (see RenewingClients), and what their ledger had
+        # counted when the metrics last looked, so each run adds only its own requests.
+        self.clients = RenewingClients(config.github, cache_dir)
+        self._counted: tuple[GitHubClients | None, dict[int, int]] = (None, {})
         self.fleet_error: str | None = "not read yet"
         self.last: RunRecord | None = None
         self.runs = 0
@@ -60,7 +65,7 @@ class SyncRunner:
         outcome, commit, error = "failed", None, None
         clients: GitHubClients | None = None
         try:
-            clients = GitHubClients(self.config.github, cache_dir=self.cache_dir)
+            clients = self.clients.get()
             result = self._sync(clients, scope)
             commit = result.commit
             outcome = "ok" if result.exit_code == ExitCode.OK else "partial"
@@ -72,13 +77,14 @@ class SyncRunner:
             self.fleet_error = error
         except Exception as exc:
             error = explain(exc)[0]
+            self.clients.drop()  # a bad token or a broken cache: start afresh next run
         finally:
             seconds = time.monotonic() - started
             self.metrics.sync_runs.labels(kind, outcome).inc()
             self.metrics.sync_duration.labels(kind, outcome).observe(seconds)
             if clients is not None:
                 ledger = clients.transport.ledger
-                self.metrics.record_github(dict(ledger.by_status), ledger.budget().remaining)
+                self.metrics.record_github(self._new_answers(clients), ledger.budget().remaining)
             if scope is None and outcome != "failed":
                 self.metrics.full_sync_succeeded()
             with self._lock:
@@ -92,6 +98,14 @@ class SyncRunner:
             seconds,
             f": {error}" if error else "",
         )
+
+    def _new_answers(self, clients: GitHubClients) -> dict[int, int]:
+        """The answers by status since the last run of the same clients."""
+        counted_for, counted = self._counted
+        before = counted if counted_for is clients else {}
+        now = dict(clients.transport.ledger.by_status)
+        self._counted = (clients, now)
+        return {status: n - before.get(status, 0) for status, n in now.items()}
 
     def _sync(self, clients: GitHubClients, scope: Scope) -> SyncResult:
         syncer = Syncer(

@@ -22,7 +22,7 @@ from prgen.commands.status import status_document
 from prgen.config import Config
 from prgen.errors import ConfigError
 from prgen.fleet import FleetRepo
-from prgen.github.client import GitHubClients
+from prgen.github.client import RenewingClients
 from prgen.redact import register_secret
 from prgen.serve.app import App, Secrets
 from prgen.serve.metrics import Metrics
@@ -135,10 +135,14 @@ def make_server(
         runner, Timing(settings.interval, settings.quiet_period, settings.max_delay)
     )
 
+    status_clients = RenewingClients(config.github, cache_dir)  # one build at a time
+
     def status() -> dict[str, Any]:
-        clients = GitHubClients(config.github, cache_dir=cache_dir)
         return status_document(
-            config, list(config.repositories), clients, FleetRepo(config.fleet, workdir)
+            config,
+            list(config.repositories),
+            status_clients.get(),
+            FleetRepo(config.fleet, workdir),
         )
 
     app = App(config, secrets, worker, runner, metrics, status)

@@ -796,9 +796,17 @@ class FakeGitHub:
         return {"limit": self._limit, "remaining": remaining, "reset": self._reset, "used": used}
 
 
-def etag_of(data: bytes) -> str:
-    """A weak entity tag of a body, as GitHub sends them: W/"<hash>"."""
-    return f'W/"{hashlib.sha256(data).hexdigest()}"'
+def etag_of(data: bytes, authorization: str | None = None) -> str:
+    """A weak entity tag of a body, as GitHub sends them: W/"<hash>".
+
+    As on GitHub, it is specific to the credential that asked (GitHub support: "It's
+    currently expected for ETags to be auth token specific"): a GitHub App's new installation
+    token gets every answer in full once, a token that stays the same gets 304s.
+    """
+    digest = hashlib.sha256(data)
+    if authorization:
+        digest.update(b"\0" + authorization.strip().encode())
+    return f'W/"{digest.hexdigest()}"'
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -913,7 +921,7 @@ class _Handler(BaseHTTPRequestHandler):
             "X-GitHub-Media-Type": "github.v3; format=json",
         }
         if request.method == "GET" and status == 200:
-            etag = etag_of(data)
+            etag = etag_of(data, request.headers.get("authorization"))
             headers.update({"ETag": etag, **CACHE_HEADERS})
             if _matches(request.headers.get("if-none-match"), etag):
                 # Not Modified: no body, and free (GitHub does not count it against the limit).
