@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -30,7 +31,10 @@ from prgen.github.checks import GitHubHeads
 from prgen.github.commands import GitHubCommands
 from prgen.github.pulls import GitHubSource
 from prgen.plan import Action
+from prgen.shards import Shard
 from prgen.sync import Syncer, SyncResult
+
+log = logging.getLogger(__name__)
 
 _SYMBOLS = {
     Action.CREATE: "+",
@@ -120,6 +124,15 @@ def print_gate_warnings(waited: WaitingReportResult) -> None:
     "prgen.io/config): rewrite them with this config, or remove them (through the "
     "mass-deletion guard).",
 )
+@click.option(
+    "--shard",
+    "shard_text",
+    metavar="I/N",
+    envvar="PRGEN_SHARD",
+    default=None,
+    help="Sync only the repositories of shard I of N (a stable hash of each name), and "
+    "touch no other repository's environment: N runners share an organisation ($PRGEN_SHARD).",
+)
 @output_option
 @workdir_option
 @cache_dir_option
@@ -135,11 +148,21 @@ def command(
     workdir: Path | None,
     cache_dir: str | None,
     verbose_keep: bool,
+    shard_text: str | None,
 ) -> None:
     """List open pull requests and make the fleet repository match them, in one commit."""
     if dry_run and then_probe:
         raise click.UsageError("--probe reports to GitHub, so it can't go with --dry-run")
+    try:
+        shard = Shard.parse(shard_text) if shard_text is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shard") from None
     config = load(config_path)
+    scope = shard.of([repo.name for repo in config.repositories]) if shard else None
+    if shard is not None:
+        log.info(
+            "shard %s: %d of %d repositories", shard, len(scope or ()), len(config.repositories)
+        )
     clients = github_clients(config, cache_dir)
     source = GitHubSource.for_clients(clients)
     syncer = Syncer(
@@ -150,6 +173,7 @@ def command(
         adopt=adopt,
         heads=GitHubHeads(clients),
         commands=GitHubCommands.for_clients(clients),
+        scope=scope,
     )
     result = syncer.run(dry_run=dry_run)
     # Each head a deploy gate holds back says why on the PR, and one that passed says so
@@ -163,7 +187,7 @@ def command(
     if then_probe:
         try:
             probed = probe_and_report(
-                config,
+                syncer.config,  # a shard's probe reports on its own repositories only
                 clients.main,
                 syncer.fleet,
                 result.listings,
