@@ -295,8 +295,11 @@ def test_the_full_sync_on_schedule_removes_what_vanished_without_an_event(
         assert len(read_fleet(fleet_remote).environments) == 3
         github.close_pull("acme/blog", 1)
         wait_for(lambda: ("acme/blog", 1) not in read_fleet(fleet_remote).environments, 15)
-        found = metrics(served.get("/metrics").text)
-        assert found[("prgen_sync_runs_total", (("outcome", "ok"), ("scope", "full")))] >= 2
+        full = ("prgen_sync_runs_total", (("outcome", "ok"), ("scope", "full")))
+        # The run is counted once it has finished, a moment after its push lands.
+        found = wait_for(
+            lambda: (m := metrics(served.get("/metrics").text)).get(full, 0) >= 2 and m, 15
+        )
         # No delivery came: only full syncs ran.
         scoped = ("prgen_sync_runs_total", (("outcome", "ok"), ("scope", "scoped")))
         assert found.get(scoped, 0) == 0
