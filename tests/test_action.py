@@ -21,6 +21,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from prgen.testing.fake_github import FakeGitHub
+from test_fleet_repo_example import validates_against_builtin_schema
 
 from conftest import TOKEN, git
 
@@ -51,20 +52,7 @@ def step(step_id: str) -> dict[str, Any]:
 
 
 def test_the_action_validates_against_the_github_action_schema() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "check_jsonschema",
-            "--builtin-schema",
-            "vendor.github-actions",
-            str(ACTION),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = validates_against_builtin_schema("vendor.github-actions", ACTION)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -978,20 +978,7 @@ def test_every_template_is_well_formed_yaml_once_its_actions_are_blanked(templat
 
 
 def test_the_workflow_validates_against_the_github_workflow_schema() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "check_jsonschema",
-            "--builtin-schema",
-            "vendor.github-workflows",
-            str(WORKFLOW),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = validates_against_builtin_schema("vendor.github-workflows", WORKFLOW)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -1138,7 +1125,8 @@ def dockerignored(path: str, rules: list[str]) -> bool:
     return ignored
 
 
-def test_the_docker_build_context_holds_everything_pip_install_needs(tmp_path: Path) -> None:
+def docker_context(into: Path) -> Path:
+    """A copy of the files of this checkout that .dockerignore lets into the build context."""
     rules = [
         line.strip()
         for line in (CHECKOUT / ".dockerignore").read_text().splitlines()
@@ -1151,11 +1139,26 @@ def test_the_docker_build_context_holds_everything_pip_install_needs(tmp_path: P
         text=True,
         check=True,
     ).stdout.split()
-    context = tmp_path / "context"
     for path in tracked:
         if (CHECKOUT / path).is_file() and not dockerignored(path, rules):
-            (context / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(CHECKOUT / path, context / path)
+            (into / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(CHECKOUT / path, into / path)
+    return into
+
+
+def validates_against_builtin_schema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with one of the schemas it ships (`vendor.github-workflows`, ...)."""
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_docker_build_context_holds_everything_pip_install_needs(tmp_path: Path) -> None:
+    context = docker_context(tmp_path / "context")
     assert not (context / "tests").exists() and not (context / ".git").exists()
     # What the image's `pip install /src` does, minus the download of the build backend.
     result = subprocess.run(

@@ -8,7 +8,6 @@ copy of the build context that .dockerignore lets through, and the result must r
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,7 +16,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from test_fleet_repo_example import CHECKOUT, dockerignored
+from test_fleet_repo_example import CHECKOUT, docker_context
 
 DOCKERFILE = CHECKOUT / "Dockerfile"
 LOCK = CHECKOUT / "requirements.lock"
@@ -77,23 +76,7 @@ def build_stage_commands() -> list[str]:
 
 
 def test_the_build_stage_as_written_makes_an_environment_that_runs_prgen(tmp_path: Path) -> None:
-    context = tmp_path / "src"
-    tracked = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    rules = [
-        line.strip()
-        for line in (CHECKOUT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    for path in tracked:
-        if (CHECKOUT / path).is_file() and not dockerignored(path, rules):
-            (context / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(CHECKOUT / path, context / path)
+    context = docker_context(tmp_path / "src")
     venv = tmp_path / "opt-prgen"
     for command in build_stage_commands():
         command = command.replace("python -m venv /opt/prgen", f"{sys.executable} -m venv {venv}")
