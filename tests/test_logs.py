@@ -134,3 +134,42 @@ def test_a_json_line_about_one_repository_or_pr_names_it_in_its_fields(
     (listing,) = [line for line in lines if line["message"].startswith("listing acme/shop failed")]
     assert (listing["level"], listing["repository"]) == ("warning", "acme/shop")
     assert all(TOKEN not in json.dumps(line) for line in lines)
+
+
+def test_under_json_logs_the_sync_summary_on_stdout_is_json_lines_too(
+    github: FakeGitHub, write_config: Config, tmp_path: Path
+) -> None:
+    """In a pod stdout and stderr are one stream: with JSON logs, the summary is JSON as well,
+    each change with its repository, PR, environment and action as fields; no token anywhere."""
+    github.add_repo("acme/shop")
+    github.open_pull("acme/shop", title="One", head_branch="one")
+    github.open_pull("acme/shop", title="Two", head_branch="two")
+    config = str(write_config())
+    work = str(tmp_path / "w")
+    env = {"PRGEN_LOG_FORMAT": "json"}
+
+    planned = prgen("sync", "-c", config, "--workdir", work, "--dry-run", "-v", env=env)
+    assert planned.returncode == 0, planned.stderr
+    lines = json_lines(planned.stdout)
+    assert all(line["logger"] == "prgen.summary" for line in lines)
+    (diff,) = [line for line in lines if "diff" in line]
+    assert "+kind: HelmRelease" in diff["diff"]
+    assert lines[-1]["message"] == "dry run: nothing was written"
+
+    done = prgen("sync", "-c", config, "--workdir", work, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = json_lines(done.stdout)
+    created = [line for line in lines if line.get("action") == "create"]
+    assert sorted(line["pullRequest"] for line in created) == [1, 2]
+    assert all(line["repository"] == "acme/shop" for line in created)
+    assert all(line["environment"].startswith("previews/") for line in created)
+    assert all(len(line["head"]) == 40 for line in created)
+    (committed,) = [line for line in lines if "commit" in line]
+    assert committed["message"].startswith("committed ")
+    (listed,) = [line for line in lines if line.get("eligible") is not None]
+    assert (listed["repository"], listed["open"], listed["eligible"]) == ("acme/shop", 2, 2)
+    assert all(TOKEN not in line for line in (done.stdout + done.stderr).splitlines())
+
+    # Text stays the default: the same summary in words.
+    idle = prgen("sync", "-c", config, "--workdir", work)
+    assert idle.stdout.splitlines()[-1] == "nothing changed: no commit"

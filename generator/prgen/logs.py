@@ -26,6 +26,11 @@ FIELDS = "prgen_fields"  # the LogRecord attribute that carries a line's structu
 _KNOWN = ("repository", "pullRequest", "environment", "phase", "duration")
 
 log = logging.getLogger("prgen.progress")
+_chosen = {"format": "text"}  # what configure() was last told: the summary printer follows it
+
+
+def current_format() -> str:
+    return _chosen["format"]
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -62,6 +67,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(verbosity: int, log_format: str = "text") -> None:
+    _chosen["format"] = log_format
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from prgen.commands.options import (
     output_option,
     workdir_option,
 )
+from prgen.commands.output import say
 from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import FleetRepo, default_workdir
 from prgen.github.pulls import GitHubSource
@@ -27,11 +29,21 @@ _MARK = {Health.READY: "✓", Health.PENDING: "…", Health.FAILED: "✗", Healt
 
 def print_probe(result: ProbeRunResult) -> None:
     for name, error in sorted(result.failed_repositories.items()):
-        click.echo(f"  {name}: NOT PROBED ({error})")
+        say(
+            f"  {name}: NOT PROBED ({error})",
+            level=logging.WARNING,
+            repository=name,
+            error=error,
+        )
     for failed in result.failed_environments:
-        click.echo(
+        say(
             f"  ! {failed.repository}#{failed.number} {failed.namespace}: "
-            f"NOT PROBED ({failed.reason})"
+            f"NOT PROBED ({failed.reason})",
+            level=logging.WARNING,
+            repository=failed.repository,
+            pullRequest=failed.number,
+            environment=failed.namespace,
+            reason=failed.reason,
         )
     for item in result.environments:
         o = item.observation
@@ -42,12 +54,26 @@ def print_probe(result: ProbeRunResult) -> None:
         if item.outcome.error:  # the channels before and after it were still written
             done = f"{item.outcome.writes} GitHub write(s), " if item.outcome.writes else ""
             writes = f"{done}NOT REPORTED: {item.outcome.error}"
-        click.echo(
-            f"  {_MARK[o.health]} {o.repository}#{o.number} {o.health}: {o.reason}  {where}  [{writes}]"
+        say(
+            f"  {_MARK[o.health]} {o.repository}#{o.number} {o.health}: {o.reason}  {where}  [{writes}]",
+            level=logging.WARNING if item.outcome.error else logging.INFO,
+            repository=o.repository,
+            pullRequest=o.number,
+            environment=o.namespace,
+            health=str(o.health),
+            reason=o.reason,
+            url=o.environment_url,
+            writes=item.outcome.writes,
+            error=item.outcome.error,
         )
     for late in result.late:
-        click.echo(
-            f"  ⌛ {late.repository}#{late.number} {late.namespace}: NOT REPORTED ({late.reason})"
+        say(
+            f"  ⌛ {late.repository}#{late.number} {late.namespace}: NOT REPORTED ({late.reason})",
+            level=logging.WARNING,
+            repository=late.repository,
+            pullRequest=late.number,
+            environment=late.namespace,
+            reason=late.reason,
         )
     if not (
         result.environments
@@ -55,7 +81,7 @@ def print_probe(result: ProbeRunResult) -> None:
         or result.failed_environments
         or result.late
     ):
-        click.echo("  no environment with a health check")
+        say("  no environment with a health check")
 
 
 @click.command("probe")

@@ -18,6 +18,7 @@ from prgen.commands.options import (
     output_option,
     workdir_option,
 )
+from prgen.commands.output import say
 from prgen.commands.probe import print_probe
 from prgen.feedback import (
     ProbeRunResult,
@@ -30,6 +31,7 @@ from prgen.fleet import default_workdir
 from prgen.github.checks import GitHubHeads
 from prgen.github.commands import GitHubCommands
 from prgen.github.pulls import GitHubSource
+from prgen.logs import current_format
 from prgen.plan import Action
 from prgen.shards import Shard
 from prgen.sync import Syncer, SyncResult
@@ -46,48 +48,82 @@ _SYMBOLS = {
 
 
 def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
-    echo = click.echo
-    echo(f"fleet {result.fleet_url}, folder {result.fleet_path}")
+    say(f"fleet {result.fleet_url}, folder {result.fleet_path}", fleet=result.fleet_url)
     for repo in result.repositories:
         if repo.complete:
-            echo(
+            say(
                 f"  {repo.name}: {repo.open_pull_requests} open, {repo.eligible} with an "
-                f"environment (config {repo.config_identity})"
+                f"environment (config {repo.config_identity})",
+                repository=repo.name,
+                open=repo.open_pull_requests,
+                eligible=repo.eligible,
             )
         else:
-            echo(f"  {repo.name}: NOT SYNCED ({repo.error}); its environments are kept as they are")
+            say(
+                f"  {repo.name}: NOT SYNCED ({repo.error}); its environments are kept as they are",
+                level=logging.WARNING,
+                repository=repo.name,
+                error=repo.error,
+            )
     for change in result.plan.changes:
         if change.action is Action.KEEP and not verbose_keep and change.reason == "up to date":
             continue
         sha = (change.head_sha or "")[:7]
-        echo(
+        say(
             f"  {_SYMBOLS[change.action]} {change.action:<6} {change.repository}#{change.number} "
-            f"{result.fleet_path}/{change.folder} {sha}  {change.reason}"
+            f"{result.fleet_path}/{change.folder} {sha}  {change.reason}",
+            repository=change.repository,
+            pullRequest=change.number,
+            environment=f"{result.fleet_path}/{change.folder}",
+            action=str(change.action),
+            head=change.head_sha,
+            reason=change.reason,
         )
     for conflict in result.plan.conflicts:
-        echo(f"  ! conflict {conflict.repository}#{conflict.number}: {conflict.reason}")
+        say(
+            f"  ! conflict {conflict.repository}#{conflict.number}: {conflict.reason}",
+            level=logging.WARNING,
+            repository=conflict.repository,
+            pullRequest=conflict.number,
+            reason=conflict.reason,
+        )
     for skipped in result.skipped:
-        echo(f"  . skipped  {skipped.repository}#{skipped.number}: {skipped.reason}")
+        say(
+            f"  . skipped  {skipped.repository}#{skipped.number}: {skipped.reason}",
+            repository=skipped.repository,
+            pullRequest=skipped.number,
+            reason=skipped.reason,
+        )
     for settled in result.commands:
         comment, outcome = settled.comment, settled.outcome
-        echo(
+        say(
             f"  > command  {comment.repository}#{comment.number} /preview "
             f"{comment.command.word or comment.command.verb} by {comment.author}: {outcome.ack}"
-            + (f" ({outcome.changed})" if outcome.changed else "")
+            + (f" ({outcome.changed})" if outcome.changed else ""),
+            repository=comment.repository,
+            pullRequest=comment.number,
+            command=str(comment.command.word or comment.command.verb),
         )
     for warning in result.warnings:
-        echo(f"  warning: {warning}")
+        say(f"  warning: {warning}", level=logging.WARNING)
     if result.dry_run:
         if result.diff:
-            echo(result.diff, nl=False)
-        echo(
+            if current_format() == "json":
+                say("diff of the fleet repository", diff=result.diff)
+            else:
+                click.echo(result.diff, nl=False)
+        say(
             "dry run: nothing was written"
             + ("" if result.plan.has_changes else " (and nothing would change)")
         )
     elif result.commit:
-        echo(f"committed {result.commit[:12]} and pushed (attempt {result.attempts})")
+        say(
+            f"committed {result.commit[:12]} and pushed (attempt {result.attempts})",
+            commit=result.commit,
+            attempts=result.attempts,
+        )
     else:
-        echo("nothing changed: no commit")
+        say("nothing changed: no commit")
 
 
 def print_gate_warnings(waited: WaitingReportResult) -> None:
@@ -98,9 +134,12 @@ def print_gate_warnings(waited: WaitingReportResult) -> None:
         for report in reports:
             if report.outcome.error:
                 w = report.waiting
-                click.echo(
+                say(
                     f"  warning: could not say on {w.repository}#{w.number} {what}: "
-                    f"{report.outcome.error}"
+                    f"{report.outcome.error}",
+                    level=logging.WARNING,
+                    repository=w.repository,
+                    pullRequest=w.number,
                 )
 
 
@@ -220,7 +259,7 @@ def command(
         if waited:
             print_gate_warnings(waited)
         if probed:
-            click.echo("probe:")
+            say("probe:")
             print_probe(probed)
     if probe_failure is not None:  # the single handler says it and exits with its code
         raise JsonPrinted(probe_failure) if output == "json" else probe_failure
