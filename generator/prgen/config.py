@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -180,6 +180,21 @@ class ServerSettings:
     probe_interval: float = 300.0
 
 
+# Fields only the central config may set: a name is what the file is read for, templates are
+# paths on prgen's own disk, and the file must not widen what it may set.
+CENTRAL_ONLY = frozenset({"name", "templates", "repoConfig"})
+DEFAULT_REPO_CONFIG_PATH = ".prgen.yaml"
+
+
+@dataclass(frozen=True)
+class RepoConfigSettings:
+    """`repoConfig:` a file on the repository's default branch that may set `allow`."""
+
+    path: str
+    allow: frozenset[str]
+    base_dir: Path  # the central config's folder: its template paths stay relative to it
+
+
 @dataclass(frozen=True)
 class RepositorySettings:
     name: str
@@ -207,6 +222,10 @@ class RepositorySettings:
     reserved_namespaces: frozenset[str] = SYSTEM_NAMESPACES
     # Which PRs get an environment and where: see `config_identity`. Set by parse_config.
     identity: str = ""
+    # The repository's own `.prgen.yaml` and what it may set (None: the central entry only).
+    repo_config: RepoConfigSettings | None = None
+    # The entry as written, `defaults` merged in: what a `.prgen.yaml` is merged over.
+    entry: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def owner(self) -> str:
@@ -236,10 +255,10 @@ class Config:
 
 
 @cache
-def _schema() -> dict[str, Any]:
+def schema() -> dict[str, Any]:
     with data_path("schemas", "prgen.schema.json").open(encoding="utf-8") as f:
-        schema: dict[str, Any] = json.load(f)
-    return schema
+        document: dict[str, Any] = json.load(f)
+    return document
 
 
 def _format_path(parts: Iterable[str | int]) -> str:
@@ -296,16 +315,16 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
     base = base_dir or Path.cwd()
     defaults = document.get("defaults", {})
     repositories = tuple(
-        _compile_repository(_merge(defaults, entry), index, source, base)
+        _compile_repository(merge_entries(defaults, entry), index, source, base)
         for index, entry in enumerate(document["repositories"])
     )
     _check_unique_names(repositories, source)
-    _check_namespaces_apart(repositories, source)
+    check_namespaces_apart(repositories, source)
     fleet = _compile_fleet(document["fleet"], base)
     safety = document.get("safety", {})
     reserved = SYSTEM_NAMESPACES | frozenset(safety.get("reservedNamespaces", ()))
     for index, repo in enumerate(repositories):
-        _check_namespace_not_reserved(repo, reserved, f"repositories[{index}]", source)
+        check_namespace_not_reserved(repo, reserved, f"repositories[{index}]", source)
     repositories = tuple(
         dataclasses.replace(
             repo, reserved_namespaces=reserved, identity=config_identity(repo, fleet.path)
@@ -368,18 +387,18 @@ def _compile_server(entry: Mapping[str, Any], source: str) -> ServerSettings:
 
 
 def _check_schema(document: Mapping[str, Any], source: str) -> None:
-    validator = jsonschema.Draft202012Validator(_schema())
+    validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
     if not errors:
         return
-    problems = [_explain(error) for error in errors]
+    problems = [explain_schema_error(error) for error in errors]
     raise ConfigError.many(problems, source=source)
 
 
 _ABOUT_THE_VALUES_KIND = frozenset({"type", "const", "enum"})
 
 
-def _explain(error: jsonschema.ValidationError) -> tuple[str, str]:
+def explain_schema_error(error: jsonschema.ValidationError) -> tuple[str, str]:
     """(path, reason) for one schema error.
 
     For a oneOf/anyOf, the reason comes from the alternative the value was meant
@@ -399,7 +418,7 @@ def _explain(error: jsonschema.ValidationError) -> tuple[str, str]:
         if any(sub.validator not in _ABOUT_THE_VALUES_KIND or sub.relative_path for sub in subs)
     ]
     if len(meant) == 1:
-        return _explain(jsonschema.exceptions.best_match(meant[0]))
+        return explain_schema_error(jsonschema.exceptions.best_match(meant[0]))
     reasons = " or ".join(dict.fromkeys(sub.message for subs in branches.values() for sub in subs))
     return _format_path(error.absolute_path), reasons
 
@@ -425,12 +444,14 @@ def _unknown_field(
     return _format_path([*error.absolute_path, name]), reason
 
 
-def _merge(base: Any, override: Any) -> Any:
+def merge_entries(base: Any, override: Any) -> Any:
     """Deep-merge mappings; anything else in `override` replaces `base`."""
     if isinstance(base, dict) and isinstance(override, dict):
         merged = copy.deepcopy(base)
         for key, value in override.items():
-            merged[key] = _merge(merged.get(key), value) if key in merged else copy.deepcopy(value)
+            merged[key] = (
+                merge_entries(merged.get(key), value) if key in merged else copy.deepcopy(value)
+            )
         return merged
     return copy.deepcopy(override)
 
@@ -511,7 +532,14 @@ def _compile_deploy_when(
 def _compile_repository(
     entry: dict[str, Any], index: int, source: str, base: Path
 ) -> RepositorySettings:
-    at = f"repositories[{index}]"
+    return compile_repository(entry, f"repositories[{index}]", source, base)
+
+
+def compile_repository(
+    entry: Mapping[str, Any], at: str, source: str, base: Path
+) -> RepositorySettings:
+    """One repository entry, `defaults` merged in, checked as a whole; `at` is its path in
+    the document, for messages."""
     has_chart, has_ref = "chart" in entry, "chartRef" in entry
     if has_chart == has_ref:
         why = (
@@ -597,7 +625,34 @@ def _compile_repository(
         health_check=_compile_health_check(entry.get("healthCheck"), f"{at}.healthCheck", source),
         environment_url=entry.get("environmentUrl"),
         report=report,
+        repo_config=_compile_repo_config(entry.get("repoConfig"), f"{at}.repoConfig", source, base),
+        entry=copy.deepcopy(dict(entry)),
     )
+
+
+def _compile_repo_config(
+    entry: Mapping[str, Any] | None, at: str, source: str, base: Path
+) -> RepoConfigSettings | None:
+    if entry is None:
+        return None
+    known = set(schema()["$defs"]["repositorySettings"]["properties"]) - CENTRAL_ONLY
+    for index, name in enumerate(entry.get("allow", ())):
+        if name in CENTRAL_ONLY:
+            raise ConfigError(
+                f"'{name}' can only be set here, never by the repository",
+                f"{at}.allow[{index}]",
+                source,
+            )
+        if name not in known:
+            guess = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = (
+                f" (did you mean '{guess[0]}'?)"
+                if guess
+                else ": expected one of " + ", ".join(sorted(known))
+            )
+            raise ConfigError(f"unknown field '{name}'{hint}", f"{at}.allow[{index}]", source)
+    path = entry.get("path", DEFAULT_REPO_CONFIG_PATH)
+    return RepoConfigSettings(path, frozenset(entry.get("allow", ())), base)
 
 
 def _made_of_pr_text(template: str) -> bool:
@@ -860,7 +915,7 @@ def _namespace_shape(repo: RepositorySettings) -> _NamespaceShape:
     return _NamespaceShape(None, _fixed_start(pieces[0]), suffix)
 
 
-def _check_namespaces_apart(repositories: tuple[RepositorySettings, ...], source: str) -> None:
+def check_namespaces_apart(repositories: Sequence[RepositorySettings], source: str) -> None:
     """Refuse two entries whose templates might ever make the same namespace.
 
     One namespace (and folder) for PRs of two repositories would hand one PR's environment
@@ -883,7 +938,7 @@ def _check_namespaces_apart(repositories: tuple[RepositorySettings, ...], source
                 )
 
 
-def _check_namespace_not_reserved(
+def check_namespace_not_reserved(
     repo: RepositorySettings, reserved: frozenset[str], at: str, source: str
 ) -> None:
     shape = _namespace_shape(repo)

@@ -536,7 +536,12 @@ class FleetRepo:
 
     @property
     def _cache_path(self) -> Path:
-        return self.workdir / ".git" / INVENTORY_CACHE
+        return self.local_file(INVENTORY_CACHE)
+
+    def local_file(self, name: str) -> Path:
+        """A file of this runner's own beside the fleet's objects, never committed: what a
+        run remembers for the next one on the same volume (a cache, not a fact)."""
+        return self.workdir / ".git" / name
 
     def _load_cache(self) -> tuple[dict[str, FileFacts], set[str]]:
         """The facts of blobs earlier runs read, and the tree ids of folders prgen rendered;

@@ -48,6 +48,7 @@ from prgen.render import (
     render_environment,
     with_controls,
 )
+from prgen.repo_config import RepoConfigOutcome, RepoFileReader, effective_config
 from prgen.standing import HeadFacts, HeadQuery, gate_reason, own_checks
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,10 @@ class SyncResult:
     waiting: list[Waiting] = field(default_factory=list)
     commands: list[Settled] = field(default_factory=list)  # answered after the commit
     unread_commands: int = 0  # repositories whose new commands could not be read
+    # What each repository's own config file did, and the open PRs of each whose file
+    # failed (each is told so on its head: see repo_config_status).
+    repo_configs: list[RepoConfigOutcome] = field(default_factory=list)
+    repo_config_pulls: dict[str, tuple[PullRequest, ...]] = field(default_factory=dict)
 
     @property
     def failed_repositories(self) -> list[RepositoryOutcome]:
@@ -204,6 +209,15 @@ class SyncResult:
                     "changed": c.outcome.changed,
                 }
                 for c in self.commands
+            ],
+            "repositoryConfigs": [
+                {
+                    "repository": o.repository,
+                    "path": o.path,
+                    "state": o.state,
+                    "problem": o.problem,
+                }
+                for o in self.repo_configs
             ],
             "warnings": self.warnings,
             "heldDeletions": self.held_deletions,
@@ -401,8 +415,10 @@ class Syncer:
         heads: HeadReader | None = None,
         scope: Collection[str] | None = None,
         commands: CommandReader | None = None,
+        repo_files: RepoFileReader | None = None,
     ) -> None:
         self.commands = commands  # commands from PR comments (None: not read)
+        self.repo_files = repo_files  # each repository's own `.prgen.yaml` (None: not read)
         self.allow_mass_delete = allow_mass_delete
         self.adopt = adopt
         # Every configured repository: an environment of one outside the scope is still
@@ -417,6 +433,8 @@ class Syncer:
                 repositories=tuple(r for r in config.repositories if r.name.lower() in self.scope),
             )
         self.config = config
+        # What prgen.yaml says; `config` is that with this run's repository files merged in.
+        self.central = config
         self.source = source
         self.heads = heads  # reads reviews and checks for the deploy gates (deployWhen)
         self.fleet = FleetRepo(config.fleet, workdir)
@@ -442,6 +460,27 @@ class Syncer:
                 snapshot = self.fleet.refresh()
                 counts["environments"] = len(snapshot.inventory.environments)
             return snapshot, listing.result()
+
+    def _apply_repo_configs(
+        self, listings: list[Listing]
+    ) -> tuple[list[Listing], list[RepoConfigOutcome], dict[str, tuple[PullRequest, ...]]]:
+        """This run's config: each completely listed repository's own file merged in. A
+        repository whose file is broken or unreadable counts as not listed: its environments
+        stay exactly as they are (nothing created, updated or removed) until the file is fixed."""
+        assert self.repo_files is not None
+        listed = [listing.repository for listing in listings if listing.complete]
+        self.config, outcomes = effective_config(self.central, self.repo_files, listed)
+        failed = {outcome.repository.lower(): outcome for outcome in outcomes if outcome.failed}
+        pulls: dict[str, tuple[PullRequest, ...]] = {}
+        kept = []
+        for listing in listings:
+            outcome = failed.get(listing.repository.lower())
+            if outcome is None:
+                kept.append(listing)
+                continue
+            pulls[listing.repository] = listing.pull_requests
+            kept.append(Listing(listing.repository, (), outcome.problem))
+        return kept, outcomes, pulls
 
     def _confirm_removals(self, inventory: Inventory, listings: list[Listing]) -> list[Listing]:
         """Each PR with an environment that the listing misses or shows open but no longer
@@ -765,6 +804,14 @@ class Syncer:
         for attempt in range(1, retries + 2):
             snapshot, listings = self._read_and_list(attempt)
             inventory = snapshot.inventory
+            repo_configs: list[RepoConfigOutcome] = []
+            config_pulls: dict[str, tuple[PullRequest, ...]] = {}
+            if self.repo_files is not None and any(
+                repo.repo_config for repo in self.central.repositories
+            ):
+                with phase("read repository configs") as counts:
+                    listings, repo_configs, config_pulls = self._apply_repo_configs(listings)
+                    counts["failed"] = len(config_pulls)
             with phase("confirm removals"):
                 listings = self._confirm_removals(inventory, listings)
             gates: dict[PullKey, str] = {}
@@ -784,6 +831,7 @@ class Syncer:
                 plan, result = self._plan(inventory, listings, gates, unread, effects)
                 result.commands = effects.settled
                 result.unread_commands = len(effects.unread)
+                result.repo_configs, result.repo_config_pulls = repo_configs, config_pulls
                 result.warnings.extend(
                     f"commands from PR comments of {error}; none applied this run, "
                     "its environments are kept as the fleet records them"

@@ -22,6 +22,8 @@ from prgen.commands.output import say
 from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import FleetRepo, default_workdir
 from prgen.github.pulls import GitHubSource
+from prgen.github.repo_files import GitHubRepoFiles
+from prgen.repo_config import effective_config
 from prgen.report import Health
 
 _MARK = {Health.READY: "✓", Health.PENDING: "…", Health.FAILED: "✗", Health.REMOVED: "-"}
@@ -96,6 +98,9 @@ def command(
     """Probe every environment's health URL and report to GitHub (status, deployment, comment)."""
     config = load(config_path)
     clients = github_clients(config, cache_dir)
+    # What a repository's own `.prgen.yaml` sets (its health check, say) counts here too; a
+    # broken one leaves the central entry (the sync tells the PRs what is wrong with it).
+    config = effective_config(config, GitHubRepoFiles(clients))[0]
     fleet = FleetRepo(config.fleet, workdir or default_workdir(config.fleet))
     # One client a report worker: a PyGithub client is not thread-safe.
     result = probe_and_report(

@@ -31,8 +31,10 @@ from prgen.fleet import default_workdir
 from prgen.github.checks import GitHubHeads
 from prgen.github.commands import GitHubCommands
 from prgen.github.pulls import GitHubSource
+from prgen.github.repo_files import GitHubRepoFiles
 from prgen.logs import current_format
 from prgen.plan import Action
+from prgen.repo_config_status import tell_repo_configs
 from prgen.shards import Shard
 from prgen.sync import Syncer, SyncResult
 
@@ -213,8 +215,11 @@ def command(
         heads=GitHubHeads(clients),
         commands=GitHubCommands.for_clients(clients),
         scope=scope,
+        repo_files=GitHubRepoFiles(clients),
     )
     result = syncer.run(dry_run=dry_run)
+    # A repository's broken `.prgen.yaml` is told on its open PRs (and cleared once fixed).
+    result.warnings.extend(tell_repo_configs(syncer, clients.main, result))
     # Each head a deploy gate holds back says why on the PR, and one that passed says so
     # where no probe will (never on a dry run).
     waited: WaitingReportResult | None = None

@@ -354,6 +354,18 @@ class GitHubReporter:
                 outcome.error = outcome.error or f"{marker.name}: {tried.error}"
         return outcome
 
+    def shows_failure(self, repository: str, sha: str, wanted: DesiredReport) -> bool:
+        """Whether the head shows a failure where `wanted` would write (its commit status's
+        context, else its check run's name): what reporting `wanted` would clear. Reads only."""
+        repo = self._client.get_repo(repository)  # lazy: no request
+        if wanted.check_run is not None:
+            run = self._read_check_run(repo, sha, wanted.check_run)
+            return run is not None and run.conclusion == "failure"
+        if wanted.status is not None:
+            status = self._read_status(repo, sha, wanted.status)
+            return status is not None and status.state in ("failure", "error")
+        return False
+
     def _already_shown(self, marker: _Channel) -> bool:
         try:
             return marker.matches()

@@ -20,6 +20,8 @@ from prgen.errors import ExitCode
 from prgen.feedback import ProbeRunResult, probe_and_report
 from prgen.fleet import FleetRepo
 from prgen.github.client import RenewingClients
+from prgen.github.repo_files import GitHubRepoFiles
+from prgen.repo_config import effective_config
 from prgen.serve.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -89,8 +91,10 @@ class ProbeLoop:
         outcome, result = "failed", None
         try:
             clients = self.clients.get()
+            # A repository's own `.prgen.yaml` counts here as in a sync (see commands/probe.py).
+            config = effective_config(self.config, GitHubRepoFiles(clients))[0]
             result = probe_and_report(
-                self.config,
+                config,
                 clients.main,
                 FleetRepo(self.config.fleet, self.workdir),
                 client_factory=clients.new,

@@ -17,7 +17,9 @@ from prgen.github.checks import GitHubHeads
 from prgen.github.client import GitHubClients, RenewingClients
 from prgen.github.commands import GitHubCommands
 from prgen.github.pulls import GitHubSource
+from prgen.github.repo_files import GitHubRepoFiles
 from prgen.plan import Action
+from prgen.repo_config_status import tell_repo_configs
 from prgen.serve.metrics import Metrics
 from prgen.serve.worker import Scope
 from prgen.sync import Syncer, SyncResult
@@ -117,8 +119,12 @@ class SyncRunner:
             # Commands from PR comments: an issue_comment delivery makes its repository sync
             # soon, and that sync reads and applies them, as `prgen sync` does.
             commands=GitHubCommands.for_clients(clients),
+            repo_files=GitHubRepoFiles(clients),
         )
-        return syncer.run()
+        result = syncer.run()
+        for warning in tell_repo_configs(syncer, clients.main, result):
+            log.warning("%s", warning)
+        return result
 
     def _record(self, result: SyncResult, scope: Scope) -> None:
         self.metrics.sync_repositories.labels("full" if scope is None else "scoped").inc(

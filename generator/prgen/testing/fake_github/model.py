@@ -209,6 +209,8 @@ class Repo:
     # login (lower case) -> role (ROLES); None: no such user (404). Others read: "read".
     roles: dict[str, str | None] = field(default_factory=dict)
     reactions: list[Reaction] = field(default_factory=list)  # oldest first
+    # (branch, path) -> the file's text on that branch: what the contents API serves.
+    files: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def owner(self) -> str:

@@ -143,6 +143,7 @@ class Routes:
             ("POST", rf"{repo}/check-runs", self.create_check_run),
             ("GET", rf"{repo}/check-runs/(\d+)", self.get_check_run),
             ("PATCH", rf"{repo}/check-runs/(\d+)", self.update_check_run),
+            ("GET", rf"{repo}/contents/(.+)", self.get_contents),
             ("GET", rf"{repo}/branches/(.+)/protection", self.get_protection),
             ("GET", rf"{repo}/branches/(.+)", self.get_branch),
             ("GET", rf"{repo}/deployments", self.list_deployments),
@@ -236,6 +237,16 @@ class Routes:
 
     def get_repo(self, call: Call) -> Response:
         return Response(200, self.render.repo(self._repo(call).full_name, full=True))
+
+    def get_contents(self, call: Call) -> Response:
+        """A file of a branch (?ref=, else the default branch, main), base64 as GitHub sends
+        it; a folder or a missing file is 404 here."""
+        repo = self._repo(call)
+        branch = call.query.get("ref") or "main"
+        text = repo.files.get((branch, call.args[2]))
+        if text is None:
+            raise not_found()
+        return Response(200, self.render.file(repo.full_name, call.args[2], branch, text))
 
     # -- pull requests -------------------------------------------------------
 

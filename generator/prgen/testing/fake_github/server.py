@@ -500,6 +500,16 @@ class FakeGitHub:
             self._state.repo(repo).protections.pop(branch, None)
             self._state.tick()
 
+    def set_file(self, repo: str, path: str, text: str | None, *, branch: str = "main") -> None:
+        """Put a file on a branch (None removes it), as a push changing it would."""
+        with self._lock.within(repo):
+            files = self._state.repo(repo).files
+            if text is None:
+                files.pop((branch, path), None)
+            else:
+                files[(branch, path)] = text
+            self._state.tick()
+
     def forbid_protection_reads(self, repo: str, forbidden: bool = True) -> None:
         """Reading the repository's branch protection answers 403 (no admin rights)."""
         with self._lock.within(repo):
