@@ -386,3 +386,40 @@ def test_the_readmes_rotation_leaves_the_files_to_the_new_key_alone(tmp_path: Pa
         (plain,) = load_all(decrypted.stdout)
         name = plain["metadata"]["name"]
         assert plain["stringData"] == {k: f"value of {name}/{k}" for k in plain["stringData"]}
+
+
+def test_without_sops_the_readmes_edits_leave_folders_that_build_without_any_secret(
+    tmp_path: Path,
+) -> None:
+    require_kubectl()
+    without = " ".join(readme_section("## Secrets without SOPS").split())
+    fleet = tmp_path / "fleet"
+    shutil.copytree(EXAMPLE, fleet)
+    # What the section says to delete: the decryption block, the secrets/ lines of both
+    # kustomizations, the secrets/ folders and .sops.yaml.
+    deployment = fleet / "clusters" / "preview" / "prgen-deployment.yaml"
+    assert "`decryption` block from `clusters/preview/prgen-deployment.yaml`" in without
+    text = deployment.read_text()
+    block = "  decryption:\n    provider: sops\n    secretRef:\n      name: sops-age\n"
+    assert text.count(block) == 1
+    deployment.write_text(text.replace(block, ""))
+    for folder in (PRGEN, SERVER):
+        assert f"`{relative(folder)}/kustomization.yaml`" in without
+        kustomization = fleet / relative(folder) / "kustomization.yaml"
+        lines = kustomization.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not line.startswith("  - secrets/")]
+        assert len(lines) - len(kept) == 2
+        kustomization.write_text("".join(kept))
+        shutil.rmtree(fleet / relative(folder) / "secrets")
+    assert "`secrets/` folders and `.sops.yaml`" in without
+    (fleet / ".sops.yaml").unlink()
+
+    assert "decryption" not in load_one(deployment)["spec"]
+    assert errors_of(deployment.read_text()) == []
+    for folder in (PRGEN, SERVER):
+        built = kustomize_build(fleet / relative(folder))
+        assert errors_of(built) == []
+        assert not [o for o in load_all(built) if o["kind"] == "Secret" or "sops" in o]
+    # The Secrets come from the section's kubectl commands instead (their names and keys are
+    # checked against what the pods read by test_the_readme_creates_exactly_the_secrets_...).
+    assert without.count("kubectl create secret generic") == 2
