@@ -116,10 +116,6 @@ def yaml_safe() -> YAML:
     return YAML(typ="safe", pure=True)
 
 
-def load_documents(text: str) -> list[Any]:
-    return [doc for doc in yaml_safe().load_all(text) if doc is not None]
-
-
 def sops_config() -> dict[str, Any]:
     config: dict[str, Any] = yaml_safe().load(SOPS_CONFIG.read_text())
     return config
