@@ -61,6 +61,8 @@ def test_the_server_replaces_the_cronjob_and_keeps_everything_else() -> None:
         ("Service", "prgen-server"),
         ("Ingress", "prgen-webhook"),
         ("NetworkPolicy", "prgen-server-ingress"),
+        ("Secret", "prgen-webhook"),  # the server's own, SOPS-encrypted like the base's
+        ("Secret", "prgen-api"),
     }
     for obj in built:
         if obj["kind"] != "Namespace":

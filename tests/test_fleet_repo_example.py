@@ -45,6 +45,7 @@ from manifest_validation import (
     require_kubectl,
     validate_object,
 )
+from sops_example import ENCRYPTED_VALUE, SOPS_CONFIG, flux_decrypted, is_sops_encrypted
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 EXAMPLE = CHECKOUT / "fleet-repo-example"
@@ -112,12 +113,15 @@ def is_chart_file(path: Path) -> bool:
 
 
 def manifest_files() -> list[Path]:
-    """YAML files that hold Kubernetes objects: all but the chart, the workflow and prgen.yaml."""
+    """YAML files that hold Kubernetes objects: all but the chart, the workflow, prgen.yaml and
+    .sops.yaml."""
     files = sorted([*EXAMPLE.rglob("*.yaml"), *EXAMPLE.rglob("*.yml")])
     return [
         f
         for f in files
-        if not is_chart_file(f) and not f.is_relative_to(EXAMPLE / "app-repo") and f != CONFIG
+        if not is_chart_file(f)
+        and not f.is_relative_to(EXAMPLE / "app-repo")
+        and f not in (CONFIG, SOPS_CONFIG)
     ]
 
 
@@ -255,11 +259,14 @@ def notification_errors(obj: Mapping[str, Any]) -> list[str]:
 def errors_of(text: str, kubernetes_version: str | None = None) -> list[str]:
     """Errors of every object in a YAML stream; notification kinds get the check above.
 
-    Built-in kinds are checked at every supported Kubernetes version, or at the one given.
+    Built-in kinds are checked at every supported Kubernetes version, or at the one given. A
+    SOPS-encrypted object is checked as Flux's kustomize-controller applies it: decrypted
+    (sops_example.flux_decrypted; tests/test_fleet_secrets.py checks that only a Kustomization
+    with decryption applies one).
     """
     versions = (kubernetes_version,) if kubernetes_version else SUPPORTED_KUBERNETES
     errors = []
-    for doc in load_all(text):
+    for doc in map(flux_decrypted, load_all(text)):
         where = f"{doc.get('kind')} {doc.get('metadata', {}).get('name')}"
         if str(doc.get("apiVersion", "")).startswith("kustomize.config.k8s.io/"):
             continue  # kustomize's own config, not an API object
@@ -593,6 +600,7 @@ def test_prgen_has_no_kubernetes_api_access() -> None:
         "NetworkPolicy",
         "PersistentVolumeClaim",
         "CronJob",
+        "Secret",  # its own credentials, SOPS-encrypted: tests/test_fleet_secrets.py
     }
     account = resource("ServiceAccount")
     assert account["automountServiceAccountToken"] is False
@@ -670,7 +678,23 @@ def test_the_readme_creates_exactly_the_secrets_prgen_and_flux_read() -> None:
             wanted.setdefault((namespace, ref["name"]), set()).add(ref["key"])
     provider = load_one(EXAMPLE / "notifications" / "provider.yaml")
     wanted[("flux-system", provider["spec"]["secretRef"]["name"])] = {"token"}
+    # The age key kustomize-controller decrypts prgen's Secrets with: it reads the keys of the
+    # Kustomization's decryption Secret whose names end in .agekey.
+    for kustomization in flux_kustomizations().values():
+        decryption = kustomization["spec"].get("decryption")
+        if decryption:
+            where = (kustomization["metadata"]["namespace"], decryption["secretRef"]["name"])
+            wanted[where] = {"age.agekey"}
     assert readme_secrets() == wanted
+    # The same Secrets of prgen, encrypted in git (the README's step 4 writes them: checked
+    # in tests/test_fleet_secrets.py), and the keys of each.
+    encrypted = {
+        (doc["metadata"]["namespace"], doc["metadata"]["name"]): set(doc["stringData"])
+        for path in manifest_files()
+        for doc in load_all(path.read_text())
+        if doc.get("kind") == "Secret"
+    }
+    assert encrypted == {where: keys for where, keys in wanted.items() if where[0] == namespace}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1108,7 +1132,10 @@ def test_no_file_holds_anything_that_looks_like_a_secret(path: Path) -> None:
     found = [what for what, pattern in _SECRET_LOOKING.items() if pattern.search(text)]
     assert found == []
     for doc in load_all(text) if path.suffix == ".yaml" and not is_chart_file(path) else []:
-        assert doc.get("kind") != "Secret", "Secrets are created by hand, never committed"
+        if doc.get("kind") == "Secret":  # committed only encrypted, every value
+            assert is_sops_encrypted(doc), "a Secret is committed SOPS-encrypted or not at all"
+            values = [*doc.get("data", {}).values(), *doc.get("stringData", {}).values()]
+            assert values and all(ENCRYPTED_VALUE.fullmatch(v) for v in values)
 
 
 def dockerignored(path: str, rules: list[str]) -> bool:
