@@ -93,6 +93,6 @@ def command(
     click.echo(f"  prgen sync --config {shown} --dry-run")
     if fleet:
         click.echo(
-            f"  push {directory} to {fleet_url}, then follow its README.md (flux bootstrap, "
-            "the two Secrets)"
+            f"  follow {directory}/README.md: encrypt the Secrets with your own age key (step 4: "
+            f"the example's are sealed for nobody), push to {fleet_url}, then flux bootstrap"
         )
