@@ -416,6 +416,9 @@ def test_many_heads_are_read_concurrently_and_in_order(
         shop.add_check_run(REPO, sha, "test", conclusion="success" if n % 2 else "failure")
         queries.append(HeadQuery(REPO, number, sha, requested_reviewers=n))
     queries.append(HeadQuery(REPO, 999, "0" * 40))  # no such PR: its error, the rest read
+    # Each PR read answers late (status 0: the real answer), so that reads in flight at
+    # once overlap however busy the machine is.
+    shop.inject("GET", rf"/repos/{REPO}/pulls/\d+", status=0, delay=0.2, times=len(queries))
     shop.reset_in_flight_peak()
     reads = read_heads(clients, queries, workers=4)
     assert [read.query for read in reads] == queries
