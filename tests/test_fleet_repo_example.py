@@ -786,15 +786,17 @@ def test_a_chart_change_without_a_version_bump_fails_the_fingerprint_check(
     assert result.returncode == 1 and BUMP in result.stderr
 
     # Bumped but not recorded: says which line to append; appended: passes.
+    major, minor, patch = load_one(chart_yaml)["version"].split(".")
+    bumped = f"{major}.{minor}.{int(patch) + 1}"
     chart_yaml.write_text(
-        re.sub(r"^version: .*$", "version: 0.1.1", chart_yaml.read_text(), flags=re.M)
+        re.sub(r"^version: .*$", f"version: {bumped}", chart_yaml.read_text(), flags=re.M)
     )
     result = check_fingerprints(charts)
     assert (
         result.returncode == 1
-        and "0.1.1 has no fingerprint: append `preview-app 0.1.1 sha256:" in result.stderr
+        and f"{bumped} has no fingerprint: append `preview-app {bumped} sha256:" in result.stderr
     )
-    line = re.search(r"`(preview-app 0\.1\.1 sha256:[0-9a-f]{64})`", result.stderr)
+    line = re.search(rf"`(preview-app {re.escape(bumped)} sha256:[0-9a-f]{{64}})`", result.stderr)
     assert line
     with (charts / "fingerprints.txt").open("a") as record:
         record.write(line.group(1) + "\n")
