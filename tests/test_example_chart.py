@@ -13,19 +13,26 @@ run time.
 from __future__ import annotations
 
 import copy
+import datetime
 import http.server
+import ipaddress
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from ruamel.yaml import YAML
 
 from manifest_validation import SUPPORTED_KUBERNETES, validate_object
@@ -324,14 +331,56 @@ class _Seed(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files: an object store stand-in."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "seed-server.crt", directory / "seed-server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class SeedServer(NamedTuple):
+    url: str
+    ca_bundle: Path  # for curl: CURL_CA_BUNDLE
+
+
 @pytest.fixture
-def seed_server() -> Iterator[str]:
+def seed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedServer]:
+    """An https server on 127.0.0.1 that serves the seed at /shop/seed.dump."""
     _Seed.requests = []
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Seed)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/shop/seed.dump"
+        yield SeedServer(f"https://127.0.0.1:{server.server_address[1]}/shop/seed.dump", cert)
     finally:
         server.shutdown()
         server.server_close()
@@ -366,32 +415,50 @@ def created_database(tmp_path: Path) -> Path:
     return pgdata
 
 
+def download(
+    script: str, tmp_path: Path, server: SeedServer, url: str
+) -> subprocess.CompletedProcess[str]:
+    return run_script(script, tmp_path, PRGEN_SEED_URL=url, CURL_CA_BUNDLE=str(server.ca_bundle))
+
+
 def test_the_download_runs_only_while_the_database_is_still_to_be_created(
-    helm_home: Path, tmp_path: Path, seed_server: str
+    helm_home: Path, tmp_path: Path, seed_server: SeedServer
 ) -> None:
     script = seed_scripts(render("url-seed", helm_home))["download.sh"]
     seed = tmp_path / "seed" / "data"
 
-    first = run_script(script, tmp_path, PRGEN_SEED_URL=seed_server)
+    first = download(script, tmp_path, seed_server, seed_server.url)
     assert first.returncode == 0, first.stderr
     assert seed.read_bytes() == _Seed.body and _Seed.requests == ["/shop/seed.dump"]
-    assert seed_server not in first.stdout + first.stderr  # a presigned URL is not logged
+    assert seed_server.url not in first.stdout + first.stderr  # a presigned URL is not logged
 
     seed.unlink()
     created_database(tmp_path)
-    again = run_script(script, tmp_path, PRGEN_SEED_URL=seed_server)
+    again = download(script, tmp_path, seed_server, seed_server.url)
     assert again.returncode == 0, again.stderr
     assert "the database exists" in again.stdout
     assert not seed.exists() and _Seed.requests == ["/shop/seed.dump"]  # no second request
 
 
 def test_a_failed_download_fails_the_pod_start_and_leaves_no_partial_seed(
-    helm_home: Path, tmp_path: Path, seed_server: str
+    helm_home: Path, tmp_path: Path, seed_server: SeedServer
 ) -> None:
     script = seed_scripts(render("url-seed", helm_home))["download.sh"]
-    result = run_script(script, tmp_path, PRGEN_SEED_URL=seed_server.replace("/shop/", "/gone/"))
+    result = download(script, tmp_path, seed_server, seed_server.url.replace("/shop/", "/gone/"))
     assert result.returncode != 0 and "404" in result.stderr
     assert _Seed.requests == ["/gone/seed.dump"]
+    assert list((tmp_path / "seed").iterdir()) == []
+
+
+def test_the_download_refuses_plain_http(
+    helm_home: Path, tmp_path: Path, seed_server: SeedServer
+) -> None:
+    # A urlSecret's value passes no schema: the script itself speaks https only.
+    script = seed_scripts(render("url-secret-seed", helm_home))["download.sh"]
+    plain = seed_server.url.replace("https://", "http://")
+    result = download(script, tmp_path, seed_server, plain)
+    assert result.returncode != 0 and "not supported" in result.stderr.lower()
+    assert _Seed.requests == []
     assert list((tmp_path / "seed").iterdir()) == []
 
 
@@ -568,3 +635,19 @@ def test_helm_refuses_wrong_values_naming_the_field(
     assert "values don't meet the specifications of the schema" in result.stderr
     assert complaint in result.stderr, result.stderr
     assert result.stdout == ""
+
+
+def test_the_readme_shows_the_switch_as_the_example_chart_honours_it() -> None:
+    readme = (CHECKOUT / "README.md").read_text()
+    section = readme.split("### Sleeping environments: how any chart can honour the switch")[1]
+    section = section.split("\n## ")[0]
+    replicas = (
+        "replicas: {{ if .Values.prgen.sleeping }}0{{ else }}{{ .Values.replicaCount }}{{ end }}"
+    )
+    assert replicas in section
+    assert replicas in (CHART / "templates" / "deployment.yaml").read_text()
+    snippet = section.split("```json\n")[1].split("```")[0]
+    documented = json.loads("{" + snippet + "}")["prgen"]
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["prgen"]
+    assert documented == {k: v for k, v in schema.items() if k != "description"}
+    assert "prgen:\n  sleeping: true" in section

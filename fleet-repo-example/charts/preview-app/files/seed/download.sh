@@ -10,7 +10,7 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
 fi
 echo "seed-download: downloading the seed"
 # The URL may be presigned: it is never printed.
-curl --fail --silent --show-error --location --proto-redir =https \
+curl --fail --silent --show-error --location --proto =https --proto-redir =https \
   --retry 5 --retry-connrefused --connect-timeout 30 \
   --output "$PRGEN_SEED_FILE.part" "$PRGEN_SEED_URL"
 mv "$PRGEN_SEED_FILE.part" "$PRGEN_SEED_FILE"
