@@ -221,12 +221,15 @@ def test_every_rendered_object_validates_strictly(
 # --------------------------------------------------------------------------------------------
 
 
-def test_without_a_seed_the_database_has_no_seed_machinery(helm_home: Path) -> None:
+def test_without_a_seed_the_database_restores_nothing(helm_home: Path) -> None:
     objects = render("unseeded", helm_home)
     db = database(objects)
-    assert init_names(db) == []
-    assert INITDB not in mounts(container(db, "postgresql"))
-    assert [o for o in objects if o["kind"] == "ConfigMap"] == []
+    postgresql = container(db, "postgresql")
+    assert INITDB not in mounts(postgresql)
+    assert "PRGEN_SEED_FILE" not in env_of(postgresql)
+    # Only the guard that voids a failed seeded first start's marker (see the next tests).
+    assert init_names(db) == ["seed-reset"]
+    assert env_of(container(db, "seed-reset", init=True))["PRGEN_SEED_SOURCE"] == "none"
     # Nothing to migrate either: the app only waits for its database.
     assert init_names(one(objects, "Deployment")) == ["wait-for-database"]
 
@@ -399,6 +402,7 @@ def run_script(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedP
         "PGDATA": str(volume_root / "pgdata"),
         "PRGEN_SEED_FILE": str(tmp_path / "seed" / "data"),
         "PRGEN_SEED_MARKER": str(volume_root / "prgen-seed-pending"),
+        "PRGEN_SEED_SOURCE": "configMap",
         **env,
     }
     return subprocess.run(
@@ -498,6 +502,24 @@ def test_the_reset_guard_starts_over_after_a_first_start_that_did_not_finish_see
     assert result.returncode == 0, result.stderr
     assert "starting over" in result.stdout
     assert not pgdata.exists() and marker.exists()
+
+
+def test_a_seed_turned_off_voids_the_marker_so_turning_it_on_again_wipes_nothing(
+    helm_home: Path, tmp_path: Path
+) -> None:
+    scripts = seed_scripts(render("unseeded", helm_home))
+    marker = tmp_path / "data" / "prgen-seed-pending"
+    # A seeded first start failed (marker left), then the seed was turned off: the database
+    # starts from what is there and serves.
+    assert run_script(scripts["reset.sh"], tmp_path).returncode == 0
+    pgdata = created_database(tmp_path)
+    result = run_script(scripts["reset.sh"], tmp_path, PRGEN_SEED_SOURCE="none")
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    # The seed turned on again later: that database, which has served, stays.
+    result = run_script(scripts["reset.sh"], tmp_path, PRGEN_SEED_SOURCE="url")
+    assert result.returncode == 0, result.stderr
+    assert (pgdata / "base" / "rows").read_text() == "the preview's data" and not marker.exists()
 
 
 def test_the_migration_runs_after_the_seed(helm_home: Path) -> None:

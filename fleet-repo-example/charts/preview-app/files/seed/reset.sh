@@ -11,6 +11,13 @@
 # that finished its first start has no marker and is left alone.
 set -eu
 
+if [ "$PRGEN_SEED_SOURCE" = none ]; then
+  # No seed (any more): the data directory is the database, whatever an
+  # earlier seeded first start left. Its marker goes, so that turning a seed
+  # on later never wipes a database that has served.
+  rm -f "$PRGEN_SEED_MARKER"
+  exit 0
+fi
 if [ -e "$PRGEN_SEED_MARKER" ]; then
   echo "seed-reset: an earlier first start did not finish restoring the seed; starting over"
   rm -rf "$PGDATA"
