@@ -810,15 +810,17 @@ def test_a_chart_change_without_a_version_bump_fails_the_fingerprint_check(
     assert result.returncode == 1 and BUMP in result.stderr
 
     # Bumped but not recorded: says which line to append; appended: passes.
+    major, minor, patch = load_one(chart_yaml)["version"].split(".")
+    bumped = f"{major}.{minor}.{int(patch) + 1}"
     chart_yaml.write_text(
-        re.sub(r"^version: .*$", "version: 0.1.1", chart_yaml.read_text(), flags=re.M)
+        re.sub(r"^version: .*$", f"version: {bumped}", chart_yaml.read_text(), flags=re.M)
     )
     result = check_fingerprints(charts)
     assert (
         result.returncode == 1
-        and "0.1.1 has no fingerprint: append `preview-app 0.1.1 sha256:" in result.stderr
+        and f"{bumped} has no fingerprint: append `preview-app {bumped} sha256:" in result.stderr
     )
-    line = re.search(r"`(preview-app 0\.1\.1 sha256:[0-9a-f]{64})`", result.stderr)
+    line = re.search(rf"`(preview-app {re.escape(bumped)} sha256:[0-9a-f]{{64}})`", result.stderr)
     assert line
     with (charts / "fingerprints.txt").open("a") as record:
         record.write(line.group(1) + "\n")
@@ -984,7 +986,7 @@ _ACTION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
     ids=lambda p: p.name,
 )
 def test_every_template_is_well_formed_yaml_once_its_actions_are_blanked(template: Path) -> None:
-    """Helm isn't available here: the next best thing is to catch broken indentation and syntax."""
+    """Broken indentation and syntax, caught without helm (test_example_chart.py renders with it)."""
     lines = []
     for line in template_text(template).splitlines():
         if _ACTION.fullmatch(line.strip()):

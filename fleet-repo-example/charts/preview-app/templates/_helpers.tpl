@@ -39,3 +39,54 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 app.kubernetes.io/version: {{ include "preview-app.version" . | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
+
+{{/*
+The application's environment, for the app container and its migration:
+libpq's variables for the preview's database, then .Values.env.
+*/}}
+{{- define "preview-app.env" -}}
+{{- if .Values.postgresql.enabled }}
+# libpq's variables: most PostgreSQL clients read them as they are.
+- name: PGHOST
+  value: {{ include "preview-app.postgresqlName" . }}
+- name: PGPORT
+  value: "5432"
+- name: PGDATABASE
+  value: {{ .Values.postgresql.database | quote }}
+- name: PGUSER
+  value: {{ .Values.postgresql.username | quote }}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "preview-app.postgresqlName" . }}
+      key: password
+{{- end }}
+{{- if .Values.env }}
+{{ toYaml .Values.env }}
+{{- end }}
+{{- end }}
+
+{{/* Where the seed scripts find the data directory, the seed and the marker. */}}
+{{- define "preview-app.seedEnv" -}}
+- name: PGDATA
+  value: /var/lib/postgresql/data/pgdata
+- name: PRGEN_SEED_FILE
+  value: /seed/data
+- name: PRGEN_SEED_MARKER
+  value: /var/lib/postgresql/data/prgen-seed-pending
+{{- end }}
+
+{{- define "preview-app.seedResources" -}}
+requests:
+  cpu: 10m
+  memory: 16Mi
+limits:
+  memory: 128Mi
+{{- end }}
+
+{{- define "preview-app.seedSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}
