@@ -9,15 +9,25 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from prgen import clock
 from prgen.config import Config, RepositorySettings
 from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.github.pulls import PullRequestSource
 from prgen.inventory import CurrentEnvironment, Identity, Inventory, StoredFiles, unedited
+from prgen.lifecycle import (
+    EXPIRED_FILE,
+    Expired,
+    decide,
+    read_expired,
+    render_expired,
+    uses_activity,
+)
 from prgen.logs import phase
 from prgen.model import Listing, PullRequest
 from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
@@ -32,6 +42,7 @@ from prgen.pr_commands import (
     PullState,
     RepositoryCommands,
     Settled,
+    Verb,
     apply,
 )
 from prgen.render import (
@@ -85,10 +96,21 @@ class CommandEffects:
     changed: dict[PullKey, str] = field(default_factory=dict)  # what a command did, by PR
     settled: list[Settled] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)  # repositories whose commands failed
+    recreated: set[PullKey] = field(default_factory=set)  # /preview create: forget an expiry
 
     @property
     def marker_write(self) -> bytes | None:
         return render_deleted(self.deleted)
+
+
+@dataclass
+class LifecycleFacts:
+    """What expiry and sleep are decided from in one run (see lifecycle.py)."""
+
+    now: datetime
+    carried: dict[str, datetime | None]  # folder -> since when the fleet carries its head
+    expired: dict[PullKey, Expired]  # EXPIRED_FILE as the fleet holds it now
+    marker: bytes | None
 
 
 @dataclass(frozen=True)
@@ -353,6 +375,44 @@ def _with_commands(plan: Plan, effects: CommandEffects) -> Plan:
     return replace(plan, changes=changes, writes={**plan.writes, DELETED_FILE: wanted})
 
 
+_TEMPLATE_CHANGED = "configuration or template changed"
+
+
+def _with_lifecycle(
+    plan: Plan,
+    life: LifecycleFacts,
+    expiring: Mapping[PullKey, tuple[str, Expired]],
+    still_expired: Collection[PullKey],
+    said: Mapping[PullKey, str],
+    complete: Collection[str],
+) -> Plan:
+    """The plan with expiry and sleep said as reasons, and EXPIRED_FILE written where it
+    changed: the PRs that expire now (only those the guard lets go), and those that expired
+    before and still stay gone. An entry of a completely listed repository whose PR was not
+    found expired again (closed, no longer eligible, a new head, /preview create) is
+    forgotten; the others' entries stay as they are."""
+    changes = []
+    removed: set[PullKey] = set()
+    for change in plan.changes:
+        key = (change.repository.lower(), change.number)
+        if key in expiring and change.action is Action.DELETE and not change.replaced_by:
+            change = replace(change, reason=expiring[key][0])
+            removed.add(key)
+        elif key in said and change.action is Action.UPDATE and change.reason == _TEMPLATE_CHANGED:
+            change = replace(change, reason=said[key])
+        changes.append(change)
+    marker = {
+        key: entry
+        for key, entry in life.expired.items()
+        if key[0] not in complete or key in still_expired
+    }
+    marker.update({key: expiring[key][1] for key in removed})
+    wanted = render_expired(marker)
+    if wanted == life.marker:
+        return replace(plan, changes=tuple(changes))
+    return replace(plan, changes=tuple(changes), writes={**plan.writes, EXPIRED_FILE: wanted})
+
+
 def _command_lines(effects: CommandEffects) -> list[str]:
     lines = [
         f"{s.comment.repository}#{s.comment.number}: {s.outcome.changed} "
@@ -523,8 +583,12 @@ class Syncer:
         gates: Mapping[PullKey, str] | None = None,
         unread: set[PullKey] | None = None,
         effects: CommandEffects | None = None,
+        life: LifecycleFacts | None = None,
     ) -> tuple[Plan, SyncResult]:
         desired: list[RenderedEnvironment] = []
+        expiring: dict[PullKey, tuple[str, Expired]] = {}  # expire now: (reason, the entry)
+        still_expired: set[PullKey] = set()  # expired before, still at that head
+        lifecycle_said: dict[PullKey, str] = {}  # fell asleep or woke
         refused: list[Conflict] = []
         skipped: list[Skipped] = []
         outcomes = []
@@ -562,6 +626,30 @@ class Syncer:
                         desired.append(_as_it_is(old, repo, controls))
                         holds[key] = (waiting, pr.head_sha)
                     continue
+                if life is not None:
+                    decision = decide(
+                        repo,
+                        pr.labels,
+                        pr.head_sha,
+                        old.head_sha if old is not None else None,
+                        life.carried.get(old.folder) if old is not None else None,
+                        controls,
+                        None
+                        if effects is not None and key in effects.recreated
+                        else life.expired.get(key),
+                        life.now,
+                    )
+                    if decision.gone is not None:
+                        still_expired.add(key)
+                        skipped.append(Skipped(repo.name, pr.number, decision.gone))
+                        continue
+                    if decision.expired is not None:
+                        last = (controls or Controls()).last_command
+                        expiring[key] = (decision.expired, Expired(pr.head_sha, last))
+                        continue  # not desired: the plan removes it, through the guard
+                    controls = decision.controls
+                    if decision.said is not None:
+                        lifecycle_said[key] = decision.said
                 try:
                     desired.append(_desired(repo, pr, digest, current, controls))
                 except ReservedNamespace as exc:
@@ -610,6 +698,8 @@ class Syncer:
             plan = replace(plan, changes=tuple(_held(change, holds) for change in plan.changes))
         if effects is not None:
             plan = _with_commands(plan, effects)
+        if life is not None:
+            plan = _with_lifecycle(plan, life, expiring, still_expired, lifecycle_said, complete)
         result = SyncResult(
             self.fleet.display_url,
             self.config.fleet.path,
@@ -650,7 +740,12 @@ class Syncer:
         return plan, result
 
     def _read_commands(
-        self, inventory: Inventory, listings: list[Listing], marker: bytes | None, dry_run: bool
+        self,
+        inventory: Inventory,
+        listings: list[Listing],
+        marker: bytes | None,
+        dry_run: bool,
+        expired: Mapping[PullKey, Expired] | None = None,
     ) -> CommandEffects:
         """The new commands of each completely listed repository, applied to the state the
         fleet records. A repository whose comments could not be read gets none applied (a
@@ -678,9 +773,12 @@ class Syncer:
             if self.commands is None or not asked:
                 continue
             handled = {
-                n: PullState(
-                    controls.get((name, n), Controls()), deleted.get((name, n)), None
-                ).last_command
+                n: max(
+                    PullState(
+                        controls.get((name, n), Controls()), deleted.get((name, n)), None
+                    ).last_command,
+                    (expired or {}).get((name, n), Expired("", 0)).last_command,
+                )
                 for n in asked
             }
             pulls = {n: open_now[n].created_at for n in sorted(asked)}
@@ -717,7 +815,23 @@ class Syncer:
             heads[key] = None
         if outcome.changed:
             effects.changed[key] = outcome.changed
+        if comment.command.verb is Verb.CREATE and outcome.ack is Ack.DONE:
+            effects.recreated.add(key)
         effects.settled.append(Settled(comment, outcome))
+
+    def _carried(self, inventory: Inventory, listings: list[Listing]) -> dict[str, datetime | None]:
+        """Since when the fleet carries each head that expiry or sleep may judge: the
+        environments of repositories with a lifecycle whose open PR is still at that head."""
+        heads: dict[str, str] = {}
+        by_pull = {env.key: env for env in inventory.environments}
+        for repo, listing in zip(self.config.repositories, listings, strict=True):
+            if not uses_activity(repo):
+                continue
+            for pr in listing.pull_requests:
+                env = by_pull.get((repo.name.lower(), pr.number))
+                if env is not None and env.head_sha == pr.head_sha:
+                    heads[env.folder] = pr.head_sha
+        return self.fleet.carried_since_each(heads)
 
     def _deletions_to_hold(self, plan: Plan, current: int) -> str | None:
         deleting = len(plan.of(Action.DELETE))
@@ -777,11 +891,25 @@ class Syncer:
                 marker = (
                     snapshot.files.get(DELETED_FILE) if DELETED_FILE in snapshot.files else None
                 )
-                effects = self._read_commands(inventory, listings, marker, dry_run)
+                expired_marker = (
+                    snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
+                )
+                expired = read_expired(expired_marker)
+                effects = self._read_commands(inventory, listings, marker, dry_run, expired)
                 counts["commands"] = len(effects.settled)
                 counts["failed"] = len(effects.unread)
+            life = None
+            if expired or any(uses_activity(repo) for repo in self.config.repositories):
+                with phase("read activity") as counts:
+                    life = LifecycleFacts(
+                        clock.now(),
+                        self._carried(inventory, listings),
+                        expired,
+                        expired_marker,
+                    )
+                    counts["environments"] = len(life.carried)
             with phase("render and plan") as counts:
-                plan, result = self._plan(inventory, listings, gates, unread, effects)
+                plan, result = self._plan(inventory, listings, gates, unread, effects, life)
                 result.commands = effects.settled
                 result.unread_commands = len(effects.unread)
                 result.warnings.extend(

@@ -1,0 +1,190 @@
+"""Expiry, end to end: `prgen sync` through the real CLI, real HTTP to the fake GitHub, real
+git to a bare fleet. Time is data: the fleet's commits carry the time of the run that made
+them, and each run is put at a moment of its own through PRGEN_NOW (prgen/clock.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from prgen.lifecycle import EXPIRED_FILE
+from prgen.testing.fake_github import FakeGitHub
+from test_pr_commands_sync import MAINTAINER, REPO, commits, head_of, run, say
+
+from conftest import SHOP, git
+
+Config = Callable[..., Path]
+EXPIRING = SHOP + "    expireAfter: 7d\n    keepLabel: preview-keep\n"
+WEEK = timedelta(days=7)
+
+
+class Clock:
+    """The moment prgen's runs take as now (PRGEN_NOW), moved by the test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: datetime) -> None:
+        self._monkeypatch = monkeypatch
+        self.now = start
+        self.set(start)
+
+    def set(self, moment: datetime) -> None:
+        self.now = moment
+        self._monkeypatch.setenv("PRGEN_NOW", moment.isoformat())
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch, github: FakeGitHub) -> Clock:
+    return Clock(monkeypatch, github.now() + timedelta(hours=1))
+
+
+@pytest.fixture
+def shop(github: FakeGitHub) -> FakeGitHub:
+    github.add_repo(REPO)
+    github.set_permission(REPO, MAINTAINER, "maintain")
+    return github
+
+
+def marker(remote: Path) -> str | None:
+    try:
+        return git("show", f"main:previews/dev/{EXPIRED_FILE}", cwd=remote)
+    except Exception:
+        return None
+
+
+def change(document: dict, number: int = 1) -> dict:  # type: ignore[type-arg]
+    (found,) = [c for c in document["changes"] if c["pullRequest"] == number]
+    return found  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def created(shop: FakeGitHub, write_config: Config, fleet_remote: Path, clock: Clock) -> Path:
+    """PR 1's environment, made by a run at clock.now (so the fleet carries its head since)."""
+    shop.open_pull(REPO, title="Cart", head_branch="cart")
+    config = write_config(EXPIRING)
+    run(config)
+    assert head_of(fleet_remote) == shop.pull(REPO, 1).head_sha
+    return config
+
+
+def test_an_idle_environment_expires_at_the_boundary_and_stays_gone(
+    shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
+) -> None:
+    start = clock.now
+    head = shop.pull(REPO, 1).head_sha
+    clock.set(start + WEEK - timedelta(seconds=1))
+    before = run(created)
+    assert change(before)["action"] == "keep" and before["commit"] is None
+    assert head_of(fleet_remote) == head
+
+    clock.set(start + WEEK)
+    gone = run(created)
+    removal = change(gone)
+    assert removal["action"] == "delete"
+    assert removal["reason"].startswith("expired: no new commit and no /preview command for 7d")
+    assert head_of(fleet_remote) is None
+    remembered = marker(fleet_remote)
+    assert remembered is not None and f'acme.shop.1: "{head} 0"' in remembered
+    log = git("log", "-1", "--format=%B", "main", cwd=fleet_remote)
+    assert "removed acme/shop#1 from shop-pr-1: expired" in log
+
+    before_idle = commits(fleet_remote)
+    again = run(created)  # the next run does not make it again
+    assert again["commit"] is None and commits(fleet_remote) == before_idle
+    (skip,) = again["skipped"]
+    assert skip["reason"].startswith(f"expired at head {head[:7]}")
+
+
+def test_a_push_brings_an_expired_environment_back(
+    shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
+) -> None:
+    clock.set(clock.now + WEEK)
+    run(created)
+    assert head_of(fleet_remote) is None
+    new = shop.push(REPO, 1)
+    back = run(created)
+    assert change(back)["action"] == "create"
+    assert head_of(fleet_remote) == new
+    assert marker(fleet_remote) is None  # forgotten with the new head
+
+
+def test_the_keep_label_never_expires(
+    shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
+) -> None:
+    shop.set_labels(REPO, 1, ["preview-keep"])
+    clock.set(clock.now + 10 * WEEK)
+    kept = run(created)
+    assert change(kept)["action"] == "keep"
+    assert head_of(fleet_remote) is not None and marker(fleet_remote) is None
+
+
+def test_a_command_puts_off_expiry(
+    shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
+) -> None:
+    start = clock.now
+    shop.advance(start - shop.now() + timedelta(days=5))
+    say(shop, "/preview wake")  # written five days after the environment was made
+    clock.set(start + timedelta(days=5, hours=1))
+    run(created)
+    clock.set(start + WEEK + timedelta(days=1))
+    assert change(run(created))["action"] == "keep"
+    clock.set(start + timedelta(days=12, hours=1))
+    assert change(run(created))["action"] == "delete"
+
+
+def test_dry_run_shows_the_expiry_and_writes_nothing(
+    shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
+) -> None:
+    clock.set(clock.now + WEEK)
+    before = commits(fleet_remote)
+    shown = run(created, "--dry-run")
+    assert change(shown)["action"] == "delete"
+    assert change(shown)["reason"].startswith("expired:")
+    assert f"+++ b/previews/dev/{EXPIRED_FILE}" in shown["diff"]
+    assert commits(fleet_remote) == before and head_of(fleet_remote) is not None
+
+
+def test_the_mass_deletion_guard_counts_expiries(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, clock: Clock
+) -> None:
+    for n in range(1, 4):
+        shop.open_pull(REPO, title=f"PR {n}", head_branch=f"b{n}")
+    config = write_config(EXPIRING, "safety:\n  maxDeletions: 2\n")
+    run(config)
+    clock.set(clock.now + WEEK)
+    held = run(config, code=1)
+    assert "mass-deletion guard" in held["heldDeletions"]
+    assert {c["action"] for c in held["changes"]} == {"keep"}
+    assert marker(fleet_remote) is None  # nothing expired is remembered while it stays
+    allowed = run(config, "--allow-mass-delete")
+    assert [c["action"] for c in allowed["changes"]] == ["delete"] * 3
+    assert marker(fleet_remote) is not None
+
+
+def test_create_command_and_the_opt_in_label_bring_it_back(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, clock: Clock
+) -> None:
+    shop.open_pull(REPO, title="Cart", head_branch="cart", labels=["preview"])
+    config = write_config(EXPIRING + "    labels: [preview]\n")
+    run(config)
+    clock.set(clock.now + WEEK)
+    run(config)
+    assert head_of(fleet_remote) is None
+
+    shop.set_labels(REPO, 1, [])  # no longer eligible: forgotten
+    run(config)
+    assert marker(fleet_remote) is None
+    shop.set_labels(REPO, 1, ["preview"])
+    assert change(run(config))["action"] == "create"
+
+    clock.set(clock.now + 2 * WEEK)
+    run(config)
+    assert head_of(fleet_remote) is None
+    shop.advance(clock.now - shop.now())
+    say(shop, "/preview create")
+    back = run(config)
+    assert change(back)["action"] == "create" and head_of(fleet_remote) is not None
+    assert marker(fleet_remote) is None
+    clock.set(clock.now + timedelta(days=6))
+    assert change(run(config))["action"] == "keep"  # the command is fresh activity
