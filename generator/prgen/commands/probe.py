@@ -24,7 +24,13 @@ from prgen.fleet import FleetRepo, default_workdir
 from prgen.github.pulls import GitHubSource
 from prgen.report import Health
 
-_MARK = {Health.READY: "✓", Health.PENDING: "…", Health.FAILED: "✗", Health.REMOVED: "-"}
+_MARK = {
+    Health.READY: "✓",
+    Health.PENDING: "…",
+    Health.FAILED: "✗",
+    Health.REMOVED: "-",
+    Health.SLEEPING: "z",
+}
 
 
 def print_probe(result: ProbeRunResult) -> None:
