@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import prgen.fleet
 from prgen.lifecycle import EXPIRED_FILE
 from prgen.testing.fake_github import FakeGitHub
-from test_pr_commands_sync import MAINTAINER, REPO, commits, head_of, run, say
+from test_pr_commands_sync import MAINTAINER, REPO, annotations, commits, head_of, run, say
 
 from conftest import SHOP, git
 
@@ -188,3 +189,55 @@ def test_create_command_and_the_opt_in_label_bring_it_back(
     assert marker(fleet_remote) is None
     clock.set(clock.now + timedelta(days=6))
     assert change(run(config))["action"] == "keep"  # the command is fresh activity
+
+
+def test_an_idle_run_with_a_lifecycle_costs_no_rate_limit_and_reads_no_history(
+    shop: FakeGitHub,
+    write_config: Config,
+    fleet_remote: Path,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for n in range(1, 4):
+        shop.open_pull(REPO, title=f"PR {n}", head_branch=f"b{n}")
+    config = write_config(EXPIRING + "    sleepAfter: 12h\n")
+    run(config)
+    run(config)  # learns since when the fleet carries each head, at the new tip
+    histories = []
+    real = prgen.fleet.FleetRepo.carried_since
+
+    def counted(fleet: prgen.fleet.FleetRepo, folder: str, head: str) -> datetime | None:
+        histories.append(folder)
+        return real(fleet, folder, head)
+
+    monkeypatch.setattr(prgen.fleet.FleetRepo, "carried_since", counted)
+    shop.clear_requests()
+    clock.set(clock.now + timedelta(hours=1))
+    idle = run(config)
+    assert idle["commit"] is None and {c["action"] for c in idle["changes"]} == {"keep"}
+    assert histories == []
+    assert shop.points_used() == 0
+    paths = {answer.request.path for answer in shop.answers}
+    assert paths == {f"/repos/{REPO}/pulls", f"/repos/{REPO}/issues/comments"}
+
+
+def test_a_schedule_window_puts_it_to_sleep_and_its_end_wakes_it(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, clock: Clock
+) -> None:
+    start = clock.now.replace(minute=0, second=0, microsecond=0)
+    window = start + timedelta(hours=1)
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[window.weekday()]
+    shop.open_pull(REPO, title="Cart", head_branch="cart")
+    config = write_config(
+        SHOP + "    sleepSchedule:\n      timezone: UTC\n      windows:\n"
+        f"        - {{days: [{day}], from: '{window:%H}:00', to: '{window:%H}:30'}}\n"
+    )
+    run(config)
+    clock.set(window + timedelta(minutes=10))
+    slept = change(run(config))
+    assert slept["action"] == "update" and slept["reason"] == "asleep by its schedule (UTC)"
+    assert annotations(fleet_remote)["prgen.io/sleeping"] == "true"
+    clock.set(window + timedelta(minutes=30))
+    woken = change(run(config))
+    assert woken["action"] == "update" and woken["reason"].startswith("woken")
+    assert "prgen.io/sleeping" not in annotations(fleet_remote)

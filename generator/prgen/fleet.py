@@ -805,9 +805,13 @@ class FleetRepo:
             entries.append([folder, head, stamp])
         document = {"version": 1, "tip": tip, "entries": entries}
         path = Path(repo.git_dir) / CARRIED_CACHE
+        text = json.dumps(document, separators=(",", ":"))
+        with contextlib.suppress(OSError):
+            if path.read_text() == text:
+                return found  # an idle run: nothing new to remember
         temporary = path.with_name(f"{CARRIED_CACHE}.{os.getpid()}")
         try:
-            temporary.write_text(json.dumps(document, separators=(",", ":")))
+            temporary.write_text(text)
             os.replace(temporary, path)
         except OSError as exc:  # a cache that cannot be written costs time, nothing else
             log.debug("could not write %s: %s", path, exc)
