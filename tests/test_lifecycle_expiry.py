@@ -241,3 +241,15 @@ def test_a_schedule_window_puts_it_to_sleep_and_its_end_wakes_it(
     woken = change(run(config))
     assert woken["action"] == "update" and woken["reason"].startswith("woken")
     assert "prgen.io/sleeping" not in annotations(fleet_remote)
+
+
+def test_a_failed_listing_expires_nothing(
+    shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
+) -> None:
+    clock.set(clock.now + 2 * WEEK)
+    shop.inject("GET", rf"/repos/{REPO}/pulls", status=502, times=10)
+    failed = run(created, code=1)
+    assert [c["action"] for c in failed["changes"]] == ["keep"]
+    assert head_of(fleet_remote) is not None and marker(fleet_remote) is None
+    shop.clear_faults()
+    assert change(run(created))["action"] == "delete"  # the next complete listing may
