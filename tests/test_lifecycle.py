@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -199,3 +202,25 @@ def test_a_schedule_sleeps_until_activity_inside_the_window() -> None:
     assert asleep(repo, berlin("2026-03-03T15:00"), night) is not None
     assert asleep(repo, berlin("2026-03-03T21:00"), night) is None  # pushed inside the window
     assert asleep(repo, berlin("2026-03-03T15:00"), berlin("2026-03-04T08:00")) is None
+
+
+def test_timezones_work_on_an_image_without_system_zone_data(tmp_path: Path) -> None:
+    # zoneinfo falls back to the tzdata package (a dependency) when the system has none.
+    script = (
+        "from prgen.config import parse_config\n"
+        f"parse_config({config(BERLIN_FIELDS)!r})\n"
+        "print('ok')\n"
+    )
+    empty = tmp_path / "no-zones"
+    empty.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONTZPATH": str(empty)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+BERLIN_FIELDS = "sleepSchedule: {timezone: Europe/Berlin, windows: [{days: [sat]}]}"
