@@ -253,3 +253,18 @@ def test_a_failed_listing_expires_nothing(
     assert head_of(fleet_remote) is not None and marker(fleet_remote) is None
     shop.clear_faults()
     assert change(run(created))["action"] == "delete"  # the next complete listing may
+
+
+def test_an_environment_asleep_wakes_when_the_config_stops_sleeping(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, clock: Clock
+) -> None:
+    shop.open_pull(REPO, title="Cart", head_branch="cart")
+    config = write_config(SHOP + "    sleepAfter: 1h\n")
+    run(config)
+    clock.set(clock.now + timedelta(hours=2))
+    run(config)
+    assert annotations(fleet_remote)["prgen.io/sleeping"] == "true"
+    write_config(SHOP)
+    woken = change(run(config))
+    assert woken["action"] == "update" and woken["reason"].startswith("woken")
+    assert "prgen.io/sleeping" not in annotations(fleet_remote)

@@ -898,16 +898,12 @@ class Syncer:
                 effects = self._read_commands(inventory, listings, marker, dry_run, expired)
                 counts["commands"] = len(effects.settled)
                 counts["failed"] = len(effects.unread)
-            life = None
-            if expired or any(uses_activity(repo) for repo in self.config.repositories):
-                with phase("read activity") as counts:
-                    life = LifecycleFacts(
-                        clock.now(),
-                        self._carried(inventory, listings),
-                        expired,
-                        expired_marker,
-                    )
-                    counts["environments"] = len(life.carried)
+            # Always: an environment asleep under a config that no longer says so wakes.
+            with phase("read activity") as counts:
+                life = LifecycleFacts(
+                    clock.now(), self._carried(inventory, listings), expired, expired_marker
+                )
+                counts["environments"] = len(life.carried)
             with phase("render and plan") as counts:
                 plan, result = self._plan(inventory, listings, gates, unread, effects, life)
                 result.commands = effects.settled
