@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
-from prgen.config import parse_config
+from prgen.config import ReportSettings, parse_config
 from prgen.errors import ConfigError
 from prgen.lifecycle import (
     Expired,
@@ -22,9 +23,12 @@ from prgen.lifecycle import (
     warns,
 )
 from prgen.pr_commands import Controls
+from prgen.render import HELMRELEASE_FILE, render_environment
+from prgen.report import Health, Observation, desired_report
 from prgen.schedule import sleep_ends, sleep_started
 
-from factories import repository
+from factories import pull_request, repository
+from manifest_validation import validate_documents
 
 CHART = "chart: {chart: c, sourceRef: {kind: HelmRepository, name: r, namespace: f}}"
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
@@ -224,3 +228,33 @@ def test_timezones_work_on_an_image_without_system_zone_data(tmp_path: Path) -> 
 
 
 BERLIN_FIELDS = "sleepSchedule: {timezone: Europe/Berlin, windows: [{days: [sat]}]}"
+
+
+def test_a_sleeping_environment_renders_the_switch_and_validates() -> None:
+    repo = repository("    values: {prgen: {other: 1}, image: {tag: x}}\n")
+    pr = pull_request()
+    awake = render_environment(repo, pr)
+    asleep_env = render_environment(repo, pr, controls=Controls(sleeping=True))
+    assert render_environment(repo, pr, controls=Controls(sleeping=True)).files == asleep_env.files
+    assert asleep_env.inputs != awake.inputs
+    release = yaml.safe_load(asleep_env.files[HELMRELEASE_FILE].decode())
+    assert release["spec"]["values"]["prgen"] == {"other": 1, "sleeping": True}
+    assert release["metadata"]["annotations"]["prgen.io/sleeping"] == "true"
+    assert (
+        "sleeping"
+        not in yaml.safe_load(awake.files[HELMRELEASE_FILE].decode())["spec"]["values"]["prgen"]
+    )
+    assert validate_documents(asleep_env.files[HELMRELEASE_FILE].decode()) == []
+
+
+def test_a_sleeping_report_is_no_failure() -> None:
+    observation = Observation(
+        "acme/shop", 1, HEAD, "shop-pr-1", "https://x.example", Health.SLEEPING, "asleep"
+    )
+    settings = ReportSettings(check_run="prgen/preview")
+    wanted = desired_report(settings, observation, "pr-1")
+    assert wanted.status is not None and wanted.status.state == "success"
+    assert "asleep" in wanted.status.description
+    assert wanted.check_run is not None and wanted.check_run.conclusion == "neutral"
+    assert wanted.deployment is not None and wanted.deployment.state == "inactive"
+    assert wanted.comment is not None and "`/preview wake`" in wanted.comment
