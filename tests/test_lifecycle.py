@@ -258,3 +258,21 @@ def test_a_sleeping_report_is_no_failure() -> None:
     assert wanted.check_run is not None and wanted.check_run.conclusion == "neutral"
     assert wanted.deployment is not None and wanted.deployment.state == "inactive"
     assert wanted.comment is not None and "`/preview wake`" in wanted.comment
+
+
+def test_the_removal_of_an_expired_environment_says_how_to_get_it_back() -> None:
+    gone = Observation(
+        "acme/shop",
+        1,
+        HEAD,
+        "shop-pr-1",
+        None,
+        Health.REMOVED,
+        "expired: no new commit and no /preview command for 7d",
+        expired=True,
+        opt_in_labels=("preview",),
+    )
+    body = desired_report(ReportSettings(), gone, "pr-1").comment
+    assert body is not None
+    assert "`expired: no new commit and no /preview command for 7d`" in body
+    assert "push a commit, comment `/preview create` or remove the label `preview`" in body

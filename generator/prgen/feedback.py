@@ -545,6 +545,7 @@ class Prober:
                 if expired
                 else "pull request closed or no longer eligible",
                 expired=expired,
+                opt_in_labels=tuple(sorted(repo.labels)),
             )
             values = {
                 "PR_NUMBER": str(gone.number),

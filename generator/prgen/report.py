@@ -69,6 +69,7 @@ class Observation:
     expires_at: datetime | None = None
     keep_label: str | None = None
     expired: bool = False  # a REMOVED one that expired: the comment says how to get it back
+    opt_in_labels: tuple[str, ...] = ()  # labels a PR needs for an environment, to name there
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,11 @@ def comment_body(observation: Observation) -> str:
             f"{markdown_code(observation.reason)}."
         )
         if observation.expired:
-            lines += [
-                "",
-                "To get it back: push a commit, comment `/preview create`, or remove the "
-                "pull request's preview label and add it again.",
-            ]
+            ways = ["push a commit", "comment `/preview create`"]
+            if observation.opt_in_labels:
+                labels = ", ".join(markdown_code(label) for label in observation.opt_in_labels)
+                ways.append(f"remove the label {labels} and add it again")
+            lines += ["", f"To get it back: {', '.join(ways[:-1])} or {ways[-1]}."]
     else:
         lines += [
             "| | |",
