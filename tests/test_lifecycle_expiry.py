@@ -268,3 +268,20 @@ def test_an_environment_asleep_wakes_when_the_config_stops_sleeping(
     woken = change(run(config))
     assert woken["action"] == "update" and woken["reason"].startswith("woken")
     assert "prgen.io/sleeping" not in annotations(fleet_remote)
+
+
+def test_an_expired_pr_takes_no_place_under_max_environments(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, clock: Clock
+) -> None:
+    shop.open_pull(REPO, title="Old", head_branch="old", number=5)
+    config = write_config(EXPIRING + "    maxEnvironments: 1\n")
+    run(config)
+    clock.set(clock.now + WEEK)
+    run(config)
+    assert head_of(fleet_remote, "shop-pr-5") is None
+    # PR 2 comes after 5 under maxEnvironments (newest first), but 5 expired: 2 gets the place.
+    shop.open_pull(REPO, title="New", head_branch="new", number=2)
+    document = run(config)
+    assert change(document, 2)["action"] == "create"
+    assert head_of(fleet_remote, "shop-pr-2") is not None
+    assert marker(fleet_remote) is not None  # PR 1 is still remembered as expired

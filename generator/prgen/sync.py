@@ -24,6 +24,7 @@ from prgen.lifecycle import (
     EXPIRED_FILE,
     Expired,
     decide,
+    gone_reason,
     read_expired,
     render_expired,
     uses_activity,
@@ -413,6 +414,21 @@ def _with_lifecycle(
     return replace(plan, changes=tuple(changes), writes={**plan.writes, EXPIRED_FILE: wanted})
 
 
+def _stays_expired(
+    repo: RepositorySettings,
+    pr: PullRequest,
+    life: LifecycleFacts | None,
+    effects: CommandEffects | None,
+) -> bool:
+    """Whether the PR's environment expired at the head it has now (and no /preview create
+    brought it back this run)."""
+    key = (repo.name.lower(), pr.number)
+    if life is None or (effects is not None and key in effects.recreated):
+        return False
+    entry = life.expired.get(key)
+    return entry is not None and entry.head_sha == pr.head_sha
+
+
 def _command_lines(effects: CommandEffects) -> list[str]:
     lines = [
         f"{s.comment.repository}#{s.comment.number}: {s.outcome.changed} "
@@ -527,7 +543,10 @@ class Syncer:
         return confirmed
 
     def _check_gates(
-        self, inventory: Inventory, listings: list[Listing]
+        self,
+        inventory: Inventory,
+        listings: list[Listing],
+        expired: Mapping[PullKey, Expired] | None = None,
     ) -> tuple[dict[PullKey, str], set[PullKey]]:
         """Why each gated PR's head may not be deployed yet, and which could not be read.
 
@@ -541,7 +560,11 @@ class Syncer:
             if repo.deploy_when is None:
                 continue
             for pr in select(repo, listing.pull_requests)[0]:
-                if deployed.get((repo.name.lower(), pr.number)) != pr.head_sha:
+                key = (repo.name.lower(), pr.number)
+                gone = (expired or {}).get(key)
+                if gone is not None and gone.head_sha == pr.head_sha and key not in deployed:
+                    continue  # expired at this head: no environment to gate
+                if deployed.get(key) != pr.head_sha:
                     wanted.append((repo, pr))
         if not wanted:
             return {}, set()
@@ -606,6 +629,19 @@ class Syncer:
                 for pr in listing.pull_requests
                 if pr.number in deleted
             )
+            # A PR whose environment expired at its head is set aside too (it takes no place
+            # under maxEnvironments), and remembered while it would still be eligible.
+            aside = [
+                pr
+                for pr in pulls
+                if _stays_expired(repo, pr, life, effects)
+                and (repo.name.lower(), pr.number) not in by_pull
+            ]
+            if aside:
+                pulls = [pr for pr in pulls if pr not in aside]
+                for pr in select(replace(repo, max_environments=None), aside)[0]:
+                    still_expired.add((repo.name.lower(), pr.number))
+                    skipped.append(Skipped(repo.name, pr.number, gone_reason(pr.head_sha)))
             eligible, left_out = select(repo, pulls)
             digest = config_digest(repo) if eligible else ""
             for pr in eligible:
@@ -881,20 +917,21 @@ class Syncer:
             inventory = snapshot.inventory
             with phase("confirm removals"):
                 listings = self._confirm_removals(inventory, listings)
+            expired_marker = (
+                snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
+            )
+            expired = read_expired(expired_marker)
             gates: dict[PullKey, str] = {}
             unread: set[PullKey] = set()
             if any(repo.deploy_when is not None for repo in self.config.repositories):
                 with phase("check deploy gates") as counts:
-                    gates, unread = self._check_gates(inventory, listings)
+                    # An expired head was deployed, so it passed its gate: none is asked.
+                    gates, unread = self._check_gates(inventory, listings, expired)
                     counts["waiting"] = len(gates)
             with phase("read PR commands") as counts:
                 marker = (
                     snapshot.files.get(DELETED_FILE) if DELETED_FILE in snapshot.files else None
                 )
-                expired_marker = (
-                    snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
-                )
-                expired = read_expired(expired_marker)
                 effects = self._read_commands(inventory, listings, marker, dry_run, expired)
                 counts["commands"] = len(effects.settled)
                 counts["failed"] = len(effects.unread)
