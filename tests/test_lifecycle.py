@@ -276,3 +276,15 @@ def test_the_removal_of_an_expired_environment_says_how_to_get_it_back() -> None
     assert body is not None
     assert "`expired: no new commit and no /preview command for 7d`" in body
     assert "push a commit, comment `/preview create` or remove the label `preview`" in body
+
+
+def test_controls_encode_as_before_without_lifecycle_and_read_back_with_it() -> None:
+    plain = Controls(7, HEAD, "2026-01-01T00:00:00Z")
+    assert plain.encode() == f'[7, "{HEAD}", "2026-01-01T00:00:00Z"]'  # as prgen wrote it
+    for controls in (
+        plain,
+        Controls(7, last_command_at="2026-01-02T00:00:00Z"),
+        Controls(sleeping=True),
+        Controls(8, sleeping=True, sleep_head=HEAD),
+    ):
+        assert Controls.decode(controls.encode()) == controls

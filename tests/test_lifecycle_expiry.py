@@ -285,3 +285,32 @@ def test_an_expired_pr_takes_no_place_under_max_environments(
     assert change(document, 2)["action"] == "create"
     assert head_of(fleet_remote, "shop-pr-2") is not None
     assert marker(fleet_remote) is not None  # PR 1 is still remembered as expired
+
+
+def test_preview_sleep_lasts_until_a_push_or_preview_wake(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, clock: Clock
+) -> None:
+    shop.open_pull(REPO, title="Cart", head_branch="cart")
+    config = write_config()  # no lifecycle configured: the command alone
+    run(config)
+    say(shop, "/preview sleep")
+    slept = change(run(config))
+    assert slept["action"] == "update" and slept["reason"] == "asleep by /preview sleep"
+    marks = annotations(fleet_remote)
+    assert marks["prgen.io/sleeping"] == "true"
+    assert marks["prgen.io/sleep-requested-at"] == shop.pull(REPO, 1).head_sha
+    clock.set(clock.now + timedelta(days=3))
+    assert run(config)["commit"] is None  # still asleep, nothing new
+
+    shop.push(REPO, 1)
+    run(config)
+    marks = annotations(fleet_remote)
+    assert "prgen.io/sleeping" not in marks and "prgen.io/sleep-requested-at" not in marks
+
+    say(shop, "/preview sleep")
+    run(config)
+    assert annotations(fleet_remote)["prgen.io/sleeping"] == "true"
+    say(shop, "/preview wake")
+    woken = change(run(config))
+    assert woken["reason"] == "woken by /preview wake"
+    assert "prgen.io/sleeping" not in annotations(fleet_remote)

@@ -16,7 +16,7 @@ leaving the eligible set forgets it.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from ruamel.yaml import YAML
@@ -217,6 +217,8 @@ def decide(
     if expiry is not None and activity is not None and now >= expiry:
         return Decision(controls, expired=expiry_reason(repo, activity))
     sleep = asleep(repo, activity, now)
+    if recorded.sleep_head == head_sha:
+        sleep = Sleep("asleep by /preview sleep")
     said = None
     if bool(sleep) != recorded.sleeping:
         said = sleep.reason if sleep else "woken: a new commit, a /preview command or its schedule"
@@ -231,15 +233,12 @@ def gone_reason(head_sha: str) -> str:
 
 
 def _sleeping(controls: Controls | None, sleeping: bool) -> Controls | None:
+    """`controls` with `sleeping`; a request of /preview sleep ends with the sleep."""
     if controls is None and not sleeping:
         return None
     recorded = controls or Controls()
-    if recorded.sleeping == sleeping:
+    if recorded.sleeping == sleeping and (sleeping or recorded.sleep_head is None):
         return controls
-    return Controls(
-        recorded.last_command,
-        recorded.paused_at,
-        recorded.redeploy_at,
-        recorded.last_command_at,
-        sleeping,
+    return replace(
+        recorded, sleeping=sleeping, sleep_head=recorded.sleep_head if sleeping else None
     )

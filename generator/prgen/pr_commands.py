@@ -29,6 +29,7 @@ class Verb(StrEnum):
     DELETE = "delete"
     CREATE = "create"
     WAKE = "wake"
+    SLEEP = "sleep"
     HELP = "help"
     UNKNOWN = "unknown"  # `/preview` followed by anything else: answered with the list
 
@@ -41,6 +42,7 @@ DESCRIPTIONS = {
     Verb.CREATE: "undo `/preview delete`: the pull request gets an environment again",
     Verb.WAKE: "wake a sleeping environment (any command counts as activity against sleep "
     "and expiry)",
+    Verb.SLEEP: "put the environment to sleep now, until a push or `/preview wake`",
     Verb.HELP: "list these commands",
 }
 
@@ -98,6 +100,7 @@ class Controls:
     # it): activity that puts off sleep and expiry (see lifecycle.py).
     last_command_at: str | None = None
     sleeping: bool = False  # values carry prgen: {sleeping: true} (see lifecycle.py)
+    sleep_head: str | None = None  # the head /preview sleep put it to sleep at
 
     @property
     def empty(self) -> bool:
@@ -110,8 +113,10 @@ class Controls:
         if self.empty:
             return None
         fields: list[Any] = [self.last_command, self.paused_at, self.redeploy_at]
-        if self.last_command_at is not None or self.sleeping:
+        if self.last_command_at is not None or self.sleeping or self.sleep_head is not None:
             fields += [self.last_command_at, self.sleeping]
+        if self.sleep_head is not None:
+            fields.append(self.sleep_head)
         return json.dumps(fields)
 
     @classmethod
@@ -119,8 +124,9 @@ class Controls:
         if text is None:
             return cls()
         last, paused, redeploy, *lifecycle = json.loads(text)
-        at, sleeping = lifecycle if lifecycle else (None, False)
-        return cls(int(last), paused, redeploy, at, bool(sleeping))
+        # Written before lifecycle fields existed: none; before /preview sleep: two.
+        at, sleeping, sleep_head = [*lifecycle, None, False, None][:3]
+        return cls(int(last), paused, redeploy, at, bool(sleeping), sleep_head)
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,11 @@ def apply(
             Ack.REFUSED, f"`{PREFIX} {verb}` needs a preview environment, and {why}."
         )
     if verb is Verb.WAKE:
-        return replace(state, controls=controls), Outcome(Ack.DONE, changed=WOKEN_REASON)
+        awake = replace(controls, sleep_head=None)
+        return replace(state, controls=awake), Outcome(Ack.DONE, changed=WOKEN_REASON)
+    if verb is Verb.SLEEP:
+        slept = replace(controls, sleep_head=state.environment_head)
+        return replace(state, controls=slept), Outcome(Ack.DONE, changed=SLEEP_REASON)
     if verb is Verb.PAUSE:
         paused = replace(controls, paused_at=controls.paused_at or state.environment_head)
         return replace(state, controls=paused), Outcome(Ack.DONE, changed=PAUSED_REASON)
@@ -208,6 +218,7 @@ def apply(
 
 PAUSED_REASON = "paused by /preview pause"
 WOKEN_REASON = "woken by /preview wake"
+SLEEP_REASON = "asleep by /preview sleep"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ FLUX_FORCE_AT = "reconcile.fluxcd.io/forceAt"  # and helm-controller upgrades ag
 # Lifecycle (see lifecycle.py): when the last command was written, and whether it sleeps.
 ANNOTATION_LAST_COMMAND_AT = "prgen.io/last-command-at"
 ANNOTATION_SLEEPING = "prgen.io/sleeping"
+ANNOTATION_SLEEP_HEAD = "prgen.io/sleep-requested-at"  # the head /preview sleep put to sleep
 # Merged into a sleeping environment's values: a chart that honours it scales to zero.
 SLEEPING_VALUES = {"prgen": {"sleeping": True}}
 # PRs whose environment /preview delete removed: a ConfigMap manifest the index never lists.
@@ -408,6 +409,8 @@ def control_annotations(controls: Controls) -> dict[str, str]:
         annotations[ANNOTATION_LAST_COMMAND_AT] = controls.last_command_at
     if controls.sleeping:
         annotations[ANNOTATION_SLEEPING] = "true"
+    if controls.sleep_head:
+        annotations[ANNOTATION_SLEEP_HEAD] = controls.sleep_head
     return annotations
 
 
@@ -418,6 +421,7 @@ _CONTROL_ANNOTATIONS = (
     FLUX_FORCE_AT,
     ANNOTATION_LAST_COMMAND_AT,
     ANNOTATION_SLEEPING,
+    ANNOTATION_SLEEP_HEAD,
 )
 
 
@@ -430,12 +434,14 @@ def controls_of(annotations: Mapping[str, Any]) -> Controls:
     paused = annotations.get(ANNOTATION_PAUSED_AT)
     redeploy = annotations.get(FLUX_REQUESTED_AT)
     command_at = annotations.get(ANNOTATION_LAST_COMMAND_AT)
+    sleep_head = annotations.get(ANNOTATION_SLEEP_HEAD)
     return Controls(
         max(last, 0),
         None if paused is None else str(paused),
         None if redeploy is None else str(redeploy),
         None if command_at is None else str(command_at),
         str(annotations.get(ANNOTATION_SLEEPING)) == "true",
+        None if sleep_head is None else str(sleep_head),
     )
 
 
