@@ -15,14 +15,18 @@ leaving the eligible set forgets it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from prgen.config import RepositorySettings
+from prgen.filters import Skipped, select
+from prgen.model import PullRequest
+from prgen.plan import TEMPLATE_CHANGED, Action, Plan
 from prgen.pr_commands import Controls
 from prgen.render import dump
 from prgen.schedule import sleep_ends, sleep_started
@@ -242,3 +246,107 @@ def _sleeping(controls: Controls | None, sleeping: bool) -> Controls | None:
     return replace(
         recorded, sleeping=sleeping, sleep_head=recorded.sleep_head if sleeping else None
     )
+
+
+# -- one sync run's lifecycle: its facts, what it decided, what the plan makes of it ----------
+
+
+@dataclass
+class LifecycleRun:
+    """Expiry and sleep in one sync: the facts they are decided from, and what was decided
+    (the sync asks `set_aside` and `judge` as it goes through each repository's PRs, then
+    `finish` says it in the plan)."""
+
+    now: datetime
+    carried: Mapping[str, datetime | None]  # folder -> since when the fleet carries its head
+    expired: Mapping[PullKey, Expired]  # EXPIRED_FILE as the fleet holds it now
+    marker: bytes | None  # EXPIRED_FILE's bytes
+    recreated: Collection[PullKey] = ()  # /preview create this run: the expiry is forgotten
+    expiring: dict[PullKey, tuple[str, Expired]] = field(default_factory=dict)
+    still_expired: set[PullKey] = field(default_factory=set)
+    said: dict[PullKey, str] = field(default_factory=dict)  # fell asleep or woke
+
+    def set_aside(
+        self, repo: RepositorySettings, pulls: Sequence[PullRequest], environments: Collection[int]
+    ) -> tuple[list[PullRequest], list[Skipped]]:
+        """`pulls` without those whose environment expired at the head they have now (and
+        have none): they take no place under maxEnvironments. Each that would still be
+        eligible stays remembered, and skipped with the reason."""
+        name = repo.name.lower()
+        aside = [
+            pr
+            for pr in pulls
+            if (entry := self.expired.get((name, pr.number))) is not None
+            and entry.head_sha == pr.head_sha
+            and (name, pr.number) not in self.recreated
+            and pr.number not in environments
+        ]
+        if not aside:
+            return list(pulls), []
+        skipped = []
+        for pr in select(dataclasses.replace(repo, max_environments=None), aside)[0]:
+            self.still_expired.add((name, pr.number))
+            skipped.append(Skipped(repo.name, pr.number, gone_reason(pr.head_sha)))
+        return [pr for pr in pulls if pr not in aside], skipped
+
+    def judge(
+        self,
+        repo: RepositorySettings,
+        pr: PullRequest,
+        environment: tuple[str, str | None] | None,
+        controls: Controls | None,
+    ) -> Decision:
+        """`decide` for an eligible PR (`environment`: its folder and head, if it has one),
+        remembered for `finish`."""
+        key = (repo.name.lower(), pr.number)
+        folder, head = environment if environment is not None else ("", None)
+        decision = decide(
+            repo,
+            pr.labels,
+            pr.head_sha,
+            head,
+            self.carried.get(folder) if environment is not None else None,
+            controls,
+            None if key in self.recreated else self.expired.get(key),
+            self.now,
+        )
+        if decision.gone is not None:
+            self.still_expired.add(key)
+        if decision.expired is not None:
+            last = (controls or Controls()).last_command
+            self.expiring[key] = (decision.expired, Expired(pr.head_sha, last))
+        if decision.said is not None:
+            self.said[key] = decision.said
+        return decision
+
+    def finish(self, plan: Plan, complete: Collection[str]) -> Plan:
+        """The plan with expiry and sleep said as reasons, and EXPIRED_FILE written where it
+        changed: the PRs that expire now (only those the guard let go), and those that
+        expired before and stay gone. An entry of a completely listed repository whose PR was
+        not found expired again (closed, no longer eligible, a new head, /preview create) is
+        forgotten; the other repositories' entries stay as they are."""
+        changes = []
+        removed: set[PullKey] = set()
+        for change in plan.changes:
+            key = (change.repository.lower(), change.number)
+            if key in self.expiring and change.action is Action.DELETE and not change.replaced_by:
+                change = dataclasses.replace(change, reason=self.expiring[key][0])
+                removed.add(key)
+            elif (
+                key in self.said
+                and change.action is Action.UPDATE
+                and change.reason == TEMPLATE_CHANGED
+            ):
+                change = dataclasses.replace(change, reason=self.said[key])
+            changes.append(change)
+        marker = {
+            key: entry
+            for key, entry in self.expired.items()
+            if key[0] not in complete or key in self.still_expired
+        }
+        marker.update({key: self.expiring[key][1] for key in removed})
+        wanted = render_expired(marker)
+        if wanted == self.marker:
+            return dataclasses.replace(plan, changes=tuple(changes))
+        writes = {**plan.writes, EXPIRED_FILE: wanted}
+        return dataclasses.replace(plan, changes=tuple(changes), writes=writes)

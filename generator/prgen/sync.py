@@ -20,15 +20,7 @@ from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.github.pulls import PullRequestSource
 from prgen.inventory import CurrentEnvironment, Identity, Inventory, StoredFiles, unedited
-from prgen.lifecycle import (
-    EXPIRED_FILE,
-    Expired,
-    decide,
-    gone_reason,
-    read_expired,
-    render_expired,
-    uses_activity,
-)
+from prgen.lifecycle import EXPIRED_FILE, Expired, LifecycleRun, read_expired, uses_activity
 from prgen.logs import phase
 from prgen.model import Listing, PullRequest
 from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
@@ -102,16 +94,6 @@ class CommandEffects:
     @property
     def marker_write(self) -> bytes | None:
         return render_deleted(self.deleted)
-
-
-@dataclass
-class LifecycleFacts:
-    """What expiry and sleep are decided from in one run (see lifecycle.py)."""
-
-    now: datetime
-    carried: dict[str, datetime | None]  # folder -> since when the fleet carries its head
-    expired: dict[PullKey, Expired]  # EXPIRED_FILE as the fleet holds it now
-    marker: bytes | None
 
 
 @dataclass(frozen=True)
@@ -376,59 +358,6 @@ def _with_commands(plan: Plan, effects: CommandEffects) -> Plan:
     return replace(plan, changes=changes, writes={**plan.writes, DELETED_FILE: wanted})
 
 
-_TEMPLATE_CHANGED = "configuration or template changed"
-
-
-def _with_lifecycle(
-    plan: Plan,
-    life: LifecycleFacts,
-    expiring: Mapping[PullKey, tuple[str, Expired]],
-    still_expired: Collection[PullKey],
-    said: Mapping[PullKey, str],
-    complete: Collection[str],
-) -> Plan:
-    """The plan with expiry and sleep said as reasons, and EXPIRED_FILE written where it
-    changed: the PRs that expire now (only those the guard lets go), and those that expired
-    before and still stay gone. An entry of a completely listed repository whose PR was not
-    found expired again (closed, no longer eligible, a new head, /preview create) is
-    forgotten; the others' entries stay as they are."""
-    changes = []
-    removed: set[PullKey] = set()
-    for change in plan.changes:
-        key = (change.repository.lower(), change.number)
-        if key in expiring and change.action is Action.DELETE and not change.replaced_by:
-            change = replace(change, reason=expiring[key][0])
-            removed.add(key)
-        elif key in said and change.action is Action.UPDATE and change.reason == _TEMPLATE_CHANGED:
-            change = replace(change, reason=said[key])
-        changes.append(change)
-    marker = {
-        key: entry
-        for key, entry in life.expired.items()
-        if key[0] not in complete or key in still_expired
-    }
-    marker.update({key: expiring[key][1] for key in removed})
-    wanted = render_expired(marker)
-    if wanted == life.marker:
-        return replace(plan, changes=tuple(changes))
-    return replace(plan, changes=tuple(changes), writes={**plan.writes, EXPIRED_FILE: wanted})
-
-
-def _stays_expired(
-    repo: RepositorySettings,
-    pr: PullRequest,
-    life: LifecycleFacts | None,
-    effects: CommandEffects | None,
-) -> bool:
-    """Whether the PR's environment expired at the head it has now (and no /preview create
-    brought it back this run)."""
-    key = (repo.name.lower(), pr.number)
-    if life is None or (effects is not None and key in effects.recreated):
-        return False
-    entry = life.expired.get(key)
-    return entry is not None and entry.head_sha == pr.head_sha
-
-
 def _command_lines(effects: CommandEffects) -> list[str]:
     lines = [
         f"{s.comment.repository}#{s.comment.number}: {s.outcome.changed} "
@@ -606,12 +535,9 @@ class Syncer:
         gates: Mapping[PullKey, str] | None = None,
         unread: set[PullKey] | None = None,
         effects: CommandEffects | None = None,
-        life: LifecycleFacts | None = None,
+        life: LifecycleRun | None = None,
     ) -> tuple[Plan, SyncResult]:
         desired: list[RenderedEnvironment] = []
-        expiring: dict[PullKey, tuple[str, Expired]] = {}  # expire now: (reason, the entry)
-        still_expired: set[PullKey] = set()  # expired before, still at that head
-        lifecycle_said: dict[PullKey, str] = {}  # fell asleep or woke
         refused: list[Conflict] = []
         skipped: list[Skipped] = []
         outcomes = []
@@ -629,19 +555,9 @@ class Syncer:
                 for pr in listing.pull_requests
                 if pr.number in deleted
             )
-            # A PR whose environment expired at its head is set aside too (it takes no place
-            # under maxEnvironments), and remembered while it would still be eligible.
-            aside = [
-                pr
-                for pr in pulls
-                if _stays_expired(repo, pr, life, effects)
-                and (repo.name.lower(), pr.number) not in by_pull
-            ]
-            if aside:
-                pulls = [pr for pr in pulls if pr not in aside]
-                for pr in select(replace(repo, max_environments=None), aside)[0]:
-                    still_expired.add((repo.name.lower(), pr.number))
-                    skipped.append(Skipped(repo.name, pr.number, gone_reason(pr.head_sha)))
+            if life is not None:  # so is one that expired at its head (lifecycle.py)
+                pulls, gone = life.set_aside(repo, pulls, inventory.numbers_of(repo.name))
+                skipped.extend(gone)
             eligible, left_out = select(repo, pulls)
             digest = config_digest(repo) if eligible else ""
             for pr in eligible:
@@ -662,30 +578,14 @@ class Syncer:
                         desired.append(_as_it_is(old, repo, controls))
                         holds[key] = (waiting, pr.head_sha)
                     continue
-                if life is not None:
-                    decision = decide(
-                        repo,
-                        pr.labels,
-                        pr.head_sha,
-                        old.head_sha if old is not None else None,
-                        life.carried.get(old.folder) if old is not None else None,
-                        controls,
-                        None
-                        if effects is not None and key in effects.recreated
-                        else life.expired.get(key),
-                        life.now,
-                    )
+                if life is not None:  # expiry and sleep (lifecycle.py)
+                    where = (old.folder, old.head_sha) if old is not None else None
+                    decision = life.judge(repo, pr, where, controls)
                     if decision.gone is not None:
-                        still_expired.add(key)
                         skipped.append(Skipped(repo.name, pr.number, decision.gone))
-                        continue
-                    if decision.expired is not None:
-                        last = (controls or Controls()).last_command
-                        expiring[key] = (decision.expired, Expired(pr.head_sha, last))
-                        continue  # not desired: the plan removes it, through the guard
+                    if decision.gone is not None or decision.expired is not None:
+                        continue  # not desired: an expiry is removed by the plan, guarded
                     controls = decision.controls
-                    if decision.said is not None:
-                        lifecycle_said[key] = decision.said
                 try:
                     desired.append(_desired(repo, pr, digest, current, controls))
                 except ReservedNamespace as exc:
@@ -735,7 +635,7 @@ class Syncer:
         if effects is not None:
             plan = _with_commands(plan, effects)
         if life is not None:
-            plan = _with_lifecycle(plan, life, expiring, still_expired, lifecycle_said, complete)
+            plan = life.finish(plan, complete)
         result = SyncResult(
             self.fleet.display_url,
             self.config.fleet.path,
@@ -855,7 +755,9 @@ class Syncer:
             effects.recreated.add(key)
         effects.settled.append(Settled(comment, outcome))
 
-    def _carried(self, inventory: Inventory, listings: list[Listing]) -> dict[str, datetime | None]:
+    def _carried(
+        self, inventory: Inventory, listings: list[Listing]
+    ) -> Mapping[str, datetime | None]:
         """Since when the fleet carries each head that expiry or sleep may judge: the
         environments of repositories with a lifecycle whose open PR is still at that head."""
         heads: dict[str, str] = {}
@@ -937,10 +839,11 @@ class Syncer:
                 counts["failed"] = len(effects.unread)
             # Always: an environment asleep under a config that no longer says so wakes.
             with phase("read activity") as counts:
-                life = LifecycleFacts(
-                    clock.now(), self._carried(inventory, listings), expired, expired_marker
+                carried = self._carried(inventory, listings)
+                life = LifecycleRun(
+                    clock.now(), carried, expired, expired_marker, effects.recreated
                 )
-                counts["environments"] = len(life.carried)
+                counts["environments"] = len(carried)
             with phase("render and plan") as counts:
                 plan, result = self._plan(inventory, listings, gates, unread, effects, life)
                 result.commands = effects.settled
