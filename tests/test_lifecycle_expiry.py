@@ -4,13 +4,16 @@ them, and each run is put at a moment of its own through PRGEN_NOW (prgen/clock.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import prgen.fleet
+from prgen.cli import main
 from prgen.lifecycle import EXPIRED_FILE
 from prgen.testing.fake_github import FakeGitHub
 from test_pr_commands_sync import MAINTAINER, REPO, annotations, commits, head_of, run, say
@@ -314,3 +317,22 @@ def test_preview_sleep_lasts_until_a_push_or_preview_wake(
     woken = change(run(config))
     assert woken["reason"] == "woken by /preview wake"
     assert "prgen.io/sleeping" not in annotations(fleet_remote)
+
+
+def test_status_says_a_pr_expired_and_an_environment_sleeps(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, clock: Clock
+) -> None:
+    shop.open_pull(REPO, title="Old", head_branch="old")
+    shop.open_pull(REPO, title="Idle", head_branch="idle", labels=["preview-keep"])
+    config = write_config(EXPIRING + "    sleepAfter: 12h\n")
+    run(config)
+    clock.set(clock.now + WEEK)
+    run(config)
+    status = CliRunner().invoke(main, ["status", "--config", str(config), "--output", "json"])
+    assert status.exit_code == 0, status.output
+    pulls = json.loads(status.stdout)["repositories"][0]["pullRequests"]
+    old, idle = sorted(pulls, key=lambda pull: int(pull["number"]))
+    assert old["environment"] is None and old["skipped"].startswith("expired at head")
+    assert idle["environment"]["sleeping"] is True
+    table = CliRunner().invoke(main, ["status", "--config", str(config)])
+    assert "(asleep)" in table.output
