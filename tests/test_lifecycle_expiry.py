@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -206,14 +207,14 @@ def test_an_idle_run_with_a_lifecycle_costs_no_rate_limit_and_reads_no_history(
     config = write_config(EXPIRING + "    sleepAfter: 12h\n")
     run(config)
     run(config)  # learns since when the fleet carries each head, at the new tip
-    histories = []
-    real = prgen.fleet.FleetRepo.carried_since
+    histories: list[object] = []
+    real = prgen.fleet.FleetRepo._carried_walk
 
-    def counted(fleet: prgen.fleet.FleetRepo, folder: str, head: str) -> datetime | None:
-        histories.append(folder)
-        return real(fleet, folder, head)
+    def counted(fleet: prgen.fleet.FleetRepo, *args: Any) -> dict[str, int]:
+        histories.append(args)
+        return real(fleet, *args)
 
-    monkeypatch.setattr(prgen.fleet.FleetRepo, "carried_since", counted)
+    monkeypatch.setattr(prgen.fleet.FleetRepo, "_carried_walk", counted)
     shop.clear_requests()
     clock.set(clock.now + timedelta(hours=1))
     idle = run(config)

@@ -793,14 +793,12 @@ class FleetRepo:
         except GitCommandError:
             return dict.fromkeys(heads)  # no branch yet: nothing is carried
         known = self._carried_known(repo, tip)
+        unknown = {folder: head for folder, head in heads.items() if (folder, head) not in known}
+        walked = self._carried_walk(repo, tip, unknown) if unknown else {}
         found: dict[str, datetime | None] = {}
         entries = []
         for folder, head in sorted(heads.items()):
-            if (folder, head) in known:
-                stamp = known[(folder, head)]
-            else:
-                since = self.carried_since(folder, head)
-                stamp = None if since is None else int(since.timestamp())
+            stamp = known[(folder, head)] if folder not in unknown else walked.get(folder)
             found[folder] = None if stamp is None else datetime.fromtimestamp(stamp, UTC)
             entries.append([folder, head, stamp])
         document = {"version": 1, "tip": tip, "entries": entries}
@@ -816,6 +814,63 @@ class FleetRepo:
         except OSError as exc:  # a cache that cannot be written costs time, nothing else
             log.debug("could not write %s: %s", path, exc)
             temporary.unlink(missing_ok=True)
+        return found
+
+    def _carried_walk(self, repo: Repo, tip: str, heads: Mapping[str, str]) -> dict[str, int]:
+        """Since when (a Unix time) `tip` carries each folder's head (folder -> head SHA),
+        in one walk of the managed folder's history, newest first, for all of them at once.
+
+        Walking back from the tip, a HelmRelease's head is carried since the commit that
+        added the file, or that changed it from a version without the head (read by blob
+        id). The walk stops once every folder is placed, so heads deployed lately cost
+        little; a folder it never places (not carried at `tip`) is left out. Merge commits
+        are passed over (their parents' own commits are walked), as prgen writes none.
+        """
+        prefix = self.settings.path.rstrip("/") + "/"
+        wanted = {
+            f"{prefix}{folder}/{HELMRELEASE_FILE}": (folder, head) for folder, head in heads.items()
+        }
+        found: dict[str, int] = {}
+        command = [
+            "git",
+            "log",
+            "--format=@%ct",
+            "--raw",
+            "--no-renames",
+            "--no-abbrev",
+            tip,
+            "--",
+            prefix,
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=self.workdir,
+            env={**os.environ, **self._env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert process.stdout is not None
+        try:
+            when = 0
+            for line in process.stdout:
+                if line.startswith("@"):
+                    when = int(line[1:])
+                    continue
+                meta, _, path = line.rstrip("\n").partition("\t")
+                target = wanted.get(path)
+                if target is None or target[0] in found or not meta.startswith(":"):
+                    continue
+                old, status = meta.split()[2], meta.split()[4]
+                folder, head = target
+                before = None if status.startswith("A") else _small_blob(repo, old)
+                if before is None or head.encode() not in before:
+                    found[folder] = when
+                    if len(found) == len(wanted):
+                        break  # every folder placed: the rest of history is not read
+        finally:
+            process.kill()
+            process.wait()
         return found
 
     def _carried_known(self, repo: Repo, tip: str) -> dict[tuple[str, str], int | None]:
