@@ -610,11 +610,13 @@ def probe_and_report(
             client_factory=client_factory,
             report_concurrency=report_concurrency,
         )
-        with phase("read activity") as counts:
-            carried = fleet.carried_since_each(_lifecycle_heads(config, inventory, listings))
-            marker = snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
-            expired = read_expired(marker)
-            counts["environments"] = len(carried)
+        marker = snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
+        expired = read_expired(marker)
+        carried: Mapping[str, datetime | None] = {}
+        if any(uses_activity(repo) for repo in config.repositories):
+            with phase("read activity") as counts:
+                carried = fleet.carried_since_each(_lifecycle_heads(config, inventory, listings))
+                counts["environments"] = len(carried)
         with phase("probe and report") as counts:
             result = prober.run(
                 inventory, listings, removed, until=until, carried=carried, expired=expired

@@ -837,13 +837,13 @@ class Syncer:
                 effects = self._read_commands(inventory, listings, marker, dry_run, expired)
                 counts["commands"] = len(effects.settled)
                 counts["failed"] = len(effects.unread)
+            carried: Mapping[str, datetime | None] = {}
+            if any(uses_activity(repo) for repo in self.config.repositories):
+                with phase("read activity") as counts:
+                    carried = self._carried(inventory, listings)
+                    counts["environments"] = len(carried)
             # Always: an environment asleep under a config that no longer says so wakes.
-            with phase("read activity") as counts:
-                carried = self._carried(inventory, listings)
-                life = LifecycleRun(
-                    clock.now(), carried, expired, expired_marker, effects.recreated
-                )
-                counts["environments"] = len(carried)
+            life = LifecycleRun(clock.now(), carried, expired, expired_marker, effects.recreated)
             with phase("render and plan") as counts:
                 plan, result = self._plan(inventory, listings, gates, unread, effects, life)
                 result.commands = effects.settled
