@@ -138,3 +138,26 @@ def test_sleep_after_idle_wakes_on_push_and_on_preview_wake(
     assert [c["reason"] for c in document["changes"]] == ["woken by /preview wake"]
     assert "prgen.io/sleeping" not in annotations(fleet_remote)
     assert document["probe"]["environments"][0]["state"] == "success"
+
+
+def test_a_scheduled_sleep_says_when_the_schedule_wakes_it(
+    github: FakeGitHub, lifecycle: Callable[[str], Path], clock: Clock
+) -> None:
+    window = clock.now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[window.weekday()]
+    config = lifecycle(
+        "    sleepSchedule:\n      timezone: UTC\n      windows:\n"
+        f"        - {{days: [{day}], from: '{window:%H}:00', to: '{window:%H}:30'}}\n"
+    )
+    sync_probe(config)
+    clock.set(window + timedelta(minutes=5))
+    document = sync_probe(config)
+    assert document["probe"]["environments"][0]["state"] == "sleeping"
+    wakes = (window + timedelta(minutes=30)).strftime("%Y-%m-%d at %H:%M UTC")
+    assert f"its schedule wakes it on {wakes}" in sticky(github)
+    github.clear_requests()
+    clock.set(window + timedelta(minutes=20))
+    sync_probe(config)
+    assert writes(github) == 0  # the same words all through the window
+    clock.set(window + timedelta(minutes=30))
+    assert sync_probe(config)["probe"]["environments"][0]["state"] == "success"

@@ -17,6 +17,7 @@ its own client; the fleet's history is read only for an environment that is not 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import random
@@ -40,6 +41,7 @@ from prgen.inventory import CurrentEnvironment, Inventory
 from prgen.lifecycle import (
     EXPIRED_FILE,
     Expired,
+    asleep,
     expires_at,
     format_duration,
     last_activity,
@@ -393,6 +395,12 @@ class Prober:
 
     def _asleep_job(self, item: _Live) -> _Job:
         observation = self._observed(item, Health.SLEEPING, "asleep")
+        activity = last_activity(
+            self._carried.get(item.env.folder), Controls.decode(item.env.controls)
+        )
+        sleep = asleep(item.repo, activity, self._now())
+        if sleep is not None and sleep.until is not None:
+            observation = dataclasses.replace(observation, wakes_at=sleep.until)
         values = pull_request_values(item.pr, item.env.folder)
         wanted = desired_report(
             item.repo.report, observation, self._deployment_environment(item.repo, values)

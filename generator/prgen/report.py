@@ -70,6 +70,7 @@ class Observation:
     keep_label: str | None = None
     expired: bool = False  # a REMOVED one that expired: the comment says how to get it back
     opt_in_labels: tuple[str, ...] = ()  # labels a PR needs for an environment, to name there
+    wakes_at: datetime | None = None  # a SLEEPING one: when its sleep schedule wakes it
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,12 @@ def comment_body(observation: Observation) -> str:
                 "`/preview resume` follows the pull request again |"
             )
         if observation.health is Health.SLEEPING:
-            lines.append(f"| Asleep | scaled down while idle; {WAKE_HINT} |")
+            scheduled = (
+                f"; its schedule wakes it on {observation.wakes_at.strftime('%Y-%m-%d at %H:%M UTC')}"
+                if observation.wakes_at is not None
+                else ""
+            )
+            lines.append(f"| Asleep | scaled down while idle; {WAKE_HINT}{scheduled} |")
         if observation.expires_at is not None:
             keep = ["push a commit", "comment a `/preview` command (such as `/preview wake`)"]
             if observation.keep_label:
