@@ -337,3 +337,16 @@ def test_status_says_a_pr_expired_and_an_environment_sleeps(
     assert idle["environment"]["sleeping"] is True
     table = CliRunner().invoke(main, ["status", "--config", str(config)])
     assert "(asleep)" in table.output
+
+
+def test_a_closed_pr_is_forgotten(
+    shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
+) -> None:
+    clock.set(clock.now + WEEK)
+    run(created)
+    assert marker(fleet_remote) is not None
+    shop.close_pull(REPO, 1)
+    run(created)
+    assert marker(fleet_remote) is None
+    shop.reopen_pull(REPO, 1)  # reopened at the same head: a new environment
+    assert change(run(created))["action"] == "create"
