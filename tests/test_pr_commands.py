@@ -88,16 +88,16 @@ def state(**changes: object) -> PullState:
 def test_pause_keeps_the_environments_head_and_resume_lets_go() -> None:
     paused, outcome = apply(state(), Command(Verb.PAUSE), 10, WHEN)
     assert outcome.ack is Ack.DONE and outcome.changed == PAUSED_REASON
-    assert paused.controls == Controls(10, HEAD, None)
+    assert paused.controls == Controls(10, HEAD, None, WHEN)
     again, _ = apply(paused, Command(Verb.PAUSE), 11, WHEN)  # a second pause keeps the first head
-    assert again.controls == Controls(11, HEAD, None)
+    assert again.controls == Controls(11, HEAD, None, WHEN)
     resumed, outcome = apply(again, Command(Verb.RESUME), 12, WHEN)
-    assert resumed.controls == Controls(12, None, None) and outcome.ack is Ack.DONE
+    assert resumed.controls == Controls(12, None, None, WHEN) and outcome.ack is Ack.DONE
 
 
 def test_redeploy_records_the_comments_time() -> None:
     after, outcome = apply(state(), Command(Verb.REDEPLOY), 10, WHEN)
-    assert after.controls == Controls(10, None, WHEN) and outcome.ack is Ack.DONE
+    assert after.controls == Controls(10, None, WHEN, WHEN) and outcome.ack is Ack.DONE
 
 
 def test_delete_and_create() -> None:

@@ -344,3 +344,15 @@ def test_validate_checks_a_local_copy_of_the_file_before_it_is_merged(
     assert "acme/shop: .prgen.yaml:3:1: forks: 'forks' may not be set" in failed.output
     alone = CliRunner().invoke(main, ["validate", "--config", str(config), "--repo-config", "x"])
     assert alone.exit_code == 2 and "go together" in alone.output
+
+
+def test_a_repository_may_choose_its_own_lifecycle_when_allowed() -> None:
+    from prgen.repo_config import RepoConfigError, apply_repo_config
+
+    repo = repository("    repoConfig: {allow: [expireAfter, keepLabel]}\n")
+    merged = apply_repo_config(repo, "expireAfter: 3d\nkeepLabel: keep\n", [repo], frozenset())
+    assert (merged.expire_after, merged.keep_label) == (3 * 86400, "keep")
+    assert merged.identity == repo.identity  # what decides stays the central entry's
+    with pytest.raises(RepoConfigError) as caught:
+        apply_repo_config(repo, "sleepAfter: 1h\n", [repo], frozenset())
+    assert caught.value.problems[0][0] == ".prgen.yaml:1:1: sleepAfter"

@@ -506,10 +506,24 @@ def test_push_retries_are_bounded_and_jittered(
     pushed: dict[Path, list[str]] = {fleet_remote: [], last_remote: []}
     lock = threading.Lock()
 
+    # Another writer pushes between a process's fleet read and its push: on the first read
+    # of PR comments after each listing (that read comes once the fleet is read, whereas the
+    # listing runs beside the fleet read and may come before it on a busy machine).
+    listed: set[int] = set()
+    by_token = {token: index for index, token in enumerate(tokens)}
+
     def push_while_listing(request: RecordedRequest) -> None:
-        who = listings.who(request)
+        who = by_token.get(request.headers.get("authorization", "").rpartition(" ")[2])
         with lock:
-            if who is None or interfere[who] <= 0:
+            if who is None:
+                return
+            if listings.who(request) is not None:
+                listed.add(who)
+                return
+            if request.path != f"/repos/{REPO}/issues/comments" or who not in listed:
+                return
+            listed.discard(who)
+            if interfere[who] <= 0:
                 return
             interfere[who] -= 1
             other = others[remotes[who]]

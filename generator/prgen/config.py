@@ -30,6 +30,7 @@ from prgen.errors import ConfigError
 from prgen.naming import dns_label, slug
 from prgen.placeholders import PLACEHOLDER, PR_TEXT, UNTRUSTED, unknown_placeholders
 from prgen.resources import data_path
+from prgen.schedule import SleepSchedule, compile_schedule
 
 DEFAULT_API_URL = "https://api.github.com"
 # Room for 30,000 open PRs at 100 a page; the time fits one run of the example CronJob.
@@ -226,6 +227,12 @@ class RepositorySettings:
     repo_config: RepoConfigSettings | None = None
     # The entry as written, `defaults` merged in: what a `.prgen.yaml` is merged over.
     entry: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    # Lifecycle (see lifecycle.py): seconds of no new head and no /preview command.
+    expire_after: float | None = None  # None: never expires
+    expire_warning: float = 86400.0
+    keep_label: str | None = None  # a PR with it never expires
+    sleep_after: float | None = None  # None: never sleeps for being idle
+    sleep_schedule: SleepSchedule | None = None
 
     @property
     def owner(self) -> str:
@@ -627,6 +634,7 @@ def compile_repository(
         report=report,
         repo_config=_compile_repo_config(entry.get("repoConfig"), f"{at}.repoConfig", source, base),
         entry=copy.deepcopy(dict(entry)),
+        **_compile_lifecycle(entry, at, source),
     )
 
 
@@ -653,6 +661,26 @@ def _compile_repo_config(
             raise ConfigError(f"unknown field '{name}'{hint}", f"{at}.allow[{index}]", source)
     path = entry.get("path", DEFAULT_REPO_CONFIG_PATH)
     return RepoConfigSettings(path, frozenset(entry.get("allow", ())), base)
+
+
+def _compile_lifecycle(entry: Mapping[str, Any], at: str, source: str) -> dict[str, Any]:
+    """expireAfter, expireWarning, keepLabel, sleepAfter, sleepSchedule: as fields."""
+    fields: dict[str, Any] = {}
+    for name, attribute in (
+        ("expireAfter", "expire_after"),
+        ("expireWarning", "expire_warning"),
+        ("sleepAfter", "sleep_after"),
+    ):
+        if name in entry:
+            seconds = parse_duration(entry[name])
+            if seconds <= 0:
+                raise ConfigError("must be more than zero", f"{at}.{name}", source)
+            fields[attribute] = seconds
+    fields["keep_label"] = entry.get("keepLabel")
+    fields["sleep_schedule"] = compile_schedule(
+        entry.get("sleepSchedule"), f"{at}.sleepSchedule", source
+    )
+    return fields
 
 
 def _made_of_pr_text(template: str) -> bool:
@@ -735,12 +763,13 @@ def _url_problem(url: str) -> str | None:
 
 # A deployment must be found again after its PR closed, from the fleet alone.
 _ENVIRONMENT_PLACEHOLDERS = frozenset({"PR_NUMBER", "REPO_OWNER", "REPO_NAME", "NAMESPACE"})
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> float:
-    """Flux/Go duration ('90s', '15m', '1h30m') in seconds; the schema has checked its form."""
+    """Flux/Go duration ('90s', '15m', '1h30m') in seconds, or a lifetime with days ('7d');
+    the schema has checked its form (days only where a lifetime is expected)."""
     return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
 
 

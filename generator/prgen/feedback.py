@@ -17,6 +17,7 @@ its own client; the fleet's history is read only for an environment that is not 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import random
@@ -24,11 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from prgen import clock
 from prgen.config import Config, RepositorySettings
 from prgen.errors import ExitCode
 from prgen.fleet import FleetRepo, RemovedEnvironment
@@ -36,6 +38,17 @@ from prgen.github.channels import GitHubReporter
 from prgen.github.client import Client
 from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment, Inventory
+from prgen.lifecycle import (
+    EXPIRED_FILE,
+    Expired,
+    asleep,
+    expires_at,
+    format_duration,
+    last_activity,
+    read_expired,
+    uses_activity,
+    warns,
+)
 from prgen.logs import fields, phase
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
@@ -263,7 +276,7 @@ class Prober:
         client: Client,
         fleet: FleetRepo,
         *,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = clock.now,
         run_probe: Callable[[ProbeTarget], ProbeResult] = probe,
         reporter: GitHubReporter | None = None,
         start_at: Callable[[int], int] = random.randrange,
@@ -288,13 +301,23 @@ class Prober:
         # FleetRepo reads history through one long-running `git cat-file --batch`: one
         # worker at a time.
         self._history = threading.Lock()
+        # Lifecycle facts of a round (see `run`): since when each folder's head is carried,
+        # and the PRs whose environment expired.
+        self._carried: Mapping[str, datetime | None] = {}
+        self._expired: Mapping[tuple[str, int], Expired] = {}
 
     def _configured(self, name: str) -> RepositorySettings | None:
         return self._by_name.get(name.lower())
 
     def _live_environments(
-        self, inventory: Inventory, listings: Mapping[str, Listing], result: ProbeRunResult
+        self,
+        inventory: Inventory,
+        listings: Mapping[str, Listing],
+        result: ProbeRunResult,
+        asleep: list[_Live] | None = None,
     ) -> list[_Live]:
+        """The environments to probe; sleeping ones go to `asleep` instead."""
+        asleep = asleep if asleep is not None else []
         live = []
         open_pulls: dict[str, dict[int, PullRequest]] = {}
         for env in inventory.environments:
@@ -316,7 +339,11 @@ class Prober:
             if pr is None or pr.head_sha != env.head_sha:
                 continue  # closed, or the fleet does not carry its head yet: the next sync will
             try:
-                live.append(self._prepare(env, repo, pr))
+                prepared = self._prepare(env, repo, pr)
+                if Controls.decode(env.controls).sleeping:
+                    asleep.append(prepared)  # scaled to zero: reported, never probed
+                else:
+                    live.append(prepared)
             except Exception as exc:  # this environment's failure; the others are still probed
                 result.failed_environments.append(
                     Unfinished(repo.name, env.number, env.folder, _unexpected(exc))
@@ -344,6 +371,15 @@ class Prober:
                 since = self.fleet.carried_since(item.env.folder, item.pr.head_sha)
             elapsed = (self._now() - since).total_seconds() if since else 0.0
             health = Health.FAILED if elapsed >= item.repo.health_check.deadline else Health.PENDING
+        return self._observed(item, health, probed.reason)
+
+    def _observed(self, item: _Live, health: Health, reason: str) -> Observation:
+        controls = Controls.decode(item.env.controls)
+        expiry = expires_at(
+            item.repo,
+            item.pr.labels,
+            last_activity(self._carried.get(item.env.folder), controls),
+        )
         return Observation(
             item.repo.name,
             item.pr.number,
@@ -351,9 +387,25 @@ class Prober:
             item.env.folder,
             item.environment_url,
             health,
-            probed.reason,
-            paused=Controls.decode(item.env.controls).paused_at is not None,
+            reason,
+            paused=controls.paused_at is not None,
+            expires_at=expiry if warns(item.repo, expiry, self._now()) else None,
+            keep_label=item.repo.keep_label,
         )
+
+    def _asleep_job(self, item: _Live) -> _Job:
+        observation = self._observed(item, Health.SLEEPING, "asleep")
+        activity = last_activity(
+            self._carried.get(item.env.folder), Controls.decode(item.env.controls)
+        )
+        sleep = asleep(item.repo, activity, self._now())
+        if sleep is not None and sleep.until is not None:
+            observation = dataclasses.replace(observation, wakes_at=sleep.until)
+        values = pull_request_values(item.pr, item.env.folder)
+        wanted = desired_report(
+            item.repo.report, observation, self._deployment_environment(item.repo, values)
+        )
+        return _Job(observation, None, wanted)
 
     def _job(self, item: _Live, probed: ProbeResult) -> _Job:
         observation = self._judge(item, probed)
@@ -376,6 +428,8 @@ class Prober:
         removed: Iterable[RemovedEnvironment] = (),
         *,
         until: float | None = None,
+        carried: Mapping[str, datetime | None] | None = None,
+        expired: Mapping[tuple[str, int], Expired] | None = None,
     ) -> ProbeRunResult:
         """One round; `until` (time.monotonic) is its end, by default probe.roundTimeout from now.
 
@@ -385,9 +439,12 @@ class Prober:
         if until is None:
             until = time.monotonic() + self.config.probe.round_timeout
         result = ProbeRunResult()
+        self._carried, self._expired = carried or {}, expired or {}
         by_name = {listing.repository.lower(): listing for listing in listings}
-        live = self._live_environments(inventory, by_name, result)
+        asleep: list[_Live] = []
+        live = self._live_environments(inventory, by_name, result, asleep)
         removals = self._removals(inventory, removed)
+        removals += [self._asleep_job(item) for item in asleep]
         reports = _Reports(self._reporters(len(live) + len(removals)), until)
         # Keys: 0..len(live)-1 the live environments, then the removals.
         for offset in self._rotation(len(removals)):
@@ -482,6 +539,8 @@ class Prober:
                 or (gone.repository.lower(), gone.number) in present
             ):
                 continue
+            expiry = self._expired.get((gone.repository.lower(), gone.number))
+            expired = expiry is not None and expiry.head_sha == gone.head_sha
             observation = Observation(
                 repo.name,
                 gone.number,
@@ -489,7 +548,12 @@ class Prober:
                 gone.folder,
                 None,
                 Health.REMOVED,
-                "pull request closed or no longer eligible",
+                f"expired: no new commit and no /preview command for "
+                f"{format_duration(repo.expire_after or 0)}"
+                if expired
+                else "pull request closed or no longer eligible",
+                expired=expired,
+                opt_in_labels=tuple(sorted(repo.labels)),
             )
             values = {
                 "PR_NUMBER": str(gone.number),
@@ -554,8 +618,17 @@ def probe_and_report(
             client_factory=client_factory,
             report_concurrency=report_concurrency,
         )
+        marker = snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
+        expired = read_expired(marker)
+        carried: Mapping[str, datetime | None] = {}
+        if any(uses_activity(repo) for repo in config.repositories):
+            with phase("read activity") as counts:
+                carried = fleet.carried_since_each(_lifecycle_heads(config, inventory, listings))
+                counts["environments"] = len(carried)
         with phase("probe and report") as counts:
-            result = prober.run(inventory, listings, removed, until=until)
+            result = prober.run(
+                inventory, listings, removed, until=until, carried=carried, expired=expired
+            )
             counts["reported"] = len(result.environments)
             counts["healthy"] = sum(
                 e.observation.health is Health.READY for e in result.environments
@@ -564,6 +637,26 @@ def probe_and_report(
             counts["notInTime"] = len(result.late)
             counts["failed"] = len(result.failed_environments) + len(result.unreported)
         return result
+
+
+def _lifecycle_heads(
+    config: Config, inventory: Inventory, listings: Iterable[Listing]
+) -> dict[str, str]:
+    """The folder and head of each environment whose expiry or sleep depends on its
+    activity: of a repository with a lifecycle, its open PR still at that head (the same
+    set a sync reads, so the two share the cache of the fleet's history)."""
+    heads: dict[str, str] = {}
+    by_pull = {env.key: env for env in inventory.environments}
+    by_name = {listing.repository.lower(): listing for listing in listings}
+    for repo in config.repositories:
+        listing = by_name.get(repo.name.lower())
+        if not uses_activity(repo) or listing is None:
+            continue
+        for pr in listing.pull_requests:
+            env = by_pull.get((repo.name.lower(), pr.number))
+            if env is not None and env.head_sha == pr.head_sha:
+                heads[env.folder] = pr.head_sha
+    return heads
 
 
 # -- heads a deploy gate holds back ---------------------------------------------------------

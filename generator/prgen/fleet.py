@@ -30,7 +30,6 @@ import logging
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 from git.objects import Blob, Tree
 
+from prgen import clock
 from prgen.config import FleetSettings, is_local_path
 from prgen.errors import ConfigError, FleetError
 from prgen.inventory import (
@@ -124,6 +124,8 @@ OWNED_FILE_LIMIT = 1024 * 1024
 
 # What each blob under the managed folder says, by blob id, kept between runs.
 INVENTORY_CACHE = "prgen-inventory-v1.json"
+# Since when each environment's head is carried (see carried_since_each), by fleet tip.
+CARRIED_CACHE = "prgen-carried-v1.json"
 _CACHE_VERSION = 3  # 3: an identity records the controls commands set
 
 _WORKDIR_GIT_ERRORS = (
@@ -420,6 +422,7 @@ class FleetRepo:
             *git_dir.glob("*.lock"),
             *git_dir.glob("refs/**/*.lock"),
             *git_dir.glob(f"{INVENTORY_CACHE}.*"),
+            *git_dir.glob(f"{CARRIED_CACHE}.*"),
         ]:
             lock.unlink(missing_ok=True)  # no other prgen holds them: we hold the work dir's lock
         if "origin" in [remote.name for remote in repo.remotes]:
@@ -647,7 +650,7 @@ class FleetRepo:
         # No <, > or line break can come from the config into fast-import's stream.
         name = " ".join(self.settings.author_name.replace("<", "").replace(">", "").split())
         email = "".join(self.settings.author_email.replace("<", "").replace(">", "").split())
-        return f"{name} <{email}> {int(time.time())} +0000".encode()
+        return f"{name} <{email}> {int(clock.now().timestamp())} +0000".encode()
 
     def _import(
         self,
@@ -777,6 +780,134 @@ class FleetRepo:
         except GitCommandError as exc:
             raise _git_error("reading the fleet history", exc) from exc
         return None
+
+    def carried_since_each(self, heads: Mapping[str, str]) -> dict[str, datetime | None]:
+        """`carried_since` of each folder's head (folder -> head SHA), as of the fetched tip.
+
+        Remembered between runs in the work directory (CARRIED_CACHE) with the tip it was
+        read at: a run at the same tip reads no history; after new commits, only the
+        folders whose HelmRelease one of them changed are read again (one `git log` over
+        the new commits says which). A tip that does not descend from the remembered one
+        (a rewritten branch) reads all again. Derived from git alone, so never wrong.
+        """
+        if not heads:
+            return {}
+        repo = self._open()
+        try:
+            tip = str(repo.git.rev_parse(self._remote_ref)).strip()
+        except GitCommandError:
+            return dict.fromkeys(heads)  # no branch yet: nothing is carried
+        known = self._carried_known(repo, tip)
+        unknown = {folder: head for folder, head in heads.items() if (folder, head) not in known}
+        walked = self._carried_walk(repo, tip, unknown) if unknown else {}
+        found: dict[str, datetime | None] = {}
+        entries = []
+        for folder, head in sorted(heads.items()):
+            stamp = known[(folder, head)] if folder not in unknown else walked.get(folder)
+            found[folder] = None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+            entries.append([folder, head, stamp])
+        document = {"version": 1, "tip": tip, "entries": entries}
+        path = Path(repo.git_dir) / CARRIED_CACHE
+        text = json.dumps(document, separators=(",", ":"))
+        with contextlib.suppress(OSError):
+            if path.read_text() == text:
+                return found  # an idle run: nothing new to remember
+        temporary = path.with_name(f"{CARRIED_CACHE}.{os.getpid()}")
+        try:
+            temporary.write_text(text)
+            os.replace(temporary, path)
+        except OSError as exc:  # a cache that cannot be written costs time, nothing else
+            log.debug("could not write %s: %s", path, exc)
+            temporary.unlink(missing_ok=True)
+        return found
+
+    def _carried_walk(self, repo: Repo, tip: str, heads: Mapping[str, str]) -> dict[str, int]:
+        """Since when (a Unix time) `tip` carries each folder's head (folder -> head SHA),
+        in one walk of the managed folder's history, newest first, for all of them at once.
+
+        Walking back from the tip, a HelmRelease's head is carried since the commit that
+        added the file, or that changed it from a version without the head (read by blob
+        id). The walk stops once every folder is placed, so heads deployed lately cost
+        little; a folder it never places (not carried at `tip`) is left out. Merge commits
+        are passed over (their parents' own commits are walked), as prgen writes none.
+        """
+        prefix = self.settings.path.rstrip("/") + "/"
+        wanted = {
+            f"{prefix}{folder}/{HELMRELEASE_FILE}": (folder, head) for folder, head in heads.items()
+        }
+        found: dict[str, int] = {}
+        command = [
+            "git",
+            "log",
+            "--format=@%ct",
+            "--raw",
+            "--no-renames",
+            "--no-abbrev",
+            tip,
+            "--",
+            prefix,
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=self.workdir,
+            env={**os.environ, **self._env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert process.stdout is not None
+        try:
+            when = 0
+            for line in process.stdout:
+                if line.startswith("@"):
+                    when = int(line[1:])
+                    continue
+                meta, _, path = line.rstrip("\n").partition("\t")
+                target = wanted.get(path)
+                if target is None or target[0] in found or not meta.startswith(":"):
+                    continue
+                old, status = meta.split()[2], meta.split()[4]
+                folder, head = target
+                before = None if status.startswith("A") else _small_blob(repo, old)
+                if before is None or head.encode() not in before:
+                    found[folder] = when
+                    if len(found) == len(wanted):
+                        break  # every folder placed: the rest of history is not read
+        finally:
+            process.kill()
+            process.wait()
+        return found
+
+    def _carried_known(self, repo: Repo, tip: str) -> dict[tuple[str, str], int | None]:
+        """What CARRIED_CACHE holds that is still true at `tip` (empty when unsure)."""
+        try:
+            document = json.loads((Path(repo.git_dir) / CARRIED_CACHE).read_bytes())
+            if document.get("version") != 1:
+                return {}
+            old_tip = document["tip"]
+            known: dict[tuple[str, str], int | None] = {}
+            for folder, head, stamp in document["entries"]:
+                if not isinstance(folder, str) or not isinstance(head, str):
+                    return {}
+                known[(folder, head)] = None if stamp is None else int(stamp)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return {}
+        if old_tip == tip:
+            return known
+        prefix = self.settings.path.rstrip("/") + "/"
+        try:
+            repo.git.merge_base("--is-ancestor", old_tip, tip)
+            changed = str(
+                repo.git.log("--format=", "--name-only", f"{old_tip}..{tip}", "--", prefix)
+            ).split("\n")
+        except GitCommandError:
+            return {}  # not an ancestor, or gone: read all again
+        touched = {
+            path.removeprefix(prefix).rpartition("/")[0]
+            for path in changed
+            if path.endswith("/" + HELMRELEASE_FILE)
+        }
+        return {key: stamp for key, stamp in known.items() if key[0] not in touched}
 
     def recently_removed(self, lookback: int) -> list[RemovedEnvironment]:
         """Environments whose HelmRelease was deleted in the last `lookback` commits of the path."""

@@ -13,6 +13,9 @@ from enum import StrEnum
 from prgen.inventory import CurrentEnvironment, Inventory, holds_same, unedited
 from prgen.render import KUSTOMIZATION_FILE, RenderedEnvironment, render_index
 
+# The reason of an update that is neither a new head nor a move (lifecycle.py says better).
+TEMPLATE_CHANGED = "configuration or template changed"
+
 
 class Action(StrEnum):
     CREATE = "create"
@@ -320,7 +323,7 @@ def make_plan(
             reason = (
                 f"new head commit (was {old.head_sha[:7]})"
                 if old.head_sha and old.head_sha != env.head_sha
-                else "configuration or template changed"
+                else TEMPLATE_CHANGED
             )
         else:
             action, reason = Action.KEEP, "up to date"

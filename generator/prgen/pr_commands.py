@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 PREFIX = "/preview"
 # A command's word is echoed in a reply: bounded, so a long first line never is.
@@ -27,6 +28,8 @@ class Verb(StrEnum):
     RESUME = "resume"
     DELETE = "delete"
     CREATE = "create"
+    WAKE = "wake"
+    SLEEP = "sleep"
     HELP = "help"
     UNKNOWN = "unknown"  # `/preview` followed by anything else: answered with the list
 
@@ -37,6 +40,9 @@ DESCRIPTIONS = {
     Verb.RESUME: "follow the pull request's head again",
     Verb.DELETE: "remove the environment, and create none until `/preview create`",
     Verb.CREATE: "undo `/preview delete`: the pull request gets an environment again",
+    Verb.WAKE: "wake a sleeping environment (any command counts as activity against sleep "
+    "and expiry)",
+    Verb.SLEEP: "put the environment to sleep now, until a push or `/preview wake`",
     Verb.HELP: "list these commands",
 }
 
@@ -90,6 +96,11 @@ class Controls:
     last_command: int = 0  # id of the last command comment applied: older ones never replay
     paused_at: str | None = None  # the head /preview pause keeps it at
     redeploy_at: str | None = None  # reconcile.fluxcd.io/requestedAt and forceAt
+    # When the last command applied was written (its comment's created_at, as GitHub wrote
+    # it): activity that puts off sleep and expiry (see lifecycle.py).
+    last_command_at: str | None = None
+    sleeping: bool = False  # values carry prgen: {sleeping: true} (see lifecycle.py)
+    sleep_head: str | None = None  # the head /preview sleep put it to sleep at
 
     @property
     def empty(self) -> bool:
@@ -97,17 +108,25 @@ class Controls:
 
     def encode(self) -> str | None:
         """A canonical text of these controls (None when empty): in the input hash and in
-        the fleet's cache of what each HelmRelease says."""
+        the fleet's cache of what each HelmRelease says. Without lifecycle fields, the text
+        prgen wrote before they existed, so nothing is re-rendered for them."""
         if self.empty:
             return None
-        return json.dumps([self.last_command, self.paused_at, self.redeploy_at])
+        fields: list[Any] = [self.last_command, self.paused_at, self.redeploy_at]
+        if self.last_command_at is not None or self.sleeping or self.sleep_head is not None:
+            fields += [self.last_command_at, self.sleeping]
+        if self.sleep_head is not None:
+            fields.append(self.sleep_head)
+        return json.dumps(fields)
 
     @classmethod
     def decode(cls, text: str | None) -> Controls:
         if text is None:
             return cls()
-        last, paused, redeploy = json.loads(text)
-        return cls(int(last), paused, redeploy)
+        last, paused, redeploy, *lifecycle = json.loads(text)
+        # Written before lifecycle fields existed: none; before /preview sleep: two.
+        at, sleeping, sleep_head = [*lifecycle, None, False, None][:3]
+        return cls(int(last), paused, redeploy, at, bool(sleeping), sleep_head)
 
 
 @dataclass(frozen=True)
@@ -155,7 +174,11 @@ def apply(
     if verb is Verb.UNKNOWN:
         said = f"`{PREFIX} {command.word}`" if command.word else f"`{PREFIX}` alone"
         return state, Outcome(Ack.REFUSED, f"{said} is not a command I know.\n\n{help_text()}")
-    controls = replace(state.controls, last_command=max(comment_id, state.last_command))
+    controls = replace(
+        state.controls,
+        last_command=max(comment_id, state.last_command),
+        last_command_at=created_at,
+    )
     if verb is Verb.DELETE:
         gone = PullState(Controls(), comment_id, None)
         return gone, Outcome(Ack.DONE, changed="deleted by /preview delete")
@@ -172,6 +195,12 @@ def apply(
         return state, Outcome(
             Ack.REFUSED, f"`{PREFIX} {verb}` needs a preview environment, and {why}."
         )
+    if verb is Verb.WAKE:
+        awake = replace(controls, sleep_head=None)
+        return replace(state, controls=awake), Outcome(Ack.DONE, changed=WOKEN_REASON)
+    if verb is Verb.SLEEP:
+        slept = replace(controls, sleep_head=state.environment_head)
+        return replace(state, controls=slept), Outcome(Ack.DONE, changed=SLEEP_REASON)
     if verb is Verb.PAUSE:
         paused = replace(controls, paused_at=controls.paused_at or state.environment_head)
         return replace(state, controls=paused), Outcome(Ack.DONE, changed=PAUSED_REASON)
@@ -188,6 +217,8 @@ def apply(
 
 
 PAUSED_REASON = "paused by /preview pause"
+WOKEN_REASON = "woken by /preview wake"
+SLEEP_REASON = "asleep by /preview sleep"
 
 
 @dataclass(frozen=True)

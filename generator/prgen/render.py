@@ -51,6 +51,12 @@ ANNOTATION_LAST_COMMAND = "prgen.io/last-command"  # id of the last command comm
 ANNOTATION_PAUSED_AT = "prgen.io/paused-at"  # the head /preview pause keeps it at
 FLUX_REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"  # /preview redeploy: Flux reconciles
 FLUX_FORCE_AT = "reconcile.fluxcd.io/forceAt"  # and helm-controller upgrades again
+# Lifecycle (see lifecycle.py): when the last command was written, and whether it sleeps.
+ANNOTATION_LAST_COMMAND_AT = "prgen.io/last-command-at"
+ANNOTATION_SLEEPING = "prgen.io/sleeping"
+ANNOTATION_SLEEP_HEAD = "prgen.io/sleep-requested-at"  # the head /preview sleep put to sleep
+# Merged into a sleeping environment's values: a chart that honours it scales to zero.
+SLEEPING_VALUES = {"prgen": {"sleeping": True}}
 # PRs whose environment /preview delete removed: a ConfigMap manifest the index never lists.
 DELETED_FILE = "prgen-deleted-on-request.yaml"
 
@@ -283,6 +289,8 @@ def _helm_release(
     )
     chart = _chart_fields(repo, subst)
     release["spec"] = {**chart, "releaseName": release_name(repo, pr), **release["spec"]}
+    if controls.sleeping:  # after substitution: prgen's own switch, never PR text
+        release["spec"]["values"] = _deep_merge(release["spec"]["values"], SLEEPING_VALUES)
     metadata = release.get("metadata") or {}
     metadata["name"] = dns_label(repo.short_name)
     metadata["namespace"] = namespace
@@ -397,6 +405,12 @@ def control_annotations(controls: Controls) -> dict[str, str]:
         # the release even though nothing in it changed (forceAt must equal requestedAt).
         annotations[FLUX_REQUESTED_AT] = controls.redeploy_at
         annotations[FLUX_FORCE_AT] = controls.redeploy_at
+    if controls.last_command_at:
+        annotations[ANNOTATION_LAST_COMMAND_AT] = controls.last_command_at
+    if controls.sleeping:
+        annotations[ANNOTATION_SLEEPING] = "true"
+    if controls.sleep_head:
+        annotations[ANNOTATION_SLEEP_HEAD] = controls.sleep_head
     return annotations
 
 
@@ -405,6 +419,9 @@ _CONTROL_ANNOTATIONS = (
     ANNOTATION_PAUSED_AT,
     FLUX_REQUESTED_AT,
     FLUX_FORCE_AT,
+    ANNOTATION_LAST_COMMAND_AT,
+    ANNOTATION_SLEEPING,
+    ANNOTATION_SLEEP_HEAD,
 )
 
 
@@ -416,10 +433,15 @@ def controls_of(annotations: Mapping[str, Any]) -> Controls:
         last = 0
     paused = annotations.get(ANNOTATION_PAUSED_AT)
     redeploy = annotations.get(FLUX_REQUESTED_AT)
+    command_at = annotations.get(ANNOTATION_LAST_COMMAND_AT)
+    sleep_head = annotations.get(ANNOTATION_SLEEP_HEAD)
     return Controls(
         max(last, 0),
         None if paused is None else str(paused),
         None if redeploy is None else str(redeploy),
+        None if command_at is None else str(command_at),
+        str(annotations.get(ANNOTATION_SLEEPING)) == "true",
+        None if sleep_head is None else str(sleep_head),
     )
 
 

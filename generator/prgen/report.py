@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from urllib.parse import quote, urlsplit
 
@@ -27,6 +28,7 @@ class Health(StrEnum):
     READY = "success"
     FAILED = "failure"
     REMOVED = "removed"
+    SLEEPING = "sleeping"  # kept, scaled to zero by its chart: not probed, never failing
 
 
 _DEPLOYMENT_STATE = {
@@ -34,13 +36,20 @@ _DEPLOYMENT_STATE = {
     Health.READY: "success",
     Health.FAILED: "failure",
     Health.REMOVED: "inactive",
+    # GitHub: an inactive deployment is one no longer live; waking makes a new success.
+    Health.SLEEPING: "inactive",
 }
+# A commit status has only error, failure, pending and success: a sleeping environment is
+# no failure of its head, and pending would hold a required check for as long as it sleeps.
+_STATUS_STATE = {Health.SLEEPING: "success"}
 _HEADLINE = {
     Health.PENDING: "⏳ being deployed",
     Health.READY: "✅ ready",
     Health.FAILED: "❌ not healthy",
     Health.REMOVED: "🗑️ removed",
+    Health.SLEEPING: "💤 asleep",
 }
+WAKE_HINT = "push a commit or comment `/preview wake` to wake it"
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,13 @@ class Observation:
     health: Health
     reason: str  # what the probe saw, or why the environment was removed
     paused: bool = False  # `/preview pause` keeps it at this head
+    # Lifecycle (see lifecycle.py): when it expires, said only within expireWarning of it,
+    # so the comment changes once; the keep label that would keep it.
+    expires_at: datetime | None = None
+    keep_label: str | None = None
+    expired: bool = False  # a REMOVED one that expired: the comment says how to get it back
+    opt_in_labels: tuple[str, ...] = ()  # labels a PR needs for an environment, to name there
+    wakes_at: datetime | None = None  # a SLEEPING one: when its sleep schedule wakes it
 
 
 @dataclass(frozen=True)
@@ -145,7 +161,10 @@ def _describe(observation: Observation) -> str:
         Health.PENDING: "environment is being deployed",
         Health.READY: "environment is ready",
         Health.FAILED: f"environment is not healthy: {observation.reason}",
-        Health.REMOVED: "environment was removed",
+        Health.REMOVED: "environment expired and was removed"
+        if observation.expired
+        else "environment was removed",
+        Health.SLEEPING: "environment is asleep: push a commit or comment /preview wake",
     }[observation.health]
     return plain_text(text, DESCRIPTION_LIMIT)
 
@@ -158,6 +177,12 @@ def comment_body(observation: Observation) -> str:
             f"The environment {markdown_code(observation.namespace)} was removed: "
             f"{markdown_code(observation.reason)}."
         )
+        if observation.expired:
+            ways = ["push a commit", "comment `/preview create`"]
+            if observation.opt_in_labels:
+                labels = ", ".join(markdown_code(label) for label in observation.opt_in_labels)
+                ways.append(f"remove the label {labels} and add it again")
+            lines += ["", f"To get it back: {', '.join(ways[:-1])} or {ways[-1]}."]
     else:
         lines += [
             "| | |",
@@ -173,6 +198,23 @@ def comment_body(observation: Observation) -> str:
                 "| Paused | kept at this commit by `/preview pause`; "
                 "`/preview resume` follows the pull request again |"
             )
+        if observation.health is Health.SLEEPING:
+            scheduled = (
+                f"; its schedule wakes it on {observation.wakes_at.strftime('%Y-%m-%d at %H:%M UTC')}"
+                if observation.wakes_at is not None
+                else ""
+            )
+            lines.append(f"| Asleep | scaled down while idle; {WAKE_HINT}{scheduled} |")
+        if observation.expires_at is not None:
+            keep = ["push a commit", "comment a `/preview` command (such as `/preview wake`)"]
+            if observation.keep_label:
+                keep.append(f"add the label {markdown_code(observation.keep_label, cell=True)}")
+            lines += [
+                "",
+                f"⏰ **This environment expires on "
+                f"{observation.expires_at.strftime('%Y-%m-%d at %H:%M UTC')}** for lack of "
+                f"activity. To keep it, {', '.join(keep[:-1])} or {keep[-1]}.",
+            ]
     lines += ["", "<sub>Maintained by prgen; this comment is edited in place.</sub>"]
     return "\n".join(lines) + "\n"
 
@@ -181,6 +223,8 @@ _CHECK_RUN_STATE = {
     Health.PENDING: ("in_progress", None),
     Health.READY: ("completed", "success"),
     Health.FAILED: ("completed", "failure"),
+    # GitHub's "neutral": completed, neither passed nor failed; branch protection lets it pass.
+    Health.SLEEPING: ("completed", "neutral"),
 }
 
 
@@ -191,6 +235,7 @@ def _check_run_summary(observation: Observation) -> str:
         Health.PENDING: "The environment is being deployed.",
         Health.READY: "The environment is ready.",
         Health.FAILED: f"The environment is not healthy: {markdown_code(observation.reason)}",
+        Health.SLEEPING: f"The environment is asleep: {WAKE_HINT}.",
     }[observation.health]
     return (
         f"{text}\n\n"
@@ -267,7 +312,7 @@ def desired_report(
     if settings.commit_status_context and observation.health is not Health.REMOVED:
         status = CommitStatusReport(
             settings.commit_status_context,
-            str(observation.health),
+            _STATUS_STATE.get(observation.health, str(observation.health)),
             description,
             observation.environment_url if observation.health is Health.READY else None,
         )

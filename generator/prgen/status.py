@@ -26,6 +26,7 @@ class EnvironmentView:
     deployed_head: str | None
     health: str | None  # prgen/preview's state on the deployed head; None: never reported
     paused_at: str | None = None  # the head `/preview pause` keeps it at; None: not paused
+    sleeping: bool = False  # asleep (see lifecycle.py): values carry prgen.sleeping
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,11 @@ def pull_document(view: PullView) -> dict[str, Any]:
     }
     if view.environment is None:
         document["skipped"] = view.skipped or "no environment yet"
-    elif view.environment.paused_at is not None:  # only then: the shape is otherwise unchanged
-        document["environment"]["pausedAt"] = view.environment.paused_at
+    else:  # only when so: the shape is otherwise unchanged
+        if view.environment.paused_at is not None:
+            document["environment"]["pausedAt"] = view.environment.paused_at
+        if view.environment.sleeping:
+            document["environment"]["sleeping"] = True
     return document
 
 
@@ -134,6 +138,7 @@ def _row(repository: str, pr: Mapping[str, Any]) -> tuple[str, ...]:
         deployed = (environment["deployedHead"] or "")[:7]
         behind = "" if environment["deployedHead"] == pr["head"] else " (older head)"
         behind += " (paused)" if environment.get("pausedAt") else ""
+        behind += " (asleep)" if environment.get("sleeping") else ""
         preview = f"{environment['name']} @ {deployed}{behind}"
         health = environment["health"] or "not reported"
     return (

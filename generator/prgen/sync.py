@@ -9,15 +9,18 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from prgen import clock
 from prgen.config import Config, RepositorySettings
 from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.github.pulls import PullRequestSource
 from prgen.inventory import CurrentEnvironment, Identity, Inventory, StoredFiles, unedited
+from prgen.lifecycle import EXPIRED_FILE, Expired, LifecycleRun, read_expired, uses_activity
 from prgen.logs import phase
 from prgen.model import Listing, PullRequest
 from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
@@ -32,6 +35,7 @@ from prgen.pr_commands import (
     PullState,
     RepositoryCommands,
     Settled,
+    Verb,
     apply,
 )
 from prgen.render import (
@@ -86,6 +90,7 @@ class CommandEffects:
     changed: dict[PullKey, str] = field(default_factory=dict)  # what a command did, by PR
     settled: list[Settled] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)  # repositories whose commands failed
+    recreated: set[PullKey] = field(default_factory=set)  # /preview create: forget an expiry
 
     @property
     def marker_write(self) -> bytes | None:
@@ -506,7 +511,10 @@ class Syncer:
         return confirmed
 
     def _check_gates(
-        self, inventory: Inventory, listings: list[Listing]
+        self,
+        inventory: Inventory,
+        listings: list[Listing],
+        expired: Mapping[PullKey, Expired] | None = None,
     ) -> tuple[dict[PullKey, str], set[PullKey]]:
         """Why each gated PR's head may not be deployed yet, and which could not be read.
 
@@ -520,7 +528,11 @@ class Syncer:
             if repo.deploy_when is None:
                 continue
             for pr in select(repo, listing.pull_requests)[0]:
-                if deployed.get((repo.name.lower(), pr.number)) != pr.head_sha:
+                key = (repo.name.lower(), pr.number)
+                gone = (expired or {}).get(key)
+                if gone is not None and gone.head_sha == pr.head_sha and key not in deployed:
+                    continue  # expired at this head: no environment to gate
+                if deployed.get(key) != pr.head_sha:
                     wanted.append((repo, pr))
         if not wanted:
             return {}, set()
@@ -562,6 +574,7 @@ class Syncer:
         gates: Mapping[PullKey, str] | None = None,
         unread: set[PullKey] | None = None,
         effects: CommandEffects | None = None,
+        life: LifecycleRun | None = None,
     ) -> tuple[Plan, SyncResult]:
         desired: list[RenderedEnvironment] = []
         refused: list[Conflict] = []
@@ -581,6 +594,9 @@ class Syncer:
                 for pr in listing.pull_requests
                 if pr.number in deleted
             )
+            if life is not None:  # so is one that expired at its head (lifecycle.py)
+                pulls, gone = life.set_aside(repo, pulls, inventory.numbers_of(repo.name))
+                skipped.extend(gone)
             eligible, left_out = select(repo, pulls)
             digest = config_digest(repo) if eligible else ""
             for pr in eligible:
@@ -601,6 +617,14 @@ class Syncer:
                         desired.append(_as_it_is(old, repo, controls))
                         holds[key] = (waiting, pr.head_sha)
                     continue
+                if life is not None:  # expiry and sleep (lifecycle.py)
+                    where = (old.folder, old.head_sha) if old is not None else None
+                    decision = life.judge(repo, pr, where, controls)
+                    if decision.gone is not None:
+                        skipped.append(Skipped(repo.name, pr.number, decision.gone))
+                    if decision.gone is not None or decision.expired is not None:
+                        continue  # not desired: an expiry is removed by the plan, guarded
+                    controls = decision.controls
                 try:
                     desired.append(_desired(repo, pr, digest, current, controls))
                 except ReservedNamespace as exc:
@@ -649,6 +673,8 @@ class Syncer:
             plan = replace(plan, changes=tuple(_held(change, holds) for change in plan.changes))
         if effects is not None:
             plan = _with_commands(plan, effects)
+        if life is not None:
+            plan = life.finish(plan, complete)
         result = SyncResult(
             self.fleet.display_url,
             self.config.fleet.path,
@@ -689,7 +715,12 @@ class Syncer:
         return plan, result
 
     def _read_commands(
-        self, inventory: Inventory, listings: list[Listing], marker: bytes | None, dry_run: bool
+        self,
+        inventory: Inventory,
+        listings: list[Listing],
+        marker: bytes | None,
+        dry_run: bool,
+        expired: Mapping[PullKey, Expired] | None = None,
     ) -> CommandEffects:
         """The new commands of each completely listed repository, applied to the state the
         fleet records. A repository whose comments could not be read gets none applied (a
@@ -717,9 +748,12 @@ class Syncer:
             if self.commands is None or not asked:
                 continue
             handled = {
-                n: PullState(
-                    controls.get((name, n), Controls()), deleted.get((name, n)), None
-                ).last_command
+                n: max(
+                    PullState(
+                        controls.get((name, n), Controls()), deleted.get((name, n)), None
+                    ).last_command,
+                    (expired or {}).get((name, n), Expired("", 0)).last_command,
+                )
                 for n in asked
             }
             pulls = {n: open_now[n].created_at for n in sorted(asked)}
@@ -756,7 +790,25 @@ class Syncer:
             heads[key] = None
         if outcome.changed:
             effects.changed[key] = outcome.changed
+        if comment.command.verb is Verb.CREATE and outcome.ack is Ack.DONE:
+            effects.recreated.add(key)
         effects.settled.append(Settled(comment, outcome))
+
+    def _carried(
+        self, inventory: Inventory, listings: list[Listing]
+    ) -> Mapping[str, datetime | None]:
+        """Since when the fleet carries each head that expiry or sleep may judge: the
+        environments of repositories with a lifecycle whose open PR is still at that head."""
+        heads: dict[str, str] = {}
+        by_pull = {env.key: env for env in inventory.environments}
+        for repo, listing in zip(self.config.repositories, listings, strict=True):
+            if not uses_activity(repo):
+                continue
+            for pr in listing.pull_requests:
+                env = by_pull.get((repo.name.lower(), pr.number))
+                if env is not None and env.head_sha == pr.head_sha:
+                    heads[env.folder] = pr.head_sha
+        return self.fleet.carried_since_each(heads)
 
     def _deletions_to_hold(self, plan: Plan, current: int) -> str | None:
         deleting = len(plan.of(Action.DELETE))
@@ -814,21 +866,33 @@ class Syncer:
                     counts["failed"] = len(config_pulls)
             with phase("confirm removals"):
                 listings = self._confirm_removals(inventory, listings)
+            expired_marker = (
+                snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
+            )
+            expired = read_expired(expired_marker)
             gates: dict[PullKey, str] = {}
             unread: set[PullKey] = set()
             if any(repo.deploy_when is not None for repo in self.config.repositories):
                 with phase("check deploy gates") as counts:
-                    gates, unread = self._check_gates(inventory, listings)
+                    # An expired head was deployed, so it passed its gate: none is asked.
+                    gates, unread = self._check_gates(inventory, listings, expired)
                     counts["waiting"] = len(gates)
             with phase("read PR commands") as counts:
                 marker = (
                     snapshot.files.get(DELETED_FILE) if DELETED_FILE in snapshot.files else None
                 )
-                effects = self._read_commands(inventory, listings, marker, dry_run)
+                effects = self._read_commands(inventory, listings, marker, dry_run, expired)
                 counts["commands"] = len(effects.settled)
                 counts["failed"] = len(effects.unread)
+            carried: Mapping[str, datetime | None] = {}
+            if any(uses_activity(repo) for repo in self.config.repositories):
+                with phase("read activity") as counts:
+                    carried = self._carried(inventory, listings)
+                    counts["environments"] = len(carried)
+            # Always: an environment asleep under a config that no longer says so wakes.
+            life = LifecycleRun(clock.now(), carried, expired, expired_marker, effects.recreated)
             with phase("render and plan") as counts:
-                plan, result = self._plan(inventory, listings, gates, unread, effects)
+                plan, result = self._plan(inventory, listings, gates, unread, effects, life)
                 result.commands = effects.settled
                 result.unread_commands = len(effects.unread)
                 result.repo_configs, result.repo_config_pulls = repo_configs, config_pulls

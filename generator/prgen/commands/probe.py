@@ -26,7 +26,13 @@ from prgen.github.repo_files import GitHubRepoFiles
 from prgen.repo_config import effective_config
 from prgen.report import Health
 
-_MARK = {Health.READY: "✓", Health.PENDING: "…", Health.FAILED: "✗", Health.REMOVED: "-"}
+_MARK = {
+    Health.READY: "✓",
+    Health.PENDING: "…",
+    Health.FAILED: "✗",
+    Health.REMOVED: "-",
+    Health.SLEEPING: "z",
+}
 
 
 def print_probe(result: ProbeRunResult) -> None:

@@ -27,6 +27,7 @@ from prgen.github.checks import HeadRead, ProtectionRead, read_heads, read_prote
 from prgen.github.client import GitHubClients
 from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment
+from prgen.lifecycle import EXPIRED_FILE, Expired, gone_reason, read_expired
 from prgen.logs import phase
 from prgen.model import Listing
 from prgen.pr_commands import Controls
@@ -118,8 +119,11 @@ def status_document(
     with ThreadPoolExecutor(1, thread_name_prefix="prgen-list") as pool:
         listed = pool.submit(source.list_all, [repo.name for repo in repositories], lambda _: ())
         with fleet.locked(), phase("read the fleet"):
-            inventory = fleet.refresh().inventory
+            snapshot = fleet.refresh()
+            inventory = snapshot.inventory
+            marker = snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
         environments = {env.key: env for env in inventory.environments}
+        expired = read_expired(marker)
         listings = listed.result()
     complete = [listing for listing in listings if listing.complete]
     with phase("read branch protections") as counts:
@@ -134,7 +138,7 @@ def status_document(
         counts["heads"] = len(heads)
     return {
         "repositories": [
-            _repository(repo, listing, protections, reads, environments)
+            _repository(repo, listing, protections, reads, environments, expired)
             for repo, listing in zip(repositories, listings, strict=True)
         ]
     }
@@ -172,6 +176,7 @@ def _repository(
     protections: dict[tuple[str, str], ProtectionRead],
     reads: dict[tuple[str, int, str], HeadRead],
     environments: Environments,
+    expired: Mapping[tuple[str, int], Expired] | None = None,
 ) -> dict[str, Any]:
     if not listing.complete:
         return repository_document(repo.name, {}, [], listing.error)
@@ -184,6 +189,10 @@ def _repository(
         by_branch[pr.base_branch] = rules.protection or UNPROTECTED
     _, skipped = select(repo, listing.pull_requests)
     why_not = {s.number: s.reason for s in skipped}
+    heads = {pr.number: pr.head_sha for pr in listing.pull_requests}
+    for (name, number), entry in (expired or {}).items():
+        if name == repo.name.lower() and heads.get(number) == entry.head_sha:
+            why_not.setdefault(number, gone_reason(entry.head_sha))
     views = []
     for pr in listing.pull_requests:
         read = reads[(repo.name.lower(), pr.number, pr.head_sha)]
@@ -198,11 +207,13 @@ def _repository(
         if env is not None:
             deployed = reads.get((repo.name.lower(), pr.number, env.head_sha or ""))
             own = deployed.facts.own if deployed is not None and deployed.facts else None
+            controls = Controls.decode(env.controls)
             view = EnvironmentView(
                 env.folder,
                 env.head_sha,
                 None if own is None else HEALTH[own],
-                Controls.decode(env.controls).paused_at,
+                controls.paused_at,
+                controls.sleeping,
             )
         elif reason is None and repo.deploy_when is not None and read.facts is not None:
             gate = repo.deploy_when

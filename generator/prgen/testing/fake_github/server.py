@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -237,6 +237,12 @@ class FakeGitHub:
     def now(self) -> datetime:
         """The fake clock: 2026-01-01T00:00:00Z plus one second per change so far."""
         with self._state.lock:
+            return self._state.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move the fake clock on by `delta` (what GitHub stamps on what comes next)."""
+        with self._state.lock:
+            self._state.now += delta
             return self._state.now
 
     # -- repositories and pull requests --------------------------------------
