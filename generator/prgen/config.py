@@ -30,6 +30,7 @@ from prgen.errors import ConfigError
 from prgen.naming import dns_label, slug
 from prgen.placeholders import PLACEHOLDER, PR_TEXT, UNTRUSTED, unknown_placeholders
 from prgen.resources import data_path
+from prgen.targets import check_targets
 
 DEFAULT_API_URL = "https://api.github.com"
 # Room for 30,000 open PRs at 100 a page; the time fits one run of the example CronJob.
@@ -88,6 +89,13 @@ class FleetSettings:
     author_email: str = "prgen@localhost"
     token_env: str | None = None
     push_retries: int = 5
+    # `targets:`: every target's folder (`path` is the first); empty: `path` alone.
+    target_paths: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every folder prgen manages in the fleet."""
+        return self.target_paths or (self.path,)
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,18 @@ class RepositorySettings:
 
 
 @dataclass(frozen=True)
+class Target:
+    """One folder of the fleet (a cluster's previews) and the repositories rendered into it.
+
+    `name` is "" for the one folder of `fleet.path` (no `targets:`): nothing names it then.
+    """
+
+    name: str
+    path: str
+    repositories: tuple[RepositorySettings, ...]
+
+
+@dataclass(frozen=True)
 class Config:
     github: GitHubSettings
     fleet: FleetSettings
@@ -227,6 +247,12 @@ class Config:
     max_deletions: int | None = None  # None: more than half, and at least 5
     reserved_namespaces: frozenset[str] = SYSTEM_NAMESPACES
     server: ServerSettings = ServerSettings()
+    targets: tuple[Target, ...] = ()  # `targets:`; empty: the one folder of fleet.path
+
+    @property
+    def fleet_targets(self) -> tuple[Target, ...]:
+        """Every target; without `targets:`, the one folder of fleet.path (named "")."""
+        return self.targets or (Target("", self.fleet.path, self.repositories),)
 
     def repository(self, name: str) -> RepositorySettings:
         for repo in self.repositories:
@@ -301,7 +327,10 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
     )
     _check_unique_names(repositories, source)
     _check_namespaces_apart(repositories, source)
-    fleet = _compile_fleet(document["fleet"], base)
+    targets_entry = document.get("targets")
+    if targets_entry is not None:
+        check_targets(document, source)
+    fleet = _compile_fleet(document["fleet"], base, targets_entry)
     safety = document.get("safety", {})
     reserved = SYSTEM_NAMESPACES | frozenset(safety.get("reservedNamespaces", ()))
     for index, repo in enumerate(repositories):
@@ -312,6 +341,16 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         )
         for repo in repositories
     )
+    targets: tuple[Target, ...] = ()
+    if targets_entry is not None:
+        targets = tuple(
+            Target(target["name"], target["path"].strip("/"), repos)
+            for target, repos in zip(
+                targets_entry,
+                _compile_targets(document, targets_entry, reserved, source, base),
+                strict=True,
+            )
+        )
     github = _compile_github(document.get("github", {}), base, source)
     _check_check_runs_have_an_app(repositories, github, source)
     return Config(
@@ -323,7 +362,35 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         reserved_namespaces=reserved,
         probe=_compile_probe(document.get("probe", {}), source),
         server=_compile_server(document.get("server", {}), source),
+        targets=targets,
     )
+
+
+def _compile_targets(
+    document: Mapping[str, Any],
+    targets: list[dict[str, Any]],
+    reserved: frozenset[str],
+    source: str,
+    base: Path,
+) -> Iterator[tuple[RepositorySettings, ...]]:
+    """Each target's repositories, each compiled from defaults < the target's values < its
+    entry, with an identity of that target's folder (so each target keeps its own)."""
+    defaults = document.get("defaults", {})
+    for target in targets:
+        layered = _merge(defaults, {"values": target.get("values", {})})
+        compiled = []
+        for index, entry in enumerate(document["repositories"]):
+            merged = _merge(layered, entry)
+            if target["name"] not in merged.get("targets", [target["name"]]):
+                continue
+            repo = _compile_repository(merged, index, source, base)
+            path = target["path"].strip("/")
+            compiled.append(
+                dataclasses.replace(
+                    repo, reserved_namespaces=reserved, identity=config_identity(repo, path)
+                )
+            )
+        yield tuple(compiled)
 
 
 def _compile_probe(entry: Mapping[str, Any], source: str) -> ProbeSettings:
@@ -945,19 +1012,23 @@ def is_local_path(url: str) -> bool:
     return not ("://" in url or url.startswith("git@") or ":" in url.split("/", 1)[0])
 
 
-def _compile_fleet(entry: Mapping[str, Any], base: Path) -> FleetSettings:
+def _compile_fleet(
+    entry: Mapping[str, Any], base: Path, targets: list[dict[str, Any]] | None = None
+) -> FleetSettings:
     author = entry.get("author", {})
+    paths = tuple(target["path"].strip("/") for target in targets or ())
     url = entry["url"]
     if is_local_path(url) and not Path(url).expanduser().is_absolute():
         url = str(base / url)  # like templates: relative to prgen.yaml, wherever prgen runs
     return FleetSettings(
         url=url,
-        path=entry["path"].strip("/"),
+        path=paths[0] if paths else entry["path"].strip("/"),
         branch=entry.get("branch", "main"),
         author_name=author.get("name", "prgen"),
         author_email=author.get("email", "prgen@localhost"),
         token_env=entry.get("tokenEnv"),
         push_retries=entry.get("pushRetries", 5),
+        target_paths=paths if len(paths) > 1 else (),
     )
 
 

@@ -389,10 +389,16 @@ class FleetRepo:
         return f"refs/remotes/origin/{self.settings.branch}"
 
     def refresh(self) -> Snapshot:
-        """Fetch the branch and read what it holds under the managed folder.
+        """Fetch the branch and read what it holds under the managed folder (the first
+        target's, with `targets:`).
 
         Nothing is checked out: the snapshot is read from the fetched commit's objects.
         """
+        return self.refresh_all()[self.settings.path]
+
+    def refresh_all(self) -> dict[str, Snapshot]:
+        """Fetch the branch and read each managed folder (fleet.paths) of the one commit."""
+        paths = self.settings.paths
         repo = self._open()
         branch = self.settings.branch
         try:
@@ -408,10 +414,12 @@ class FleetRepo:
         except GitCommandError as exc:
             if "couldn't find remote ref" not in str(exc.stderr):
                 raise self._git_error(f"fetching {self.display_url}", exc) from exc
-            return self._start_empty_branch(repo)
+            empty = self._start_empty_branch(repo)
+            return dict.fromkeys(paths, empty)
         commit = repo.commit(self._remote_ref)
-        self._check_managed_path(commit.tree)
-        return self._read_managed(repo, commit.hexsha)
+        for path in paths:
+            self._check_managed_path(commit.tree, path)
+        return self._read_managed(repo, commit.hexsha, paths)
 
     def _recover(self, repo: Repo) -> None:
         """Undo whatever a killed run left: git's lock files, a clone stopped before its remote."""
@@ -435,14 +443,14 @@ class FleetRepo:
             raise self._git_error("preparing an empty branch", exc) from exc
         return Snapshot(None, SnapshotFiles({}, self._read_blob))
 
-    def _check_managed_path(self, tree: Tree) -> None:
+    def _check_managed_path(self, tree: Tree, path: str) -> None:
         """Each folder on the way to the managed folder, and the folder itself, is a folder.
 
         A committed link there (`previews -> /elsewhere`) would have prgen write, read or
         delete outside the work tree: the run stops instead.
         """
         node = tree
-        parts = PurePosixPath(self.settings.path).parts
+        parts = PurePosixPath(path).parts
         for depth, part in enumerate(parts, start=1):
             where = "/".join(parts[:depth])
             try:
@@ -468,8 +476,8 @@ class FleetRepo:
             self._format = out or "sha1"
         return self._format
 
-    def _read_managed(self, repo: Repo, commit: str) -> Snapshot:
-        """Every entry under the managed folder, and the facts of prgen's own files.
+    def _read_managed(self, repo: Repo, commit: str, paths: tuple[str, ...]) -> dict[str, Snapshot]:
+        """Every entry under each managed folder, and the facts of prgen's own files.
 
         Sizes and blob ids come from one `ls-tree -r -l`: a file too big to be prgen's is
         never read; a small one is read (to look for the marker, and to read a HelmRelease's
@@ -478,25 +486,28 @@ class FleetRepo:
         environment whose place it takes) alone.
         """
         try:
-            listing = repo.git.ls_tree(
-                "-r", "-t", "-l", "-z", "--full-tree", commit, "--", self.settings.path
-            )
+            listing = repo.git.ls_tree("-r", "-t", "-l", "-z", "--full-tree", commit, "--", *paths)
         except GitCommandError as exc:
             raise self._git_error("reading the fleet tree", exc) from exc
         known, rendered = self._load_cache()
         seen: dict[str, FileFacts] = {}
-        facts: dict[str, FileFacts] = {}
-        blobs: dict[str, str | None] = {}  # relative path -> blob id of an owned file
-        trees: dict[str, str] = {}  # folder (relative path) -> tree id
-        prefix = self.settings.path.rstrip("/") + "/"
+        # Per managed folder (targets' folders never nest: each entry is of one at most):
+        facts_of_path: dict[str, dict[str, FileFacts]] = {p: {} for p in paths}
+        blobs_of_path: dict[str, dict[str, str | None]] = {p: {} for p in paths}
+        trees_of_path: dict[str, dict[str, str]] = {p: {} for p in paths}
+        prefixes = [(p.rstrip("/") + "/", p) for p in paths]
         for entry in filter(None, listing.split("\0")):
             meta, _, path = entry.partition("\t")
             mode, kind, sha, size = meta.split()
+            managed = next((p for prefix, p in prefixes if path.startswith(prefix)), None)
+            if managed is None:
+                continue  # a folder on the way to a managed folder
+            relative = path.removeprefix(managed.rstrip("/") + "/")
+            facts = facts_of_path[managed]
+            blobs = blobs_of_path[managed]  # relative path -> blob id of an owned file
             if kind == "tree":
-                if path.startswith(prefix):  # not the folders on the way to it
-                    trees[path.removeprefix(prefix)] = sha
+                trees_of_path[managed][relative] = sha  # folder (relative path) -> tree id
                 continue
-            relative = path.removeprefix(prefix)
             blobs[relative] = None
             if kind != "blob" or int(mode, 8) == Blob.link_mode or int(size) > OWNED_FILE_LIMIT:
                 facts[relative] = FileFacts(False, None)
@@ -511,13 +522,28 @@ class FleetRepo:
             facts[relative] = fact
             if fact.owned:
                 blobs[relative] = sha
-        still = rendered & set(trees.values())
+        still = rendered & {sha for trees in trees_of_path.values() for sha in trees.values()}
         self._facts, self._rendered = seen, still
         # Written when it learnt something, or when entries of blobs and folders the fleet no
         # longer holds pile up: not for the one file a push replaced (the commit writes it).
         stale = len(known.keys() - seen.keys()) + len(rendered - still)
         self._unsaved = bool(seen.keys() - known.keys()) or stale > max(256, len(seen) // 10)
         self.save_cache()
+        return {
+            path: self._snapshot(
+                commit, facts_of_path[path], blobs_of_path[path], trees_of_path[path], still
+            )
+            for path in paths
+        }
+
+    def _snapshot(
+        self,
+        commit: str,
+        facts: Mapping[str, FileFacts],
+        blobs: Mapping[str, str | None],
+        trees: Mapping[str, str],
+        still: set[str],
+    ) -> Snapshot:
         object_format = self._object_format()
 
         def folder_files(folder: str, names: list[str]) -> StoredFiles:
@@ -615,28 +641,28 @@ class FleetRepo:
 
     # -- writing: one commit built from the snapshot's commit, never from a work tree --
 
-    def _check_writes(self, snapshot: Snapshot, writes: Mapping[str, bytes | None]) -> None:
+    def _check_writes(
+        self, snapshot: Snapshot, writes: Mapping[str, bytes | None], managed: str
+    ) -> None:
         """Every path inside the managed folder, and none through a file or link of the fleet."""
         files = snapshot.files
         ordered: list[str] | None = None  # the fleet's paths, sorted: is a path a folder?
         for relative in writes:
             parts = relative.split("/")
             if relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
-                raise FleetError(f"refusing to write {relative!r}: outside {self.settings.path}")
+                raise FleetError(f"refusing to write {relative!r}: outside {managed}")
             for depth in range(1, len(parts)):
                 above = "/".join(parts[:depth])
                 if above in files:
                     raise FleetError(
-                        f"refusing to write {self.settings.path}/{relative}: "
-                        f"{self.settings.path}/{above} is a file or a symbolic link"
+                        f"refusing to write {managed}/{relative}: "
+                        f"{managed}/{above} is a file or a symbolic link"
                     )
             if writes[relative] is not None:
                 ordered = ordered if ordered is not None else sorted(files)
                 below = bisect.bisect_left(ordered, relative + "/")
                 if below < len(ordered) and ordered[below].startswith(relative + "/"):
-                    raise FleetError(
-                        f"refusing to write {self.settings.path}/{relative}: it is a folder"
-                    )
+                    raise FleetError(f"refusing to write {managed}/{relative}: it is a folder")
 
     def _author(self) -> bytes:
         # No <, > or line break can come from the config into fast-import's stream.
@@ -666,7 +692,8 @@ class FleetRepo:
         assert process.stdin is not None and process.stderr is not None
         stderr = b""
         try:
-            _write_import(process.stdin, ref, parent, self._author(), message, self._paths(writes))
+            paths = iter(sorted(writes.items()))
+            _write_import(process.stdin, ref, parent, self._author(), message, paths)
             process.stdin.close()
         except BrokenPipeError:
             pass  # fast-import stopped early: its exit status and stderr say why
@@ -676,10 +703,6 @@ class FleetRepo:
         if process.returncode != 0:
             raise GitCommandError(command, process.returncode, stderr)
         return str(self._open().git.rev_parse(ref)).strip()
-
-    def _paths(self, writes: Mapping[str, bytes | None]) -> Iterator[tuple[str, bytes | None]]:
-        for relative, content in sorted(writes.items()):
-            yield f"{self.settings.path.rstrip('/')}/{relative}", content
 
     def commit_and_push(
         self,
@@ -693,26 +716,53 @@ class FleetRepo:
         `identities`: what each HelmRelease written says about itself (by path), for the
         cache; one not given is read back from git when next met.
         """
+        return self.commit_and_push_targets(
+            {self.settings.path: snapshot},
+            {self.settings.path: writes},
+            message,
+            {self.settings.path: identities or {}},
+        )
+
+    def commit_and_push_targets(
+        self,
+        snapshots: Mapping[str, Snapshot],
+        writes: Mapping[str, Mapping[str, bytes | None]],
+        message: str,
+        identities: Mapping[str, Mapping[str, Identity]],
+    ) -> str | None:
+        """One commit with the writes of every managed folder (by its path; the snapshots
+        are of one commit), pushed. None if it would change nothing."""
         repo = self._open()
-        self._check_writes(snapshot, writes)
+        commits = {snapshot.commit for snapshot in snapshots.values()}
+        if len(commits) != 1:
+            raise FleetError("the managed folders were read from different commits")
+        parent = commits.pop()
+        everything: dict[str, bytes | None] = {}
+        written: dict[str, Identity] = {}
+        for managed, files in writes.items():
+            self._check_writes(snapshots[managed], files, managed)
+            prefix = managed.rstrip("/") + "/"
+            everything.update({prefix + relative: content for relative, content in files.items()})
+            for relative, identity in identities.get(managed, {}).items():
+                written[prefix + relative] = identity
         try:
-            sha = self._import(snapshot.commit, writes, message)
-            if snapshot.commit is not None:
-                trees = str(repo.git.rev_parse(f"{sha}^{{tree}}", f"{snapshot.commit}^{{tree}}"))
+            sha = self._import(parent, everything, message)
+            if parent is not None:
+                trees = str(repo.git.rev_parse(f"{sha}^{{tree}}", f"{parent}^{{tree}}"))
                 new_tree, old_tree = trees.split()
                 if new_tree == old_tree:
                     return None
         except GitCommandError as exc:
             raise self._git_error("committing", exc) from exc
-        self._remember(writes, identities or {})
-        self._push(repo, snapshot, sha)
+        self._remember(everything, written)
+        self._push(repo, parent, sha)
         return sha
 
-    def _push(self, repo: Repo, snapshot: Snapshot, sha: str) -> None:
+    def _push(self, repo: Repo, parent: str | None, sha: str) -> None:
         branch = self.settings.branch
         # --force-with-lease to the exact commit we built on: a push that raced with
         # another writer is refused by the remote, never overwrites their commit.
-        lease = f"--force-with-lease=refs/heads/{branch}:{snapshot.commit or ''}"
+        lease = f"--force-with-lease=refs/heads/{branch}:{parent or ''}"
         try:
             repo.git.push("--porcelain", lease, "origin", f"{sha}:refs/heads/{branch}")
         except GitCommandError as exc:
@@ -730,7 +780,7 @@ class FleetRepo:
                 return
             # However the refusal is worded (stale info, fetch first, or "failed to update
             # ref" when another push landed inside the remote), a moved branch means re-plan.
-            if tip != snapshot.commit:
+            if tip != parent:
                 raise ConcurrentUpdate(branch) from exc
             raise self._git_error(f"pushing to {self.display_url}", exc) from exc
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from prgen.config import Config, RepositorySettings
+from prgen.config import Config, RepositorySettings, Target
 from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
@@ -49,6 +49,7 @@ from prgen.render import (
     with_controls,
 )
 from prgen.standing import HeadFacts, HeadQuery, gate_reason, own_checks
+from prgen.targets import target_label
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,11 @@ class SyncResult:
     waiting: list[Waiting] = field(default_factory=list)
     commands: list[Settled] = field(default_factory=list)  # answered after the commit
     unread_commands: int = 0  # repositories whose new commands could not be read
+    targets: dict[str, str] = field(default_factory=dict)  # `targets:`: name -> folder
+
+    def folder_of(self, change: Change) -> str:
+        """Where a change is in the fleet repository: its target's folder, and its own."""
+        return f"{self.targets.get(change.target, self.fleet_path)}/{change.folder}"
 
     @property
     def failed_repositories(self) -> list[RepositoryOutcome]:
@@ -153,7 +159,15 @@ class SyncResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "fleet": {"url": self.fleet_url, "path": self.fleet_path},
+            "fleet": {
+                "url": self.fleet_url,
+                "path": self.fleet_path,
+                **(
+                    {"targets": [{"name": n, "path": p} for n, p in self.targets.items()]}
+                    if self.targets
+                    else {}
+                ),
+            },
             "dryRun": self.dry_run,
             "commit": self.commit,
             "attempts": self.attempts,
@@ -174,9 +188,10 @@ class SyncResult:
                     "action": str(c.action),
                     "repository": c.repository,
                     "pullRequest": c.number,
-                    "folder": f"{self.fleet_path}/{c.folder}",
+                    "folder": self.folder_of(c),
                     "headSha": c.head_sha,
                     "reason": c.reason,
+                    **({"target": c.target} if self.targets else {}),
                 }
                 for c in self.plan.changes
             ],
@@ -186,6 +201,7 @@ class SyncResult:
                     "pullRequest": c.number,
                     "kind": str(c.kind),
                     "reason": c.reason,
+                    **({"target": c.target} if self.targets else {}),
                 }
                 for c in self.plan.conflicts
             ],
@@ -232,18 +248,17 @@ def commit_message(plan: Plan, commands: Sequence[str] = ()) -> str:
 def _change_lines(created: list[Change], updated: list[Change], deleted: list[Change]) -> list[str]:
     lines = []
     for change in created:
-        lines.append(
-            f"created {change.repository}#{change.number} in {change.folder} at {change.head_sha}"
-        )
+        where = change.folder + target_label(change.target)
+        lines.append(f"created {change.repository}#{change.number} in {where} at {change.head_sha}")
     for change in updated:
+        where = change.folder + target_label(change.target)
         lines.append(
-            f"updated {change.repository}#{change.number} in {change.folder} at {change.head_sha}: "
+            f"updated {change.repository}#{change.number} in {where} at {change.head_sha}: "
             f"{change.reason}"
         )
     for change in deleted:
-        lines.append(
-            f"removed {change.repository}#{change.number} from {change.folder}: {change.reason}"
-        )
+        where = change.folder + target_label(change.target)
+        lines.append(f"removed {change.repository}#{change.number} from {where}: {change.reason}")
     return lines
 
 
@@ -371,6 +386,57 @@ def _command_lines(effects: CommandEffects) -> list[str]:
     return lines
 
 
+def _union(inventories: Sequence[Inventory]) -> Inventory:
+    """Every target's environments as one inventory: what the fleet holds of each PR, for
+    what is asked once per PR (confirmations, gates, commands). One target's is itself."""
+    if len(inventories) == 1:
+        return inventories[0]
+    return Inventory(
+        environments=tuple(env for inventory in inventories for env in inventory.environments),
+        handwritten={},
+        index=None,
+        unrecognised=(),
+    )
+
+
+def _combined(
+    targets: Sequence[Target], plans: Mapping[str, Plan], results: Sequence[SyncResult]
+) -> tuple[Plan, SyncResult]:
+    """The plans and results of several targets as one: changes and conflicts in target
+    order, writes by their path in the fleet repository, each repository and PR once."""
+    plan = Plan(
+        changes=tuple(c for p in plans.values() for c in p.changes),
+        conflicts=tuple(c for p in plans.values() for c in p.conflicts),
+        writes={
+            f"{path}/{relative}": content
+            for path, p in plans.items()
+            for relative, content in p.writes.items()
+        },
+        rendered=tuple(env for p in plans.values() for env in p.rendered),
+    )
+    first = results[0]
+    outcomes: dict[str, RepositoryOutcome] = {}
+    for result in results:
+        for outcome in result.repositories:
+            outcomes.setdefault(outcome.name.lower(), outcome)
+    skipped = {(s.repository.lower(), s.number, s.reason): s for r in results for s in r.skipped}
+    waiting = {(w.repository.lower(), w.number): w for r in results for w in r.waiting}
+    held = [r.held_deletions for r in results if r.held_deletions]
+    combined = SyncResult(
+        first.fleet_url,
+        first.fleet_path,
+        list(outcomes.values()),
+        plan,
+        list(skipped.values()),
+        listings=first.listings,
+        waiting=list(waiting.values()),
+        held_deletions="; ".join(held) or None,
+        targets={target.name: target.path for target in targets},
+    )
+    combined.warnings = list(dict.fromkeys(w for r in results for w in r.warnings))
+    return plan, combined
+
+
 def _written_identities(plan: Plan) -> dict[str, Identity]:
     """What each HelmRelease this commit writes says about itself, for the fleet's cache
     (the same as reading it back would give: see inventory.identity_of)."""
@@ -408,13 +474,28 @@ class Syncer:
         # Every configured repository: an environment of one outside the scope is still
         # "configured" (kept quietly), never "no longer in prgen.yaml".
         self.configured = frozenset(repo.name.lower() for repo in config.repositories)
+        # What each target's folder is configured for (`targets:`; else one, named "").
+        self.configured_in = {
+            target.name: frozenset(repo.name.lower() for repo in target.repositories)
+            for target in config.fleet_targets
+        }
         # A scoped run (`prgen serve` after a webhook) lists only these repositories: every
         # environment of the others is kept exactly as it is, as for a failed listing.
         self.scope = None if scope is None else frozenset(name.lower() for name in scope)
         if self.scope is not None:
+            in_scope = self.scope
             config = replace(
                 config,
-                repositories=tuple(r for r in config.repositories if r.name.lower() in self.scope),
+                repositories=tuple(r for r in config.repositories if r.name.lower() in in_scope),
+                targets=tuple(
+                    replace(
+                        target,
+                        repositories=tuple(
+                            r for r in target.repositories if r.name.lower() in in_scope
+                        ),
+                    )
+                    for target in config.targets
+                ),
             )
         self.config = config
         self.source = source
@@ -434,14 +515,17 @@ class Syncer:
             counts["pullRequests"] = sum(len(listing.pull_requests) for listing in listings)
         return listings
 
-    def _read_and_list(self, attempt: int) -> tuple[Snapshot, list[Listing]]:
-        """The fleet read and the listing side by side: one waits on git, the other on GitHub."""
+    def _read_and_list(self, attempt: int) -> tuple[dict[str, Snapshot], list[Listing]]:
+        """The fleet read and the listing side by side: one waits on git, the other on GitHub.
+        The fleet's snapshot of each target's folder, by its path, all of one commit."""
         with ThreadPoolExecutor(1, thread_name_prefix="prgen-list") as pool:
             listing = pool.submit(self._list)
             with phase("read the fleet", attempt=attempt) as counts:
-                snapshot = self.fleet.refresh()
-                counts["environments"] = len(snapshot.inventory.environments)
-            return snapshot, listing.result()
+                snapshots = self.fleet.refresh_all()
+                counts["environments"] = sum(
+                    len(s.inventory.environments) for s in snapshots.values()
+                )
+            return snapshots, listing.result()
 
     def _confirm_removals(self, inventory: Inventory, listings: list[Listing]) -> list[Listing]:
         """Each PR with an environment that the listing misses or shows open but no longer
@@ -523,7 +607,14 @@ class Syncer:
         gates: Mapping[PullKey, str] | None = None,
         unread: set[PullKey] | None = None,
         effects: CommandEffects | None = None,
+        target: Target | None = None,
     ) -> tuple[Plan, SyncResult]:
+        """The plan of one target's folder (by default the first, fleet.path's)."""
+        target = target or self.config.fleet_targets[0]
+        listing_of = {
+            repo.name.lower(): listing
+            for repo, listing in zip(self.config.repositories, listings, strict=True)
+        }
         desired: list[RenderedEnvironment] = []
         refused: list[Conflict] = []
         skipped: list[Skipped] = []
@@ -532,7 +623,8 @@ class Syncer:
         waits: list[Waiting] = []
         current = {(env.key, env.folder): env for env in inventory.environments}
         by_pull = {env.key: env for env in inventory.environments}
-        for repo, listing in zip(self.config.repositories, listings, strict=True):
+        for repo in target.repositories:
+            listing = listing_of[repo.name.lower()]
             # A PR deleted on request has no environment and takes no place under
             # maxEnvironments: it is set aside before the filters choose.
             deleted = {n for r, n in (effects.deleted if effects else {}) if r == repo.name.lower()}
@@ -585,9 +677,14 @@ class Syncer:
                     repo.identity,
                 )
             )
-        complete = {listing.repository.lower() for listing in listings if listing.complete}
-        configured = self.configured
-        identities = {repo.name.lower(): repo.identity for repo in self.config.repositories}
+        complete = {
+            repo.name.lower()
+            for repo in target.repositories
+            if listing_of[repo.name.lower()].complete
+        }
+        configured = self.configured_in[target.name]
+        identities = {repo.name.lower(): repo.identity for repo in target.repositories}
+        path = target.path
 
         def plan_with(held: str | None) -> Plan:
             return make_plan(
@@ -604,6 +701,8 @@ class Syncer:
 
         plan = plan_with(None)
         held = self._deletions_to_hold(plan, len(inventory.environments))
+        if held and target.name:
+            held = f"target {target.name}: {held}"
         if held:
             plan = plan_with(held)
         if holds:
@@ -612,7 +711,7 @@ class Syncer:
             plan = _with_commands(plan, effects)
         result = SyncResult(
             self.fleet.display_url,
-            self.config.fleet.path,
+            path,
             outcomes,
             plan,
             skipped,
@@ -625,7 +724,7 @@ class Syncer:
         if result.written_by_another_config:
             result.warnings.append(
                 f"{len(result.written_by_another_config)} environment(s) under "
-                f"{self.config.fleet.path} were written by a prgen configured differently: "
+                f"{path} were written by a prgen configured differently: "
                 "kept as they are (see the conflicts). If you changed prgen.yaml's filters, "
                 "namespace or fleet.path, run prgen sync --adopt once to take them over; if "
                 "another prgen writes this folder, make the two configs agree"
@@ -633,29 +732,72 @@ class Syncer:
         unconfigured = sorted(
             {e.repository for e in inventory.environments if e.repository.lower() not in configured}
         )
+        lists = f"target {target.name}" if target.name else "prgen.yaml"
         result.warnings.extend(
-            f"environments of {name} are kept, but prgen.yaml no longer lists {name}: add it back, "
-            f"or remove its folders under {self.config.fleet.path} by hand"
+            f"environments of {name} are kept, but {lists} no longer lists {name}: add it back, "
+            f"or remove its folders under {path} by hand"
             for name in unconfigured
         )
         if inventory.index_is_handwritten:
             result.warnings.append(
-                f"{self.config.fleet.path}/kustomization.yaml is hand-written: prgen leaves it alone, "
+                f"{path}/kustomization.yaml is hand-written: prgen leaves it alone, "
                 "so list the environment folders in it yourself"
             )
         result.warnings.extend(
-            f"{self.config.fleet.path}/{folder} holds prgen files without a readable HelmRelease: left alone"
+            f"{path}/{folder} holds prgen files without a readable HelmRelease: left alone"
             for folder in inventory.unrecognised
         )
         return plan, result
 
+    def _plan_targets(
+        self,
+        snapshots: Mapping[str, Snapshot],
+        listings: list[Listing],
+        gates: Mapping[PullKey, str],
+        unread: set[PullKey],
+        effects: CommandEffects,
+        markers: Mapping[str, bytes | None],
+    ) -> tuple[dict[str, Plan], Plan, SyncResult]:
+        """Each target's plan (by its folder), against its own inventory and guard; and the
+        plan and result of them all, each change naming its target. Without `targets:`,
+        the one folder's plan is both."""
+        targets = self.config.fleet_targets
+        if not self.config.targets:
+            path = targets[0].path
+            plan, result = self._plan(snapshots[path].inventory, listings, gates, unread, effects)
+            return {path: plan}, plan, result
+        plans: dict[str, Plan] = {}
+        results: list[SyncResult] = []
+        for target in targets:
+            own = replace(effects, marker=markers[target.path])
+            plan, result = self._plan(
+                snapshots[target.path].inventory, listings, gates, unread, own, target
+            )
+            plans[target.path] = replace(
+                plan,
+                changes=tuple(replace(c, target=target.name) for c in plan.changes),
+                conflicts=tuple(replace(c, target=target.name) for c in plan.conflicts),
+            )
+            results.append(result)
+        return plans, *_combined(targets, plans, results)
+
     def _read_commands(
-        self, inventory: Inventory, listings: list[Listing], marker: bytes | None, dry_run: bool
+        self,
+        inventory: Inventory,
+        listings: list[Listing],
+        markers: Sequence[bytes | None],
+        dry_run: bool,
     ) -> CommandEffects:
         """The new commands of each completely listed repository, applied to the state the
         fleet records. A repository whose comments could not be read gets none applied (a
-        warning): its environments stay as the fleet says, none goes because of it."""
-        deleted = read_deleted(marker)
+        warning): its environments stay as the fleet says, none goes because of it.
+
+        `markers`: each target's file of PRs deleted on request (a PR deleted in one is
+        deleted in all); the effects hold the first's.
+        """
+        deleted: dict[PullKey, int] = {}
+        for marker in reversed(markers):
+            deleted.update(read_deleted(marker))
         controls: dict[PullKey, Controls] = {}
         heads: dict[PullKey, str | None] = {}
         for env in inventory.environments:
@@ -663,7 +805,7 @@ class Syncer:
             if recorded.last_command >= controls.get(env.key, Controls()).last_command:
                 controls[env.key] = recorded
             heads[env.key] = env.head_sha
-        effects = CommandEffects(controls, dict(deleted), marker)
+        effects = CommandEffects(controls, dict(deleted), markers[0])
         queries: list[CommandsQuery] = []
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             if not listing.complete:
@@ -763,8 +905,9 @@ class Syncer:
     def _run(self, dry_run: bool) -> SyncResult:
         retries = self.config.fleet.push_retries
         for attempt in range(1, retries + 2):
-            snapshot, listings = self._read_and_list(attempt)
-            inventory = snapshot.inventory
+            snapshots, listings = self._read_and_list(attempt)
+            targets = self.config.fleet_targets
+            inventory = _union([snapshots[target.path].inventory for target in targets])
             with phase("confirm removals"):
                 listings = self._confirm_removals(inventory, listings)
             gates: dict[PullKey, str] = {}
@@ -774,14 +917,21 @@ class Syncer:
                     gates, unread = self._check_gates(inventory, listings)
                     counts["waiting"] = len(gates)
             with phase("read PR commands") as counts:
-                marker = (
-                    snapshot.files.get(DELETED_FILE) if DELETED_FILE in snapshot.files else None
+                markers = {
+                    path: snapshot.files.get(DELETED_FILE)
+                    if DELETED_FILE in snapshot.files
+                    else None
+                    for path, snapshot in snapshots.items()
+                }
+                effects = self._read_commands(
+                    inventory, listings, [markers[target.path] for target in targets], dry_run
                 )
-                effects = self._read_commands(inventory, listings, marker, dry_run)
                 counts["commands"] = len(effects.settled)
                 counts["failed"] = len(effects.unread)
             with phase("render and plan") as counts:
-                plan, result = self._plan(inventory, listings, gates, unread, effects)
+                plans, plan, result = self._plan_targets(
+                    snapshots, listings, gates, unread, effects, markers
+                )
                 result.commands = effects.settled
                 result.unread_commands = len(effects.unread)
                 result.warnings.extend(
@@ -805,17 +955,20 @@ class Syncer:
             self.fleet.remember_renderings(env.files for env in fresh)
             if dry_run:
                 result.dry_run = True
-                result.diff = unified_diff(self.config.fleet.path, snapshot, plan)
+                result.diff = "".join(
+                    unified_diff(target.path, snapshots[target.path], plans[target.path])
+                    for target in targets
+                )
                 return result
             if not plan.has_changes:
                 return result
             try:
                 with phase("commit and push", files=len(plan.writes)):
-                    result.commit = self.fleet.commit_and_push(
-                        snapshot,
-                        plan.writes,
+                    result.commit = self.fleet.commit_and_push_targets(
+                        {path: snapshots[path] for path in plans},
+                        {path: each.writes for path, each in plans.items()},
                         commit_message(plan, _command_lines(effects)),
-                        _written_identities(plan),
+                        {path: _written_identities(each) for path, each in plans.items()},
                     )
                 return result
             except ConcurrentUpdate:

@@ -1,0 +1,70 @@
+"""`targets:`, several clusters from one config: the checks a list of targets must pass.
+
+Each target is a folder of the fleet (one cluster's previews) that prgen manages, indexes
+and guards on its own. Two folders that overlap or nest would have one target's plan
+remove, or index, the other's environments, so they are refused before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prgen.errors import ConfigError
+from prgen.placeholders import unknown_placeholders
+
+
+def _nests(outer: str, inner: str) -> bool:
+    return outer == inner or inner.startswith(outer + "/")
+
+
+def check_targets(document: Mapping[str, Any], source: str) -> None:
+    """Names unique, folders apart, every target a repository names defined; the schema has
+    checked the shapes. Raises ConfigError naming the field."""
+    targets: Sequence[Mapping[str, Any]] = document["targets"]
+    if "path" in document["fleet"]:
+        raise ConfigError(
+            "set either fleet.path (one folder) or targets (a folder each), not both",
+            "fleet.path",
+            source,
+        )
+    names: dict[str, int] = {}
+    paths: list[str] = []
+    for index, target in enumerate(targets):
+        name = target["name"]
+        if name in names:
+            raise ConfigError(
+                f"{name} is listed twice (also targets[{names[name]}])",
+                f"targets[{index}].name",
+                source,
+            )
+        names[name] = index
+        path = target["path"].strip("/")
+        for earlier, other in enumerate(paths):
+            if _nests(other, path) or _nests(path, other):
+                raise ConfigError(
+                    f"{path} overlaps {other} (targets[{earlier}].path): each target's folder "
+                    "is managed on its own, so no folder may be or hold another's",
+                    f"targets[{index}].path",
+                    source,
+                )
+        paths.append(path)
+        for where, placeholder in unknown_placeholders(
+            target.get("values"), f"targets[{index}].values"
+        ):
+            raise ConfigError(f"unknown placeholder <<{placeholder}>>", where, source)
+    places = [("defaults", document.get("defaults", {}))]
+    places += [(f"repositories[{i}]", entry) for i, entry in enumerate(document["repositories"])]
+    for at, entry in places:
+        for index, name in enumerate(entry.get("targets", ())):
+            if name not in names:
+                raise ConfigError(
+                    f"unknown target {name!r}: the targets are " + ", ".join(names),
+                    f"{at}.targets[{index}]",
+                    source,
+                )
+
+
+def target_label(name: str) -> str:
+    """How a change names its target in messages: nothing for the single fleet.path."""
+    return f" [{name}]" if name else ""
