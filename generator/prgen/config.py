@@ -30,7 +30,7 @@ from prgen.errors import ConfigError
 from prgen.naming import dns_label, slug
 from prgen.placeholders import PLACEHOLDER, PR_TEXT, UNTRUSTED, unknown_placeholders
 from prgen.resources import data_path
-from prgen.targets import check_targets
+from prgen.targets import check_no_target_placeholder, check_targets, target_report
 
 DEFAULT_API_URL = "https://api.github.com"
 # Room for 30,000 open PRs at 100 a page; the time fits one run of the example CronJob.
@@ -215,6 +215,7 @@ class RepositorySettings:
     reserved_namespaces: frozenset[str] = SYSTEM_NAMESPACES
     # Which PRs get an environment and where: see `config_identity`. Set by parse_config.
     identity: str = ""
+    target: str = ""  # the target this entry renders into (`targets:`); "" for fleet.path
 
     @property
     def owner(self) -> str:
@@ -330,6 +331,8 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
     targets_entry = document.get("targets")
     if targets_entry is not None:
         check_targets(document, source)
+    else:
+        check_no_target_placeholder(document, source)
     fleet = _compile_fleet(document["fleet"], base, targets_entry)
     safety = document.get("safety", {})
     reserved = SYSTEM_NAMESPACES | frozenset(safety.get("reservedNamespaces", ()))
@@ -387,7 +390,11 @@ def _compile_targets(
             path = target["path"].strip("/")
             compiled.append(
                 dataclasses.replace(
-                    repo, reserved_namespaces=reserved, identity=config_identity(repo, path)
+                    repo,
+                    reserved_namespaces=reserved,
+                    identity=config_identity(repo, path),
+                    target=target["name"],
+                    report=target_report(repo.report, target["name"]),
                 )
             )
         yield tuple(compiled)
@@ -596,6 +603,13 @@ def _compile_repository(
     ):
         for where, name in unknown_placeholders(entry.get(field), f"{at}.{field}"):
             raise ConfigError(f"unknown placeholder <<{name}>>", where, source)
+    if "<<TARGET>>" in entry.get("namespace", ""):
+        raise ConfigError(
+            "<<TARGET>> can't be used in the namespace: each target is a cluster of its own, "
+            "so a PR's namespace may be the same in all of them",
+            f"{at}.namespace",
+            source,
+        )
     if "<<NAMESPACE>>" in entry.get("namespace", ""):
         raise ConfigError(
             "<<NAMESPACE>> can't be used to make the namespace itself", f"{at}.namespace", source
@@ -746,7 +760,9 @@ def _url_problem(url: str) -> str | None:
 
 
 # A deployment must be found again after its PR closed, from the fleet alone.
-_ENVIRONMENT_PLACEHOLDERS = frozenset({"PR_NUMBER", "REPO_OWNER", "REPO_NAME", "NAMESPACE"})
+_ENVIRONMENT_PLACEHOLDERS = frozenset(
+    {"PR_NUMBER", "REPO_OWNER", "REPO_NAME", "NAMESPACE", "TARGET"}
+)
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -35,7 +35,7 @@ from prgen.fleet import FleetRepo, RemovedEnvironment
 from prgen.github.channels import GitHubReporter
 from prgen.github.client import Client
 from prgen.github.pulls import GitHubSource
-from prgen.inventory import CurrentEnvironment, Inventory
+from prgen.inventory import CurrentEnvironment, Inventory, union_of
 from prgen.logs import fields, phase
 from prgen.model import Listing, PullRequest
 from prgen.placeholders import Substitution, pull_request_values
@@ -101,6 +101,13 @@ class ProbeRunResult:
     def unreported(self) -> list[EnvironmentFeedback]:
         return [e for e in self.environments if e.outcome.error]
 
+    def add(self, other: ProbeRunResult) -> None:
+        """Another target's round, into this one."""
+        self.environments.extend(other.environments)
+        self.failed_repositories.update(other.failed_repositories)
+        self.failed_environments.extend(other.failed_environments)
+        self.late.extend(other.late)
+
     @property
     def exit_code(self) -> ExitCode:
         incomplete = (
@@ -123,6 +130,7 @@ class ProbeRunResult:
                     "pullRequest": e.observation.number,
                     "headSha": e.observation.head_sha,
                     "namespace": e.observation.namespace,
+                    **({"target": e.observation.target} if e.observation.target else {}),
                     "state": str(e.observation.health),
                     "reason": e.observation.reason,
                     "healthUrl": e.health_url,
@@ -269,8 +277,10 @@ class Prober:
         start_at: Callable[[int], int] = random.randrange,
         client_factory: Callable[[], Client] | None = None,
         report_concurrency: int = REPORT_CONCURRENCY,
+        path: str | None = None,
     ) -> None:
         self.config = config
+        self.path = path or config.fleet.path  # the managed folder (a target's) it probes
         self.client = client
         self.fleet = fleet
         self._now = now
@@ -326,7 +336,7 @@ class Prober:
     @staticmethod
     def _prepare(env: CurrentEnvironment, repo: RepositorySettings, pr: PullRequest) -> _Live:
         assert repo.health_check is not None
-        subst = Substitution(pull_request_values(pr, env.folder))
+        subst = Substitution(pull_request_values(pr, env.folder, repo.target))
         check = repo.health_check
         url = subst.text(check.url)
         target = ProbeTarget(url, check, subst.text(check.contains) if check.contains else None)
@@ -341,7 +351,7 @@ class Prober:
             # Only an unhealthy environment is judged against its deadline, so only it
             # costs a look at the fleet's history.
             with self._history:
-                since = self.fleet.carried_since(item.env.folder, item.pr.head_sha)
+                since = self.fleet.carried_since(item.env.folder, item.pr.head_sha, self.path)
             elapsed = (self._now() - since).total_seconds() if since else 0.0
             health = Health.FAILED if elapsed >= item.repo.health_check.deadline else Health.PENDING
         return Observation(
@@ -353,11 +363,12 @@ class Prober:
             health,
             probed.reason,
             paused=Controls.decode(item.env.controls).paused_at is not None,
+            target=item.repo.target,
         )
 
     def _job(self, item: _Live, probed: ProbeResult) -> _Job:
         observation = self._judge(item, probed)
-        values = pull_request_values(item.pr, item.env.folder)
+        values = pull_request_values(item.pr, item.env.folder, item.repo.target)
         wanted = desired_report(
             item.repo.report, observation, self._deployment_environment(item.repo, values)
         )
@@ -490,6 +501,7 @@ class Prober:
                 None,
                 Health.REMOVED,
                 "pull request closed or no longer eligible",
+                target=repo.target,
             )
             values = {
                 "PR_NUMBER": str(gone.number),
@@ -498,6 +510,7 @@ class Prober:
                 "REPO_OWNER": repo.owner,
                 "REPO_NAME": repo.short_name,
                 "NAMESPACE": gone.folder,
+                **({"TARGET": repo.target} if repo.target else {}),
             }
             wanted = desired_report(
                 repo.report, observation, self._deployment_environment(repo, values)
@@ -532,13 +545,17 @@ def probe_and_report(
     `client_factory` makes a client for each report worker (see `Prober`).
     """
     until = time.monotonic() + config.probe.round_timeout  # the fetch and listing count too
+    targets = config.fleet_targets
     with fleet.locked():
         with phase("read the fleet") as counts:
-            snapshot = fleet.refresh()
-            removed = fleet.recently_removed(config.probe.closed_lookback)
-            inventory = snapshot.inventory
+            snapshots = fleet.refresh_all()
+            removed = {
+                target.path: fleet.recently_removed(config.probe.closed_lookback, target.path)
+                for target in targets
+            }
+            inventory = union_of([snapshots[target.path].inventory for target in targets])
             counts["environments"] = len(inventory.environments)
-            counts["recentlyRemoved"] = len(removed)
+            counts["recentlyRemoved"] = sum(len(gone) for gone in removed.values())
         if listings is None:
             with phase("list pull requests") as counts:
                 source = source or GitHubSource.for_settings(client, config.github)
@@ -547,15 +564,19 @@ def probe_and_report(
                 )
                 counts["repositories"] = len(listings)
                 counts["failed"] = sum(not listing.complete for listing in listings)
-        prober = Prober(
-            config,
-            client,
-            fleet,
-            client_factory=client_factory,
-            report_concurrency=report_concurrency,
-        )
         with phase("probe and report") as counts:
-            result = prober.run(inventory, listings, removed, until=until)
+            result = ProbeRunResult()
+            for target in targets:  # each target's environments, reported as its own
+                prober = Prober(
+                    replace(config, repositories=target.repositories) if config.targets else config,
+                    client,
+                    fleet,
+                    client_factory=client_factory,
+                    report_concurrency=report_concurrency,
+                    path=target.path,
+                )
+                inventory = snapshots[target.path].inventory
+                result.add(prober.run(inventory, listings, removed[target.path], until=until))
             counts["reported"] = len(result.environments)
             counts["healthy"] = sum(
                 e.observation.health is Health.READY for e in result.environments
@@ -604,7 +625,7 @@ def passed_gates(config: Config, changes: Iterable[Change]) -> list[Waiting]:
     """The heads a sync just deployed in a gated repository that has no health check: no
     probe will report on them, so the sync says they passed (see `report_waiting`)."""
     by_name = {repo.name.lower(): repo for repo in reversed(config.repositories)}
-    passed = []
+    passed: dict[tuple[str, int, str], Waiting] = {}  # a head once, in however many targets
     for change in changes:
         repo = by_name.get(change.repository.lower())
         if (
@@ -614,8 +635,18 @@ def passed_gates(config: Config, changes: Iterable[Change]) -> list[Waiting]:
             and repo.deploy_when is not None
             and repo.health_check is None
         ):
-            passed.append(Waiting(repo.name, change.number, change.head_sha, PASSED))
-    return passed
+            key = (repo.name.lower(), change.number, change.head_sha)
+            passed.setdefault(key, Waiting(repo.name, change.number, change.head_sha, PASSED))
+    return list(passed.values())
+
+
+def _settings_by_name(config: Config) -> dict[str, list[RepositorySettings]]:
+    """Each repository's settings in every target (each reports under its own names)."""
+    found: dict[str, list[RepositorySettings]] = {}
+    for target in config.fleet_targets:
+        for repo in target.repositories:
+            found.setdefault(repo.name.lower(), []).append(repo)
+    return found
 
 
 def report_waiting(
@@ -633,13 +664,11 @@ def report_waiting(
     """
     until = time.monotonic() + config.probe.round_timeout
     reporter = reporter or GitHubReporter(client)
-    by_name = {repo.name.lower(): repo for repo in reversed(config.repositories)}
+    by_name = _settings_by_name(config)
     result = WaitingReportResult()
     heads = [(wait, False) for wait in waiting] + [(wait, True) for wait in passed]
-    for wait, done in heads:
-        repo = by_name.get(wait.repository.lower())
-        if repo is None:
-            continue
+    each = [(w, d, r) for w, d in heads for r in by_name.get(w.repository.lower(), [])]
+    for wait, done, repo in each:
         wanted = passed_report(repo.report) if done else waiting_report(repo.report, wait.reason)
         if wanted.status is None and wanted.check_run is None:
             continue  # nothing configured that could say it

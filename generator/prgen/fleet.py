@@ -791,7 +791,9 @@ class FleetRepo:
 
     # -- history: what the deadline and the closed-PR report are derived from --
 
-    def carried_since(self, folder: str, head_sha: str) -> datetime | None:
+    def carried_since(
+        self, folder: str, head_sha: str, managed: str | None = None
+    ) -> datetime | None:
         """When the fleet branch started carrying `head_sha` in this environment's HelmRelease.
 
         Derived from history, so no state is kept between runs: the start of the
@@ -800,7 +802,7 @@ class FleetRepo:
         a SHA that went away and came back (A, B, A again; a removed environment
         made again) starts at its return. None when the branch does not carry it.
         """
-        path = f"{self.settings.path}/{folder}/{HELMRELEASE_FILE}"
+        path = f"{managed or self.settings.path}/{folder}/{HELMRELEASE_FILE}"
         try:
             repo = self._open()
             # The commits that changed how often the SHA appears, newest first. Almost always
@@ -823,8 +825,11 @@ class FleetRepo:
             raise _git_error("reading the fleet history", exc) from exc
         return None
 
-    def recently_removed(self, lookback: int) -> list[RemovedEnvironment]:
-        """Environments whose HelmRelease was deleted in the last `lookback` commits of the path."""
+    def recently_removed(
+        self, lookback: int, managed: str | None = None
+    ) -> list[RemovedEnvironment]:
+        """Environments whose HelmRelease was deleted in the last `lookback` commits of the
+        managed folder (`managed`, by default fleet.path)."""
         if lookback <= 0:
             return []
         try:
@@ -836,7 +841,7 @@ class FleetRepo:
                 "--no-renames",
                 self._remote_ref,
                 "--",
-                self.settings.path,
+                managed or self.settings.path,
             )
         except GitCommandError as exc:
             raise _git_error("reading the fleet history", exc) from exc

@@ -101,6 +101,19 @@ class Inventory:
 NOT_OWNED = b""
 
 
+def union_of(inventories: list[Inventory]) -> Inventory:
+    """Every target's environments as one inventory (`targets:`): what the fleet holds of
+    each PR, anywhere, for what is asked once per PR. One inventory is itself."""
+    if len(inventories) == 1:
+        return inventories[0]
+    return Inventory(
+        environments=tuple(env for inventory in inventories for env in inventory.environments),
+        handwritten={},
+        index=None,
+        unrecognised=(),
+    )
+
+
 def is_owned(content: bytes) -> bool:
     return content.startswith(MARKER.encode())
 

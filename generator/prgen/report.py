@@ -55,6 +55,7 @@ class Observation:
     health: Health
     reason: str  # what the probe saw, or why the environment was removed
     paused: bool = False  # `/preview pause` keeps it at this head
+    target: str = ""  # with `targets:`, the target (cluster) the environment is in
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,19 @@ def _describe(observation: Observation) -> str:
     return plain_text(text, DESCRIPTION_LIMIT)
 
 
+def comment_marker(target: str) -> str:
+    """What prgen's comment starts with: one comment per target (cluster) of a PR."""
+    return f"<!-- prgen:preview:{target} -->" if target else COMMENT_MARKER
+
+
 def comment_body(observation: Observation) -> str:
     """Deterministic: the same state gives the same text, so an unchanged comment is never edited."""
-    lines = [COMMENT_MARKER, f"### Preview environment: {_HEADLINE[observation.health]}", ""]
+    target = f" ({observation.target})" if observation.target else ""
+    lines = [
+        comment_marker(observation.target),
+        f"### Preview environment{target}: {_HEADLINE[observation.health]}",
+        "",
+    ]
     if observation.health is Health.REMOVED:
         lines.append(
             f"The environment {markdown_code(observation.namespace)} was removed: "

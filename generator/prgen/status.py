@@ -26,6 +26,7 @@ class EnvironmentView:
     deployed_head: str | None
     health: str | None  # prgen/preview's state on the deployed head; None: never reported
     paused_at: str | None = None  # the head `/preview pause` keeps it at; None: not paused
+    target: str = ""  # with `targets:`, the target (cluster) it is in
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class PullView:
     standing: Standing | None  # None: its facts could not be read (the repository's error)
     environment: EnvironmentView | None
     skipped: str | None  # why it has no environment (None when it has one)
+    # With `targets:`, its environment in each target that holds one (`environment` is the
+    # first of them).
+    environments: tuple[EnvironmentView, ...] = ()
 
 
 def pull_document(view: PullView) -> dict[str, Any]:
@@ -66,6 +70,17 @@ def pull_document(view: PullView) -> dict[str, Any]:
         document["skipped"] = view.skipped or "no environment yet"
     elif view.environment.paused_at is not None:  # only then: the shape is otherwise unchanged
         document["environment"]["pausedAt"] = view.environment.paused_at
+    if view.environments:
+        document["environments"] = [
+            {
+                "target": each.target,
+                "name": each.name,
+                "deployedHead": each.deployed_head,
+                "health": each.health,
+                **({"pausedAt": each.paused_at} if each.paused_at else {}),
+            }
+            for each in view.environments
+        ]
     return document
 
 
@@ -135,6 +150,11 @@ def _row(repository: str, pr: Mapping[str, Any]) -> tuple[str, ...]:
         behind = "" if environment["deployedHead"] == pr["head"] else " (older head)"
         behind += " (paused)" if environment.get("pausedAt") else ""
         preview = f"{environment['name']} @ {deployed}{behind}"
+        if pr.get("environments"):
+            preview = ", ".join(
+                f"{each['target']}/{each['name']} @ {(each['deployedHead'] or '')[:7]}"
+                for each in pr["environments"]
+            )
         health = environment["health"] or "not reported"
     return (
         f"{repository}#{pr['number']}",

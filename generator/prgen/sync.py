@@ -17,7 +17,14 @@ from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.github.pulls import PullRequestSource
-from prgen.inventory import CurrentEnvironment, Identity, Inventory, StoredFiles, unedited
+from prgen.inventory import (
+    CurrentEnvironment,
+    Identity,
+    Inventory,
+    StoredFiles,
+    unedited,
+    union_of,
+)
 from prgen.logs import phase
 from prgen.model import Listing, PullRequest
 from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
@@ -386,19 +393,6 @@ def _command_lines(effects: CommandEffects) -> list[str]:
     return lines
 
 
-def _union(inventories: Sequence[Inventory]) -> Inventory:
-    """Every target's environments as one inventory: what the fleet holds of each PR, for
-    what is asked once per PR (confirmations, gates, commands). One target's is itself."""
-    if len(inventories) == 1:
-        return inventories[0]
-    return Inventory(
-        environments=tuple(env for inventory in inventories for env in inventory.environments),
-        handwritten={},
-        index=None,
-        unrecognised=(),
-    )
-
-
 def _combined(
     targets: Sequence[Target], plans: Mapping[str, Plan], results: Sequence[SyncResult]
 ) -> tuple[Plan, SyncResult]:
@@ -560,6 +554,11 @@ class Syncer:
         cannot be read hold the PR as a failing gate would: nothing moves, nothing goes.
         """
         deployed = {env.key: env.head_sha for env in inventory.environments}
+        own: dict[str, frozenset[str]] = {}  # the names prgen reports under, in every target
+        for target in self.config.fleet_targets:
+            for each in target.repositories:
+                names = own_checks(each.report.commit_status_context, each.report.check_run)
+                own[each.name.lower()] = own.get(each.name.lower(), frozenset()) | names
         wanted: list[tuple[RepositorySettings, PullRequest]] = []
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             if repo.deploy_when is None:
@@ -575,7 +574,8 @@ class Syncer:
                 pr.number,
                 pr.head_sha,
                 pr.requested_reviewers,
-                own_checks(r.report.commit_status_context, r.report.check_run),
+                own.get(r.name.lower())
+                or own_checks(r.report.commit_status_context, r.report.check_run),
             )
             for r, pr in wanted
         ]
@@ -907,7 +907,8 @@ class Syncer:
         for attempt in range(1, retries + 2):
             snapshots, listings = self._read_and_list(attempt)
             targets = self.config.fleet_targets
-            inventory = _union([snapshots[target.path].inventory for target in targets])
+            # Confirmations, gates and commands are asked once per PR, of every target's.
+            inventory = union_of([snapshots[target.path].inventory for target in targets])
             with phase("confirm removals"):
                 listings = self._confirm_removals(inventory, listings)
             gates: dict[PullKey, str] = {}

@@ -7,11 +7,15 @@ remove, or index, the other's environments, so they are refused before anything 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prgen.errors import ConfigError
-from prgen.placeholders import unknown_placeholders
+from prgen.placeholders import placeholders_in, unknown_placeholders
+
+if TYPE_CHECKING:
+    from prgen.config import ReportSettings
 
 
 def _nests(outer: str, inner: str) -> bool:
@@ -63,6 +67,37 @@ def check_targets(document: Mapping[str, Any], source: str) -> None:
                     f"{at}.targets[{index}]",
                     source,
                 )
+
+
+def check_no_target_placeholder(document: Mapping[str, Any], source: str) -> None:
+    """<<TARGET>> only where there are targets: without them it would stand for nothing."""
+    places = [("defaults", document.get("defaults", {}))]
+    places += [(f"repositories[{i}]", entry) for i, entry in enumerate(document["repositories"])]
+    for at, entry in places:
+        for where, name in placeholders_in(entry, at):
+            if name == "TARGET":
+                raise ConfigError(
+                    "<<TARGET>> is the name of a target, and this config has no targets",
+                    where,
+                    source,
+                )
+
+
+def target_report(report: ReportSettings, name: str) -> ReportSettings:
+    """A target's own report channels: two clusters' environments of one PR report side by
+    side (`prgen/preview (eu)`, deployment `pr-1-eu`), never over each other. A deployment
+    environment that names <<TARGET>> itself is left as it is."""
+    environment = report.deployment_environment
+    if environment and "<<TARGET>>" not in environment:
+        environment = f"{environment}-{name}"
+    return dataclasses.replace(
+        report,
+        commit_status_context=(
+            f"{report.commit_status_context} ({name})" if report.commit_status_context else None
+        ),
+        check_run=f"{report.check_run} ({name})" if report.check_run else None,
+        deployment_environment=environment,
+    )
 
 
 def target_label(name: str) -> str:

@@ -118,8 +118,16 @@ def status_document(
     with ThreadPoolExecutor(1, thread_name_prefix="prgen-list") as pool:
         listed = pool.submit(source.list_all, [repo.name for repo in repositories], lambda _: ())
         with fleet.locked(), phase("read the fleet"):
-            inventory = fleet.refresh().inventory
-        environments = {env.key: env for env in inventory.environments}
+            snapshots = fleet.refresh_all()
+        # Each target's environments (`targets:`; else the one folder's), and of each PR the
+        # first target's.
+        held = [
+            (target.name, {env.key: env for env in snapshots[target.path].inventory.environments})
+            for target in config.fleet_targets
+        ]
+        environments: dict[tuple[str, int], CurrentEnvironment] = {}
+        for _, found in reversed(held):
+            environments.update(found)
         listings = listed.result()
     complete = [listing for listing in listings if listing.complete]
     with phase("read branch protections") as counts:
@@ -130,14 +138,33 @@ def status_document(
         counts["branches"] = len(branches)
     with phase("read reviews and checks") as counts:
         heads = _heads(repositories, listings, environments)
+        if config.targets:  # the heads other targets' environments are at, too
+            every = [*heads, *(h for _, f in held for h in _heads(repositories, listings, f))]
+            heads = list({_key(head): head for head in every}.values())
         reads = {_key(read.query): read for read in read_heads(clients, heads)}
         counts["heads"] = len(heads)
     return {
         "repositories": [
-            _repository(repo, listing, protections, reads, environments)
+            _repository(
+                repo, listing, protections, reads, environments, held if config.targets else ()
+            )
             for repo, listing in zip(repositories, listings, strict=True)
         ]
     }
+
+
+def _environment_view(
+    env: CurrentEnvironment, reads: dict[tuple[str, int, str], HeadRead], target: str = ""
+) -> EnvironmentView:
+    deployed = reads.get((env.repository.lower(), env.number, env.head_sha or ""))
+    own = deployed.facts.own if deployed is not None and deployed.facts else None
+    return EnvironmentView(
+        env.folder,
+        env.head_sha,
+        None if own is None else HEALTH[own],
+        Controls.decode(env.controls).paused_at,
+        target,
+    )
 
 
 def _key(query: HeadQuery) -> tuple[str, int, str]:
@@ -172,7 +199,9 @@ def _repository(
     protections: dict[tuple[str, str], ProtectionRead],
     reads: dict[tuple[str, int, str], HeadRead],
     environments: Environments,
+    held: Sequence[tuple[str, Environments]] = (),
 ) -> dict[str, Any]:
+    """`held`: with `targets:`, each target's environments (by its name)."""
     if not listing.complete:
         return repository_document(repo.name, {}, [], listing.error)
     errors: list[str] = []
@@ -195,19 +224,17 @@ def _repository(
         env = environments.get((repo.name.lower(), pr.number))
         view = None
         reason = why_not.get(pr.number)
+        in_targets = tuple(
+            _environment_view(found[key], reads, target)
+            for target, found in held
+            if (key := (repo.name.lower(), pr.number)) in found
+        )
         if env is not None:
-            deployed = reads.get((repo.name.lower(), pr.number, env.head_sha or ""))
-            own = deployed.facts.own if deployed is not None and deployed.facts else None
-            view = EnvironmentView(
-                env.folder,
-                env.head_sha,
-                None if own is None else HEALTH[own],
-                Controls.decode(env.controls).paused_at,
-            )
+            view = _environment_view(env, reads)
         elif reason is None and repo.deploy_when is not None and read.facts is not None:
             gate = repo.deploy_when
             waiting = gate_reason(read.facts, gate.checks, gate.approvals, gate.check_entries)
             reason = None if waiting is None else f"deploy gate: {waiting}"
-        views.append(PullView(pr, standing, view, reason))
+        views.append(PullView(pr, standing, view, reason, in_targets))
     error = "; ".join(dict.fromkeys(errors)) or None
     return repository_document(repo.name, by_branch, views, error)
