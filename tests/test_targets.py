@@ -17,10 +17,11 @@ from click.testing import Result
 
 from prgen.config import parse_config
 from prgen.errors import ConfigError
+from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 from scenarios import LABEL, read_fleet, repository_entry
 
-from conftest import git, run
+from conftest import git, run, writes
 
 EU, US = "clusters/eu/previews", "clusters/us/previews"
 CHART = "chart: {chart: app, sourceRef: {kind: HelmRepository, name: charts}}"
@@ -143,6 +144,18 @@ defaults: {{{CHART}, values: {{replicas: 1, region: none, size: s}}}}
             "repositories: [{name: acme/shop}]\n",
             "targets[0].values.x",
             "unknown placeholder <<NOPE>>",
+        ),
+        (
+            "fleet: {url: /f, path: p}\n"
+            "repositories: [{name: acme/shop, values: {host: '<<TARGET>>.x.io'}, " + CHART + "}]\n",
+            "repositories[0].values.host",
+            "this config has no targets",
+        ),
+        (
+            BASE + "targets: [{name: eu, path: a}]\n"
+            "repositories: [{name: acme/shop, namespace: 'shop-<<TARGET>>-<<PR_NUMBER>>'}]\n",
+            "repositories[0].namespace",
+            "<<TARGET>> can't be used in the namespace",
         ),
     ],
 )
@@ -383,3 +396,52 @@ def test_two_targets_and_three_shards_at_once_converge(
     eu, us = read_fleet(fleet_remote, EU), read_fleet(fleet_remote, US)
     assert eu.environments == {} and us.environments == {}
     assert eu.problems == [] and us.problems == []
+
+
+# -- probe and status see every target -----------------------------------------------------------
+
+
+def test_probe_and_status_see_both_targets_and_report_each_under_its_own_names(
+    github: FakeGitHub, fleet_remote: Path, tmp_path: Path, envs: Environments
+) -> None:
+    github.add_repo("acme/shop")
+    health = f"""\
+    healthCheck: {{url: '{envs.url}/pr-<<PR_NUMBER>>/healthz', timeout: 1s}}
+    environmentUrl: '{envs.url}/pr-<<PR_NUMBER>>/<<TARGET>>/'
+"""
+    config = targets_config(tmp_path, github, fleet_remote, repository_entry("acme/shop") + health)
+    number = github.open_pull("acme/shop", title="one", head_branch="one", labels=(LABEL,))
+    sha = github.pull("acme/shop", number).head_sha
+
+    result = run("sync", "--probe", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    states = {s.context: s.state for s in github.statuses("acme/shop", sha)}
+    assert states == {"prgen/preview (eu)": "success", "prgen/preview (us)": "success"}
+    deployments = {d.environment: d for d in github.deployments("acme/shop")}
+    assert set(deployments) == {f"pr-{number}-eu", f"pr-{number}-us"}
+    url_of = {
+        name: github.deployment_statuses("acme/shop", d.id)[-1].environment_url
+        for name, d in deployments.items()
+    }
+    assert url_of[f"pr-{number}-eu"] == f"{envs.url}/pr-{number}/eu/"
+    assert url_of[f"pr-{number}-us"] == f"{envs.url}/pr-{number}/us/"
+    comments = sorted(c.body.splitlines()[0] for c in github.comments("acme/shop", number))
+    assert comments == ["<!-- prgen:preview:eu -->", "<!-- prgen:preview:us -->"]
+
+    github.clear_requests()
+    probed = run("probe", "-c", str(config), "--output", "json")
+    assert probed.exit_code == 0, probed.output
+    assert writes(github) == 0  # the two targets' reports stand side by side, never flap
+    seen = {(e["target"], e["namespace"]) for e in json.loads(probed.stdout)["environments"]}
+    assert seen == {("eu", "shop-pr-1"), ("us", "shop-pr-1")}
+
+    shown = run("status", "-c", str(config), "--output", "json")
+    assert shown.exit_code == 0, shown.output
+    (repository,) = json.loads(shown.stdout)["repositories"]
+    (pull,) = repository["pullRequests"]
+    assert [(e["target"], e["name"], e["deployedHead"]) for e in pull["environments"]] == [
+        ("eu", "shop-pr-1", sha),
+        ("us", "shop-pr-1", sha),
+    ]
+    table = run("status", "-c", str(config))
+    assert "eu/shop-pr-1" in table.output and "us/shop-pr-1" in table.output
