@@ -7,6 +7,7 @@ is planned, indexed and guarded on its own, and one run makes one commit for all
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from prgen.testing.fake_github import FakeGitHub
 from scenarios import LABEL, read_fleet, repository_entry
 
 from conftest import git, run, writes
+from manifest_validation import validate_documents
 
 EU, US = "clusters/eu/previews", "clusters/us/previews"
 CHART = "chart: {chart: app, sourceRef: {kind: HelmRepository, name: charts}}"
@@ -445,3 +447,39 @@ def test_probe_and_status_see_both_targets_and_report_each_under_its_own_names(
     ]
     table = run("status", "-c", str(config))
     assert "eu/shop-pr-1" in table.output and "us/shop-pr-1" in table.output
+
+
+# -- the example -----------------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "fleet-repo-example"
+
+
+def example_section() -> str:
+    text = (EXAMPLE / "README.md").read_text()
+    start = text.index("\n## Several clusters (optional)\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_the_examples_two_clusters_are_a_valid_config_and_valid_flux_objects() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", example_section(), re.S)
+    settings, kustomization = (yaml.safe_load(block) for block in blocks)
+    # The example's prgen.yaml with the section's fleet and targets in place of fleet.path.
+    document = yaml.safe_load((EXAMPLE / "infrastructure/prgen/prgen.yaml").read_text())
+    document["fleet"] = settings["fleet"]
+    document["targets"] = settings["targets"]
+    (entry,) = document["repositories"]
+    del entry["values"]["ingress"]
+    entry["healthCheck"]["url"] = (
+        "https://shop-pr-<<PR_NUMBER>>.<<TARGET>>.preview.example.com/healthz"
+    )
+    assert f"`healthCheck.url: '{entry['healthCheck']['url']}'`" in example_section()
+    config = parse_config(yaml.safe_dump(document), base_dir=EXAMPLE / "infrastructure/prgen")
+    eu, us = config.fleet_targets
+    assert (eu.path, us.path) == ("previews/eu", "previews/us")
+    assert kustomization["spec"]["path"] == f"./{eu.path}"
+    assert f"`path: ./{us.path}`" in example_section()
+    # As the one-cluster example's Kustomization, but for the folder.
+    one = yaml.safe_load((EXAMPLE / "clusters/preview/previews.yaml").read_text())
+    one["spec"]["path"] = kustomization["spec"]["path"]
+    assert kustomization == one
+    assert validate_documents(blocks[1]) == []

@@ -56,7 +56,7 @@ from prgen.render import (
     with_controls,
 )
 from prgen.standing import HeadFacts, HeadQuery, gate_reason, own_checks
-from prgen.targets import target_label
+from prgen.targets import own_check_names, target_label
 
 log = logging.getLogger(__name__)
 
@@ -554,11 +554,7 @@ class Syncer:
         cannot be read hold the PR as a failing gate would: nothing moves, nothing goes.
         """
         deployed = {env.key: env.head_sha for env in inventory.environments}
-        own: dict[str, frozenset[str]] = {}  # the names prgen reports under, in every target
-        for target in self.config.fleet_targets:
-            for each in target.repositories:
-                names = own_checks(each.report.commit_status_context, each.report.check_run)
-                own[each.name.lower()] = own.get(each.name.lower(), frozenset()) | names
+        own = own_check_names(self.config)  # the names prgen reports under, in every target
         wanted: list[tuple[RepositorySettings, PullRequest]] = []
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             if repo.deploy_when is None:

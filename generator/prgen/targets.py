@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from prgen.errors import ConfigError
 from prgen.placeholders import placeholders_in, unknown_placeholders
+from prgen.standing import own_checks
 
 if TYPE_CHECKING:
-    from prgen.config import ReportSettings
+    from prgen.config import Config, ReportSettings
 
 
 def _nests(outer: str, inner: str) -> bool:
@@ -98,6 +99,17 @@ def target_report(report: ReportSettings, name: str) -> ReportSettings:
         check_run=f"{report.check_run} ({name})" if report.check_run else None,
         deployment_environment=environment,
     )
+
+
+def own_check_names(config: Config) -> dict[str, frozenset[str]]:
+    """What prgen reports under for each repository (lower case), in every target: none of
+    it is ever a check of a gate, and all of it is prgen's health report."""
+    own: dict[str, frozenset[str]] = {}
+    for target in config.fleet_targets:
+        for repo in target.repositories:
+            names = own_checks(repo.report.commit_status_context, repo.report.check_run)
+            own[repo.name.lower()] = own.get(repo.name.lower(), frozenset()) | names
+    return own
 
 
 def target_label(name: str) -> str:

@@ -40,6 +40,7 @@ from prgen.standing import (
     standing_of,
 )
 from prgen.status import EnvironmentView, PullView, repository_document, table
+from prgen.targets import own_check_names
 
 HEALTH = {Outcome.PASSED: "success", Outcome.FAILED: "failure", Outcome.PENDING: "pending"}
 
@@ -137,9 +138,10 @@ def status_document(
         protections = {(r.repository, r.branch): r for r in read_protections(clients, branches)}
         counts["branches"] = len(branches)
     with phase("read reviews and checks") as counts:
-        heads = _heads(repositories, listings, environments)
+        own = own_check_names(config) if config.targets else None
+        heads = _heads(repositories, listings, environments, own)
         if config.targets:  # the heads other targets' environments are at, too
-            every = [*heads, *(h for _, f in held for h in _heads(repositories, listings, f))]
+            every = [*heads, *(h for _, f in held for h in _heads(repositories, listings, f, own))]
             heads = list({_key(head): head for head in every}.values())
         reads = {_key(read.query): read for read in read_heads(clients, heads)}
         counts["heads"] = len(heads)
@@ -178,11 +180,15 @@ def _heads(
     repositories: Sequence[RepositorySettings],
     listings: Sequence[Listing],
     environments: Environments,
+    own_of: Mapping[str, frozenset[str]] | None = None,
 ) -> list[HeadQuery]:
-    """Each open PR's head; and, for an environment at another head, that one (its health)."""
+    """Each open PR's head; and, for an environment at another head, that one (its health).
+    `own_of`: with `targets:`, what prgen reports under for each repository, in every target."""
     heads = []
     for repo, listing in zip(repositories, listings, strict=True):
-        own = own_checks(repo.report.commit_status_context, repo.report.check_run)
+        own = (own_of or {}).get(repo.name.lower()) or own_checks(
+            repo.report.commit_status_context, repo.report.check_run
+        )
         for pr in listing.pull_requests:
             heads.append(
                 HeadQuery(listing.repository, pr.number, pr.head_sha, pr.requested_reviewers, own)
