@@ -18,6 +18,7 @@ from click.testing import Result
 
 from prgen.config import parse_config
 from prgen.errors import ConfigError
+from prgen.render import DELETED_FILE
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub
 from scenarios import LABEL, read_fleet, repository_entry
@@ -483,3 +484,40 @@ def test_the_examples_two_clusters_are_a_valid_config_and_valid_flux_objects() -
     one["spec"]["path"] = kustomization["spec"]["path"]
     assert kustomization == one
     assert validate_documents(blocks[1]) == []
+
+
+def test_render_renders_for_a_target(github: FakeGitHub, fleet_remote: Path, two: Path) -> None:
+    eu = run("render", "-c", str(two), "--repo", "acme/shop", "--pr", "7", "--offline")
+    assert eu.exit_code == 0, eu.output
+    assert "pr-7.eu.example.com" in eu.stdout and "rendered for target eu" in eu.stderr
+    us = run(
+        "render", "-c", str(two), "--repo", "acme/shop", "--pr", "7", "--offline", "--target", "us"
+    )
+    assert us.exit_code == 0, us.output
+    assert "pr-7.us.example.com" in us.stdout
+    api = run(
+        "render", "-c", str(two), "--repo", "acme/api", "--pr", "7", "--offline", "--target", "eu"
+    )
+    assert api.exit_code == 2 and "acme/api does not go to target eu" in api.output
+
+
+def test_a_preview_delete_command_removes_the_pr_from_every_target(
+    github: FakeGitHub, fleet_remote: Path, two: Path
+) -> None:
+    github.set_permission("acme/shop", "maria", "maintain")
+    number = github.open_pull("acme/shop", title="one", head_branch="one", labels=(LABEL,))
+    assert sync(two).exit_code == 0
+    github.add_comment("acme/shop", number, "/preview delete", user="maria")
+
+    document = sync_json(two)
+    removed = {(c["target"], c["action"]) for c in document["changes"]}
+    assert removed == {("eu", "delete"), ("us", "delete")}
+    assert read_fleet(fleet_remote, EU).environments == {}
+    assert read_fleet(fleet_remote, US).environments == {}
+    for path in (EU, US):  # each target remembers it, so a run reading either keeps it so
+        marker = yaml.safe_load(git("show", f"main:{path}/{DELETED_FILE}", cwd=fleet_remote))
+        assert list(marker["data"]) == [f"acme.shop.{number}"]
+
+    github.push("acme/shop", number)
+    again = sync_json(two)
+    assert again["commit"] is None and read_fleet(fleet_remote, US).environments == {}
