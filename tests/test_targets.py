@@ -521,3 +521,11 @@ def test_a_preview_delete_command_removes_the_pr_from_every_target(
     github.push("acme/shop", number)
     again = sync_json(two)
     assert again["commit"] is None and read_fleet(fleet_remote, US).environments == {}
+
+
+def test_validate_renders_and_lists_every_target(two: Path) -> None:
+    result = run("validate", "-c", str(two))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1] == f"  target eu ({EU}):" and lines[2].startswith("    acme/shop: config ")
+    assert f"  target us ({US}):" in lines and sum("acme/shop" in line for line in lines) == 2

@@ -40,10 +40,14 @@ def example_pull_request(repository: str, number: int = 1) -> PullRequest:
 def command(config_path: Path | None) -> None:
     """Check prgen.yaml against its schema and render every repository's templates once."""
     config = load(config_path)
-    for repo in config.repositories:
-        render_environment(repo, example_pull_request(repo.name))
+    for target in config.fleet_targets:
+        for repo in target.repositories:
+            render_environment(repo, example_pull_request(repo.name))
     click.echo(f"{config.source}: valid ({len(config.repositories)} repositories)")
-    for repo in config.repositories:
-        # What prgen records in each HelmRelease (prgen.io/config): two configs that
-        # show different identities for one repository must not share a fleet path.
-        click.echo(f"  {repo.name}: config {repo.identity}")
+    for target in config.fleet_targets:
+        if target.name:
+            click.echo(f"  target {target.name} ({target.path}):")
+        for repo in target.repositories:
+            # What prgen records in each HelmRelease (prgen.io/config): two configs that
+            # show different identities for one repository must not share a fleet path.
+            click.echo(f"{'    ' if target.name else '  '}{repo.name}: config {repo.identity}")
