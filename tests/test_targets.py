@@ -266,7 +266,7 @@ def test_two_targets_create_update_and_delete_in_one_commit_each_run(
     assert "prgen: 0 created, 2 updated, 2 removed" in message
     assert f"updated acme/shop#{shop1} in shop-pr-1 [eu] at {new_head}" in message
     assert f"removed acme/shop#{shop2} from shop-pr-2 [us]" in message
-    assert f"{EU}/shop-pr-1" in result.output and f"{US}/shop-pr-2" in result.output
+    assert f"{EU}/shop-pr-1 [eu] " in result.output and f"{US}/shop-pr-2 [us] " in result.output
     eu, us = read_fleet(fleet_remote, EU), read_fleet(fleet_remote, US)
     assert eu.environments == {("acme/shop", shop1): new_head}
     assert us.environments == {

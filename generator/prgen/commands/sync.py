@@ -76,7 +76,7 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
         sha = (change.head_sha or "")[:7]
         say(
             f"  {_SYMBOLS[change.action]} {change.action:<6} {change.repository}#{change.number} "
-            f"{result.folder_of(change)} {sha}  {change.reason}",
+            f"{result.folder_of(change)}{target_label(change.target)} {sha}  {change.reason}",
             repository=change.repository,
             pullRequest=change.number,
             environment=result.folder_of(change),
