@@ -449,6 +449,15 @@ def test_probe_and_status_see_both_targets_and_report_each_under_its_own_names(
     table = run("status", "-c", str(config))
     assert "eu/shop-pr-1" in table.output and "us/shop-pr-1" in table.output
 
+    github.close_pull("acme/shop", number)
+    closed = run("sync", "--probe", "-c", str(config))
+    assert closed.exit_code == 0, closed.output
+    for name, deployment in deployments.items():  # each target's removal, reported as its own
+        assert github.deployment_statuses("acme/shop", deployment.id)[-1].state == "inactive", name
+    bodies = sorted(c.body for c in github.comments("acme/shop", number))
+    assert len(bodies) == 2 and all("removed" in body for body in bodies)
+    assert bodies[0].startswith("<!-- prgen:preview:eu -->\n### Preview environment (eu)")
+
 
 # -- the example -----------------------------------------------------------------------------------
 

@@ -101,13 +101,6 @@ class ProbeRunResult:
     def unreported(self) -> list[EnvironmentFeedback]:
         return [e for e in self.environments if e.outcome.error]
 
-    def add(self, other: ProbeRunResult) -> None:
-        """Another target's round, into this one."""
-        self.environments.extend(other.environments)
-        self.failed_repositories.update(other.failed_repositories)
-        self.failed_environments.extend(other.failed_environments)
-        self.late.extend(other.late)
-
     @property
     def exit_code(self) -> ExitCode:
         incomplete = (
@@ -277,10 +270,11 @@ class Prober:
         start_at: Callable[[int], int] = random.randrange,
         client_factory: Callable[[], Client] | None = None,
         report_concurrency: int = REPORT_CONCURRENCY,
-        path: str | None = None,
     ) -> None:
         self.config = config
-        self.path = path or config.fleet.path  # the managed folder (a target's) it probes
+        # Each target's folder, by its name ("" for fleet.path): environments and removals
+        # carry their target's name, and are judged by that target's settings.
+        self.paths = {target.name: target.path for target in config.fleet_targets}
         self.client = client
         self.fleet = fleet
         self._now = now
@@ -292,15 +286,16 @@ class Prober:
         # (each client keeps its own interval, so several would not keep it).
         serial = config.github.request_interval > 0
         self._report_concurrency = 1 if serial else max(1, report_concurrency)
-        self._by_name: dict[str, RepositorySettings] = {}
-        for repo in config.repositories:
-            self._by_name.setdefault(repo.name.lower(), repo)
+        self._by_name: dict[tuple[str, str], RepositorySettings] = {}
+        for target in config.fleet_targets:
+            for repo in target.repositories:
+                self._by_name.setdefault((target.name, repo.name.lower()), repo)
         # FleetRepo reads history through one long-running `git cat-file --batch`: one
         # worker at a time.
         self._history = threading.Lock()
 
-    def _configured(self, name: str) -> RepositorySettings | None:
-        return self._by_name.get(name.lower())
+    def _configured(self, name: str, target: str = "") -> RepositorySettings | None:
+        return self._by_name.get((target, name.lower()))
 
     def _live_environments(
         self, inventory: Inventory, listings: Mapping[str, Listing], result: ProbeRunResult
@@ -308,7 +303,7 @@ class Prober:
         live = []
         open_pulls: dict[str, dict[int, PullRequest]] = {}
         for env in inventory.environments:
-            repo = self._configured(env.repository)
+            repo = self._configured(env.repository, env.target)
             if repo is None or repo.health_check is None:
                 continue
             listing = listings.get(repo.name.lower())
@@ -351,7 +346,8 @@ class Prober:
             # Only an unhealthy environment is judged against its deadline, so only it
             # costs a look at the fleet's history.
             with self._history:
-                since = self.fleet.carried_since(item.env.folder, item.pr.head_sha, self.path)
+                path = self.paths.get(item.env.target)
+                since = self.fleet.carried_since(item.env.folder, item.pr.head_sha, path)
             elapsed = (self._now() - since).total_seconds() if since else 0.0
             health = Health.FAILED if elapsed >= item.repo.health_check.deadline else Health.PENDING
         return Observation(
@@ -484,13 +480,13 @@ class Prober:
 
     def _removals(self, inventory: Inventory, removed: Iterable[RemovedEnvironment]) -> list[_Job]:
         jobs = []
-        present = {env.key for env in inventory.environments}
+        present = {(env.target, *env.key) for env in inventory.environments}
         for gone in self._unique(removed):
-            repo = self._configured(gone.repository)
+            repo = self._configured(gone.repository, gone.target)
             if (
                 repo is None
                 or repo.health_check is None
-                or (gone.repository.lower(), gone.number) in present
+                or (gone.target, gone.repository.lower(), gone.number) in present
             ):
                 continue
             observation = Observation(
@@ -520,14 +516,22 @@ class Prober:
 
     @staticmethod
     def _unique(removed: Iterable[RemovedEnvironment]) -> list[RemovedEnvironment]:
-        seen: set[tuple[str, int]] = set()
+        seen: set[tuple[str, str, int]] = set()
         unique = []
         for gone in removed:  # newest first: the latest removal of each PR counts
-            key = (gone.repository.lower(), gone.number)
+            key = (gone.target, gone.repository.lower(), gone.number)
             if key not in seen:
                 seen.add(key)
                 unique.append(gone)
         return unique
+
+
+def _of_target(inventory: Inventory, target: str) -> Inventory:
+    """`inventory` with each environment saying it is in `target` (with `targets:`)."""
+    if not target:
+        return inventory
+    environments = tuple(replace(env, target=target) for env in inventory.environments)
+    return replace(inventory, environments=environments)
 
 
 def probe_and_report(
@@ -549,13 +553,14 @@ def probe_and_report(
     with fleet.locked():
         with phase("read the fleet") as counts:
             snapshots = fleet.refresh_all()
-            removed = {
-                target.path: fleet.recently_removed(config.probe.closed_lookback, target.path)
+            removed = [
+                replace(gone, target=target.name)
                 for target in targets
-            }
-            inventory = union_of([snapshots[target.path].inventory for target in targets])
+                for gone in fleet.recently_removed(config.probe.closed_lookback, target.path)
+            ]
+            inventory = union_of([_of_target(snapshots[t.path].inventory, t.name) for t in targets])
             counts["environments"] = len(inventory.environments)
-            counts["recentlyRemoved"] = sum(len(gone) for gone in removed.values())
+            counts["recentlyRemoved"] = len(removed)
         if listings is None:
             with phase("list pull requests") as counts:
                 source = source or GitHubSource.for_settings(client, config.github)
@@ -564,19 +569,16 @@ def probe_and_report(
                 )
                 counts["repositories"] = len(listings)
                 counts["failed"] = sum(not listing.complete for listing in listings)
+        prober = Prober(
+            config,
+            client,
+            fleet,
+            client_factory=client_factory,
+            report_concurrency=report_concurrency,
+        )
         with phase("probe and report") as counts:
-            result = ProbeRunResult()
-            for target in targets:  # each target's environments, reported as its own
-                prober = Prober(
-                    replace(config, repositories=target.repositories) if config.targets else config,
-                    client,
-                    fleet,
-                    client_factory=client_factory,
-                    report_concurrency=report_concurrency,
-                    path=target.path,
-                )
-                inventory = snapshots[target.path].inventory
-                result.add(prober.run(inventory, listings, removed[target.path], until=until))
+            # One round over every target's environments: each is reported as its target's.
+            result = prober.run(inventory, listings, removed, until=until)
             counts["reported"] = len(result.environments)
             counts["healthy"] = sum(
                 e.observation.health is Health.READY for e in result.environments

@@ -73,6 +73,7 @@ class RemovedEnvironment:
     number: int
     head_sha: str | None
     folder: str
+    target: str = ""  # with `targets:`, whose folder it was in
 
 
 class SnapshotFiles(Mapping[str, bytes]):

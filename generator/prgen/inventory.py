@@ -43,6 +43,7 @@ class CurrentEnvironment:
     inputs: str | None = None
     # What commands from PR comments set on it (pr_commands.Controls.encode; None: nothing).
     controls: str | None = None
+    target: str = ""  # with `targets:`, whose folder it is in (set where several are read)
 
     @property
     def key(self) -> tuple[str, int]:
