@@ -20,7 +20,7 @@ from prgen.config import parse_config
 from prgen.errors import ConfigError
 from prgen.render import DELETED_FILE
 from prgen.testing.environments import Environments
-from prgen.testing.fake_github import FakeGitHub
+from prgen.testing.fake_github import FakeGitHub, RecordedRequest
 from scenarios import LABEL, read_fleet, repository_entry
 
 from conftest import git, run, writes
@@ -538,3 +538,33 @@ def test_validate_renders_and_lists_every_target(two: Path) -> None:
     lines = result.output.splitlines()
     assert lines[1] == f"  target eu ({EU}):" and lines[2].startswith("    acme/shop: config ")
     assert f"  target us ({US}):" in lines and sum("acme/shop" in line for line in lines) == 2
+
+
+def test_a_concurrent_push_re_plans_every_target(
+    github: FakeGitHub, fleet_remote: Path, two: Path, tmp_path: Path
+) -> None:
+    stays = github.open_pull("acme/shop", title="one", head_branch="one", labels=(LABEL,))
+    closes = github.open_pull("acme/shop", title="two", head_branch="two", labels=(LABEL,))
+    assert sync(two).exit_code == 0
+    github.close_pull("acme/shop", closes)
+    other = tmp_path / "other-writer"
+    git("clone", str(fleet_remote), str(other))
+    pushed: list[bool] = []
+
+    def someone_else_pushes(request: RecordedRequest) -> None:
+        # The closed PR's own read, which confirms its removal: after the fleet was read.
+        if request.path.endswith(f"/pulls/{closes}") and not pushed:
+            pushed.append(True)
+            (other / "apps.yaml").write_text("kind: ConfigMap\n")
+            git("add", "apps.yaml", cwd=other)
+            git("commit", "-m", "unrelated", cwd=other)
+            git("push", "origin", "HEAD:main", cwd=other)
+
+    github.on_request(someone_else_pushes)
+    document = sync_json(two)
+    assert pushed and document["attempts"] == 2
+    assert git("show", "main:apps.yaml", cwd=fleet_remote) == "kind: ConfigMap\n"
+    for path in (EU, US):
+        assert set(read_fleet(fleet_remote, path).environments) == {("acme/shop", stays)}
+    log = git("log", "--format=%s", "main", cwd=fleet_remote).splitlines()
+    assert log[:2] == ["prgen: 0 created, 0 updated, 2 removed", "unrelated"]
