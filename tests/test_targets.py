@@ -568,3 +568,23 @@ def test_a_concurrent_push_re_plans_every_target(
         assert set(read_fleet(fleet_remote, path).environments) == {("acme/shop", stays)}
     log = git("log", "--format=%s", "main", cwd=fleet_remote).splitlines()
     assert log[:2] == ["prgen: 0 created, 0 updated, 2 removed", "unrelated"]
+
+
+def test_a_repository_taken_out_of_a_target_keeps_its_environments_there_with_a_warning(
+    github: FakeGitHub, fleet_remote: Path, two: Path
+) -> None:
+    number = github.open_pull("acme/shop", title="one", head_branch="one", labels=(LABEL,))
+    assert sync(two).exit_code == 0
+    text = two.read_text().replace(
+        "  - name: acme/shop\n", "  - name: acme/shop\n    targets: [us]\n", 1
+    )
+    two.write_text(text)
+
+    result = sync(two)
+    assert result.exit_code == 0, result.output
+    assert "target eu no longer lists acme/shop" in result.output
+    assert set(read_fleet(fleet_remote, EU).environments) == {("acme/shop", number)}
+    github.close_pull("acme/shop", number)
+    assert sync(two).exit_code == 0
+    assert read_fleet(fleet_remote, US).environments == {}
+    assert set(read_fleet(fleet_remote, EU).environments) == {("acme/shop", number)}
