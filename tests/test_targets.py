@@ -16,8 +16,9 @@ import pytest
 import yaml
 from click.testing import Result
 
-from prgen.config import parse_config
+from prgen.config import load_config, parse_config
 from prgen.errors import ConfigError
+from prgen.fleet import FleetRepo
 from prgen.render import DELETED_FILE
 from prgen.testing.environments import Environments
 from prgen.testing.fake_github import FakeGitHub, RecordedRequest
@@ -588,3 +589,21 @@ def test_a_repository_taken_out_of_a_target_keeps_its_environments_there_with_a_
     assert sync(two).exit_code == 0
     assert read_fleet(fleet_remote, US).environments == {}
     assert set(read_fleet(fleet_remote, EU).environments) == {("acme/shop", number)}
+
+
+def test_the_fleet_history_is_read_in_each_targets_folder(
+    github: FakeGitHub, fleet_remote: Path, two: Path, tmp_path: Path
+) -> None:
+    number = github.open_pull("acme/api", title="api", head_branch="api", labels=(LABEL,))
+    sha = github.pull("acme/api", number).head_sha
+    assert sync(two).exit_code == 0
+    fleet = FleetRepo(load_config(two).fleet, tmp_path / "history")
+    fleet.refresh_all()
+    assert fleet.carried_since("api-pr-1", sha, US) is not None
+    assert fleet.carried_since("api-pr-1", sha) is None  # fleet.path is the first target's: eu
+    github.close_pull("acme/api", number)
+    assert sync(two).exit_code == 0
+    fleet.refresh_all()
+    (gone,) = fleet.recently_removed(5, US)
+    assert (gone.repository, gone.number, gone.folder) == ("acme/api", number, "api-pr-1")
+    assert fleet.recently_removed(5, EU) == []

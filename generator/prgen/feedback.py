@@ -346,8 +346,12 @@ class Prober:
             # Only an unhealthy environment is judged against its deadline, so only it
             # costs a look at the fleet's history.
             with self._history:
-                path = self.paths.get(item.env.target)
-                since = self.fleet.carried_since(item.env.folder, item.pr.head_sha, path)
+                folder, head = item.env.folder, item.pr.head_sha
+                since = (
+                    self.fleet.carried_since(folder, head, self.paths[item.env.target])
+                    if item.env.target
+                    else self.fleet.carried_since(folder, head)
+                )
             elapsed = (self._now() - since).total_seconds() if since else 0.0
             health = Health.FAILED if elapsed >= item.repo.health_check.deadline else Health.PENDING
         return Observation(
