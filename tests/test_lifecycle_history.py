@@ -70,9 +70,11 @@ def test_a_remembered_tip_costs_no_walk_and_a_rewritten_branch_reads_again(
     walks: list[dict[str, str]] = []
     real = prgen.fleet.FleetRepo._carried_walk
 
-    def counted(self: FleetRepo, repo: object, tip: str, heads: dict[str, str]) -> dict[str, int]:
+    def counted(
+        self: FleetRepo, repo: object, tip: str, heads: dict[str, str], managed: str
+    ) -> dict[str, int]:
         walks.append(dict(heads))
-        return real(self, repo, tip, heads)  # type: ignore[arg-type]
+        return real(self, repo, tip, heads, managed)  # type: ignore[arg-type]
 
     monkeypatch.setattr(prgen.fleet.FleetRepo, "_carried_walk", counted)
     assert fleet(fleet_remote, work).carried_since_each({FOLDER: A}) == {FOLDER: first}

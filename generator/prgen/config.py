@@ -31,6 +31,7 @@ from prgen.naming import dns_label, slug
 from prgen.placeholders import PLACEHOLDER, PR_TEXT, UNTRUSTED, unknown_placeholders
 from prgen.resources import data_path
 from prgen.schedule import SleepSchedule, compile_schedule
+from prgen.targets import check_no_target_placeholder, check_targets, target_report
 
 DEFAULT_API_URL = "https://api.github.com"
 # Room for 30,000 open PRs at 100 a page; the time fits one run of the example CronJob.
@@ -89,6 +90,13 @@ class FleetSettings:
     author_email: str = "prgen@localhost"
     token_env: str | None = None
     push_retries: int = 5
+    # `targets:`: every target's folder (`path` is the first); empty: `path` alone.
+    target_paths: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every folder prgen manages in the fleet."""
+        return self.target_paths or (self.path,)
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,7 @@ class RepositorySettings:
     keep_label: str | None = None  # a PR with it never expires
     sleep_after: float | None = None  # None: never sleeps for being idle
     sleep_schedule: SleepSchedule | None = None
+    target: str = ""  # the target this entry renders into (`targets:`); "" for fleet.path
 
     @property
     def owner(self) -> str:
@@ -241,6 +250,18 @@ class RepositorySettings:
     @property
     def short_name(self) -> str:
         return self.name.split("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One folder of the fleet (a cluster's previews) and the repositories rendered into it.
+
+    `name` is "" for the one folder of `fleet.path` (no `targets:`): nothing names it then.
+    """
+
+    name: str
+    path: str
+    repositories: tuple[RepositorySettings, ...]
 
 
 @dataclass(frozen=True)
@@ -253,6 +274,12 @@ class Config:
     max_deletions: int | None = None  # None: more than half, and at least 5
     reserved_namespaces: frozenset[str] = SYSTEM_NAMESPACES
     server: ServerSettings = ServerSettings()
+    targets: tuple[Target, ...] = ()  # `targets:`; empty: the one folder of fleet.path
+
+    @property
+    def fleet_targets(self) -> tuple[Target, ...]:
+        """Every target; without `targets:`, the one folder of fleet.path (named "")."""
+        return self.targets or (Target("", self.fleet.path, self.repositories),)
 
     def repository(self, name: str) -> RepositorySettings:
         for repo in self.repositories:
@@ -327,7 +354,12 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
     )
     _check_unique_names(repositories, source)
     check_namespaces_apart(repositories, source)
-    fleet = _compile_fleet(document["fleet"], base)
+    targets_entry = document.get("targets")
+    if targets_entry is not None:
+        check_targets(document, source)
+    else:
+        check_no_target_placeholder(document, source)
+    fleet = _compile_fleet(document["fleet"], base, targets_entry)
     safety = document.get("safety", {})
     reserved = SYSTEM_NAMESPACES | frozenset(safety.get("reservedNamespaces", ()))
     for index, repo in enumerate(repositories):
@@ -338,6 +370,16 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         )
         for repo in repositories
     )
+    targets: tuple[Target, ...] = ()
+    if targets_entry is not None:
+        targets = tuple(
+            Target(target["name"], target["path"].strip("/"), repos)
+            for target, repos in zip(
+                targets_entry,
+                _compile_targets(document, targets_entry, reserved, source, base),
+                strict=True,
+            )
+        )
     github = _compile_github(document.get("github", {}), base, source)
     _check_check_runs_have_an_app(repositories, github, source)
     return Config(
@@ -349,7 +391,39 @@ def parse_config(text: str, *, source: str = "prgen.yaml", base_dir: Path | None
         reserved_namespaces=reserved,
         probe=_compile_probe(document.get("probe", {}), source),
         server=_compile_server(document.get("server", {}), source),
+        targets=targets,
     )
+
+
+def _compile_targets(
+    document: Mapping[str, Any],
+    targets: list[dict[str, Any]],
+    reserved: frozenset[str],
+    source: str,
+    base: Path,
+) -> Iterator[tuple[RepositorySettings, ...]]:
+    """Each target's repositories, each compiled from defaults < the target's values < its
+    entry, with an identity of that target's folder (so each target keeps its own)."""
+    defaults = document.get("defaults", {})
+    for target in targets:
+        layered = merge_entries(defaults, {"values": target.get("values", {})})
+        compiled = []
+        for index, entry in enumerate(document["repositories"]):
+            merged = merge_entries(layered, entry)
+            if target["name"] not in merged.get("targets", [target["name"]]):
+                continue
+            repo = _compile_repository(merged, index, source, base)
+            path = target["path"].strip("/")
+            compiled.append(
+                dataclasses.replace(
+                    repo,
+                    reserved_namespaces=reserved,
+                    identity=config_identity(repo, path),
+                    target=target["name"],
+                    report=target_report(repo.report, target["name"]),
+                )
+            )
+        yield tuple(compiled)
 
 
 def _compile_probe(entry: Mapping[str, Any], source: str) -> ProbeSettings:
@@ -564,6 +638,13 @@ def compile_repository(
     ):
         for where, name in unknown_placeholders(entry.get(field), f"{at}.{field}"):
             raise ConfigError(f"unknown placeholder <<{name}>>", where, source)
+    if "<<TARGET>>" in entry.get("namespace", ""):
+        raise ConfigError(
+            "<<TARGET>> can't be used in the namespace: each target is a cluster of its own, "
+            "so a PR's namespace may be the same in all of them",
+            f"{at}.namespace",
+            source,
+        )
     if "<<NAMESPACE>>" in entry.get("namespace", ""):
         raise ConfigError(
             "<<NAMESPACE>> can't be used to make the namespace itself", f"{at}.namespace", source
@@ -762,7 +843,9 @@ def _url_problem(url: str) -> str | None:
 
 
 # A deployment must be found again after its PR closed, from the fleet alone.
-_ENVIRONMENT_PLACEHOLDERS = frozenset({"PR_NUMBER", "REPO_OWNER", "REPO_NAME", "NAMESPACE"})
+_ENVIRONMENT_PLACEHOLDERS = frozenset(
+    {"PR_NUMBER", "REPO_OWNER", "REPO_NAME", "NAMESPACE", "TARGET"}
+)
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -1029,19 +1112,23 @@ def is_local_path(url: str) -> bool:
     return not ("://" in url or url.startswith("git@") or ":" in url.split("/", 1)[0])
 
 
-def _compile_fleet(entry: Mapping[str, Any], base: Path) -> FleetSettings:
+def _compile_fleet(
+    entry: Mapping[str, Any], base: Path, targets: list[dict[str, Any]] | None = None
+) -> FleetSettings:
     author = entry.get("author", {})
+    paths = tuple(target["path"].strip("/") for target in targets or ())
     url = entry["url"]
     if is_local_path(url) and not Path(url).expanduser().is_absolute():
         url = str(base / url)  # like templates: relative to prgen.yaml, wherever prgen runs
     return FleetSettings(
         url=url,
-        path=entry["path"].strip("/"),
+        path=paths[0] if paths else entry["path"].strip("/"),
         branch=entry.get("branch", "main"),
         author_name=author.get("name", "prgen"),
         author_email=author.get("email", "prgen@localhost"),
         token_env=entry.get("tokenEnv"),
         push_retries=entry.get("pushRetries", 5),
+        target_paths=paths if len(paths) > 1 else (),
     )
 
 

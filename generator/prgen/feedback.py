@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -37,7 +37,7 @@ from prgen.fleet import FleetRepo, RemovedEnvironment
 from prgen.github.channels import GitHubReporter
 from prgen.github.client import Client
 from prgen.github.pulls import GitHubSource
-from prgen.inventory import CurrentEnvironment, Inventory
+from prgen.inventory import CurrentEnvironment, Inventory, union_of
 from prgen.lifecycle import (
     EXPIRED_FILE,
     Expired,
@@ -136,6 +136,7 @@ class ProbeRunResult:
                     "pullRequest": e.observation.number,
                     "headSha": e.observation.head_sha,
                     "namespace": e.observation.namespace,
+                    **({"target": e.observation.target} if e.observation.target else {}),
                     "state": str(e.observation.health),
                     "reason": e.observation.reason,
                     "healthUrl": e.health_url,
@@ -284,6 +285,9 @@ class Prober:
         report_concurrency: int = REPORT_CONCURRENCY,
     ) -> None:
         self.config = config
+        # Each target's folder, by its name ("" for fleet.path): environments and removals
+        # carry their target's name, and are judged by that target's settings.
+        self.paths = {target.name: target.path for target in config.fleet_targets}
         self.client = client
         self.fleet = fleet
         self._now = now
@@ -295,9 +299,10 @@ class Prober:
         # (each client keeps its own interval, so several would not keep it).
         serial = config.github.request_interval > 0
         self._report_concurrency = 1 if serial else max(1, report_concurrency)
-        self._by_name: dict[str, RepositorySettings] = {}
-        for repo in config.repositories:
-            self._by_name.setdefault(repo.name.lower(), repo)
+        self._by_name: dict[tuple[str, str], RepositorySettings] = {}
+        for target in config.fleet_targets:
+            for repo in target.repositories:
+                self._by_name.setdefault((target.name, repo.name.lower()), repo)
         # FleetRepo reads history through one long-running `git cat-file --batch`: one
         # worker at a time.
         self._history = threading.Lock()
@@ -306,8 +311,8 @@ class Prober:
         self._carried: Mapping[str, datetime | None] = {}
         self._expired: Mapping[tuple[str, int], Expired] = {}
 
-    def _configured(self, name: str) -> RepositorySettings | None:
-        return self._by_name.get(name.lower())
+    def _configured(self, name: str, target: str = "") -> RepositorySettings | None:
+        return self._by_name.get((target, name.lower()))
 
     def _live_environments(
         self,
@@ -321,7 +326,7 @@ class Prober:
         live = []
         open_pulls: dict[str, dict[int, PullRequest]] = {}
         for env in inventory.environments:
-            repo = self._configured(env.repository)
+            repo = self._configured(env.repository, env.target)
             if repo is None or repo.health_check is None:
                 continue
             listing = listings.get(repo.name.lower())
@@ -353,7 +358,7 @@ class Prober:
     @staticmethod
     def _prepare(env: CurrentEnvironment, repo: RepositorySettings, pr: PullRequest) -> _Live:
         assert repo.health_check is not None
-        subst = Substitution(pull_request_values(pr, env.folder))
+        subst = Substitution(pull_request_values(pr, env.folder, repo.target))
         check = repo.health_check
         url = subst.text(check.url)
         target = ProbeTarget(url, check, subst.text(check.contains) if check.contains else None)
@@ -368,7 +373,12 @@ class Prober:
             # Only an unhealthy environment is judged against its deadline, so only it
             # costs a look at the fleet's history.
             with self._history:
-                since = self.fleet.carried_since(item.env.folder, item.pr.head_sha)
+                folder, head = item.env.folder, item.pr.head_sha
+                since = (
+                    self.fleet.carried_since(folder, head, self.paths[item.env.target])
+                    if item.env.target
+                    else self.fleet.carried_since(folder, head)
+                )
             elapsed = (self._now() - since).total_seconds() if since else 0.0
             health = Health.FAILED if elapsed >= item.repo.health_check.deadline else Health.PENDING
         return self._observed(item, health, probed.reason)
@@ -391,6 +401,7 @@ class Prober:
             paused=controls.paused_at is not None,
             expires_at=expiry if warns(item.repo, expiry, self._now()) else None,
             keep_label=item.repo.keep_label,
+            target=item.repo.target,
         )
 
     def _asleep_job(self, item: _Live) -> _Job:
@@ -409,7 +420,7 @@ class Prober:
 
     def _job(self, item: _Live, probed: ProbeResult) -> _Job:
         observation = self._judge(item, probed)
-        values = pull_request_values(item.pr, item.env.folder)
+        values = pull_request_values(item.pr, item.env.folder, item.repo.target)
         wanted = desired_report(
             item.repo.report, observation, self._deployment_environment(item.repo, values)
         )
@@ -530,13 +541,13 @@ class Prober:
 
     def _removals(self, inventory: Inventory, removed: Iterable[RemovedEnvironment]) -> list[_Job]:
         jobs = []
-        present = {env.key for env in inventory.environments}
+        present = {(env.target, *env.key) for env in inventory.environments}
         for gone in self._unique(removed):
-            repo = self._configured(gone.repository)
+            repo = self._configured(gone.repository, gone.target)
             if (
                 repo is None
                 or repo.health_check is None
-                or (gone.repository.lower(), gone.number) in present
+                or (gone.target, gone.repository.lower(), gone.number) in present
             ):
                 continue
             expiry = self._expired.get((gone.repository.lower(), gone.number))
@@ -554,6 +565,7 @@ class Prober:
                 else "pull request closed or no longer eligible",
                 expired=expired,
                 opt_in_labels=tuple(sorted(repo.labels)),
+                target=repo.target,
             )
             values = {
                 "PR_NUMBER": str(gone.number),
@@ -562,6 +574,7 @@ class Prober:
                 "REPO_OWNER": repo.owner,
                 "REPO_NAME": repo.short_name,
                 "NAMESPACE": gone.folder,
+                **({"TARGET": repo.target} if repo.target else {}),
             }
             wanted = desired_report(
                 repo.report, observation, self._deployment_environment(repo, values)
@@ -571,14 +584,22 @@ class Prober:
 
     @staticmethod
     def _unique(removed: Iterable[RemovedEnvironment]) -> list[RemovedEnvironment]:
-        seen: set[tuple[str, int]] = set()
+        seen: set[tuple[str, str, int]] = set()
         unique = []
         for gone in removed:  # newest first: the latest removal of each PR counts
-            key = (gone.repository.lower(), gone.number)
+            key = (gone.target, gone.repository.lower(), gone.number)
             if key not in seen:
                 seen.add(key)
                 unique.append(gone)
         return unique
+
+
+def _of_target(inventory: Inventory, target: str) -> Inventory:
+    """`inventory` with each environment saying it is in `target` (with `targets:`)."""
+    if not target:
+        return inventory
+    environments = tuple(replace(env, target=target) for env in inventory.environments)
+    return replace(inventory, environments=environments)
 
 
 def probe_and_report(
@@ -596,11 +617,16 @@ def probe_and_report(
     `client_factory` makes a client for each report worker (see `Prober`).
     """
     until = time.monotonic() + config.probe.round_timeout  # the fetch and listing count too
+    targets = config.fleet_targets
     with fleet.locked():
         with phase("read the fleet") as counts:
-            snapshot = fleet.refresh()
-            removed = fleet.recently_removed(config.probe.closed_lookback)
-            inventory = snapshot.inventory
+            snapshots = fleet.refresh_all()
+            removed = [
+                replace(gone, target=target.name)
+                for target in targets
+                for gone in fleet.recently_removed(config.probe.closed_lookback, target.path)
+            ]
+            inventory = union_of([_of_target(snapshots[t.path].inventory, t.name) for t in targets])
             counts["environments"] = len(inventory.environments)
             counts["recentlyRemoved"] = len(removed)
         if listings is None:
@@ -618,14 +644,28 @@ def probe_and_report(
             client_factory=client_factory,
             report_concurrency=report_concurrency,
         )
-        marker = snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
-        expired = read_expired(marker)
-        carried: Mapping[str, datetime | None] = {}
+        # Expiry and sleep, as the sync judges them: each target's record of expired PRs and
+        # since when its folder carries each head (one commit writes every target, so a
+        # folder of two targets is carried alike; where not, the later time counts).
+        expired: dict[tuple[str, int], Expired] = {}
+        for target in reversed(targets):
+            files = snapshots[target.path].files
+            expired.update(read_expired(files.get(EXPIRED_FILE) if EXPIRED_FILE in files else None))
+        carried: dict[str, datetime | None] = {}
         if any(uses_activity(repo) for repo in config.repositories):
             with phase("read activity") as counts:
-                carried = fleet.carried_since_each(_lifecycle_heads(config, inventory, listings))
+                for target in targets:
+                    heads = _lifecycle_heads(
+                        target.repositories, snapshots[target.path].inventory, listings
+                    )
+                    for folder, since in fleet.carried_since_each(heads, target.path).items():
+                        before = carried.get(folder)
+                        carried[folder] = (
+                            max(before, since) if before and since else before or since
+                        )
                 counts["environments"] = len(carried)
         with phase("probe and report") as counts:
+            # One round over every target's environments: each is reported as its target's.
             result = prober.run(
                 inventory, listings, removed, until=until, carried=carried, expired=expired
             )
@@ -640,7 +680,7 @@ def probe_and_report(
 
 
 def _lifecycle_heads(
-    config: Config, inventory: Inventory, listings: Iterable[Listing]
+    repositories: Iterable[RepositorySettings], inventory: Inventory, listings: Iterable[Listing]
 ) -> dict[str, str]:
     """The folder and head of each environment whose expiry or sleep depends on its
     activity: of a repository with a lifecycle, its open PR still at that head (the same
@@ -648,7 +688,7 @@ def _lifecycle_heads(
     heads: dict[str, str] = {}
     by_pull = {env.key: env for env in inventory.environments}
     by_name = {listing.repository.lower(): listing for listing in listings}
-    for repo in config.repositories:
+    for repo in repositories:
         listing = by_name.get(repo.name.lower())
         if not uses_activity(repo) or listing is None:
             continue
@@ -697,7 +737,7 @@ def passed_gates(config: Config, changes: Iterable[Change]) -> list[Waiting]:
     """The heads a sync just deployed in a gated repository that has no health check: no
     probe will report on them, so the sync says they passed (see `report_waiting`)."""
     by_name = {repo.name.lower(): repo for repo in reversed(config.repositories)}
-    passed = []
+    passed: dict[tuple[str, int, str], Waiting] = {}  # a head once, in however many targets
     for change in changes:
         repo = by_name.get(change.repository.lower())
         if (
@@ -707,8 +747,18 @@ def passed_gates(config: Config, changes: Iterable[Change]) -> list[Waiting]:
             and repo.deploy_when is not None
             and repo.health_check is None
         ):
-            passed.append(Waiting(repo.name, change.number, change.head_sha, PASSED))
-    return passed
+            key = (repo.name.lower(), change.number, change.head_sha)
+            passed.setdefault(key, Waiting(repo.name, change.number, change.head_sha, PASSED))
+    return list(passed.values())
+
+
+def _settings_by_name(config: Config) -> dict[str, list[RepositorySettings]]:
+    """Each repository's settings in every target (each reports under its own names)."""
+    found: dict[str, list[RepositorySettings]] = {}
+    for target in config.fleet_targets:
+        for repo in target.repositories:
+            found.setdefault(repo.name.lower(), []).append(repo)
+    return found
 
 
 def report_waiting(
@@ -726,13 +776,11 @@ def report_waiting(
     """
     until = time.monotonic() + config.probe.round_timeout
     reporter = reporter or GitHubReporter(client)
-    by_name = {repo.name.lower(): repo for repo in reversed(config.repositories)}
+    by_name = _settings_by_name(config)
     result = WaitingReportResult()
     heads = [(wait, False) for wait in waiting] + [(wait, True) for wait in passed]
-    for wait, done in heads:
-        repo = by_name.get(wait.repository.lower())
-        if repo is None:
-            continue
+    each = [(w, d, r) for w, d in heads for r in by_name.get(w.repository.lower(), [])]
+    for wait, done, repo in each:
         wanted = passed_report(repo.report) if done else waiting_report(repo.report, wait.reason)
         if wanted.status is None and wanted.check_run is None:
             continue  # nothing configured that could say it

@@ -73,6 +73,7 @@ class RemovedEnvironment:
     number: int
     head_sha: str | None
     folder: str
+    target: str = ""  # with `targets:`, whose folder it was in
 
 
 class SnapshotFiles(Mapping[str, bytes]):
@@ -391,10 +392,16 @@ class FleetRepo:
         return f"refs/remotes/origin/{self.settings.branch}"
 
     def refresh(self) -> Snapshot:
-        """Fetch the branch and read what it holds under the managed folder.
+        """Fetch the branch and read what it holds under the managed folder (the first
+        target's, with `targets:`).
 
         Nothing is checked out: the snapshot is read from the fetched commit's objects.
         """
+        return self.refresh_all()[self.settings.path]
+
+    def refresh_all(self) -> dict[str, Snapshot]:
+        """Fetch the branch and read each managed folder (fleet.paths) of the one commit."""
+        paths = self.settings.paths
         repo = self._open()
         branch = self.settings.branch
         try:
@@ -410,10 +417,12 @@ class FleetRepo:
         except GitCommandError as exc:
             if "couldn't find remote ref" not in str(exc.stderr):
                 raise self._git_error(f"fetching {self.display_url}", exc) from exc
-            return self._start_empty_branch(repo)
+            empty = self._start_empty_branch(repo)
+            return dict.fromkeys(paths, empty)
         commit = repo.commit(self._remote_ref)
-        self._check_managed_path(commit.tree)
-        return self._read_managed(repo, commit.hexsha)
+        for path in paths:
+            self._check_managed_path(commit.tree, path)
+        return self._read_managed(repo, commit.hexsha, paths)
 
     def _recover(self, repo: Repo) -> None:
         """Undo whatever a killed run left: git's lock files, a clone stopped before its remote."""
@@ -438,14 +447,14 @@ class FleetRepo:
             raise self._git_error("preparing an empty branch", exc) from exc
         return Snapshot(None, SnapshotFiles({}, self._read_blob))
 
-    def _check_managed_path(self, tree: Tree) -> None:
+    def _check_managed_path(self, tree: Tree, path: str) -> None:
         """Each folder on the way to the managed folder, and the folder itself, is a folder.
 
         A committed link there (`previews -> /elsewhere`) would have prgen write, read or
         delete outside the work tree: the run stops instead.
         """
         node = tree
-        parts = PurePosixPath(self.settings.path).parts
+        parts = PurePosixPath(path).parts
         for depth, part in enumerate(parts, start=1):
             where = "/".join(parts[:depth])
             try:
@@ -471,8 +480,8 @@ class FleetRepo:
             self._format = out or "sha1"
         return self._format
 
-    def _read_managed(self, repo: Repo, commit: str) -> Snapshot:
-        """Every entry under the managed folder, and the facts of prgen's own files.
+    def _read_managed(self, repo: Repo, commit: str, paths: tuple[str, ...]) -> dict[str, Snapshot]:
+        """Every entry under each managed folder, and the facts of prgen's own files.
 
         Sizes and blob ids come from one `ls-tree -r -l`: a file too big to be prgen's is
         never read; a small one is read (to look for the marker, and to read a HelmRelease's
@@ -481,25 +490,28 @@ class FleetRepo:
         environment whose place it takes) alone.
         """
         try:
-            listing = repo.git.ls_tree(
-                "-r", "-t", "-l", "-z", "--full-tree", commit, "--", self.settings.path
-            )
+            listing = repo.git.ls_tree("-r", "-t", "-l", "-z", "--full-tree", commit, "--", *paths)
         except GitCommandError as exc:
             raise self._git_error("reading the fleet tree", exc) from exc
         known, rendered = self._load_cache()
         seen: dict[str, FileFacts] = {}
-        facts: dict[str, FileFacts] = {}
-        blobs: dict[str, str | None] = {}  # relative path -> blob id of an owned file
-        trees: dict[str, str] = {}  # folder (relative path) -> tree id
-        prefix = self.settings.path.rstrip("/") + "/"
+        # Per managed folder (targets' folders never nest: each entry is of one at most):
+        facts_of_path: dict[str, dict[str, FileFacts]] = {p: {} for p in paths}
+        blobs_of_path: dict[str, dict[str, str | None]] = {p: {} for p in paths}
+        trees_of_path: dict[str, dict[str, str]] = {p: {} for p in paths}
+        prefixes = [(p.rstrip("/") + "/", p) for p in paths]
         for entry in filter(None, listing.split("\0")):
             meta, _, path = entry.partition("\t")
             mode, kind, sha, size = meta.split()
+            managed = next((p for prefix, p in prefixes if path.startswith(prefix)), None)
+            if managed is None:
+                continue  # a folder on the way to a managed folder
+            relative = path.removeprefix(managed.rstrip("/") + "/")
+            facts = facts_of_path[managed]
+            blobs = blobs_of_path[managed]  # relative path -> blob id of an owned file
             if kind == "tree":
-                if path.startswith(prefix):  # not the folders on the way to it
-                    trees[path.removeprefix(prefix)] = sha
+                trees_of_path[managed][relative] = sha  # folder (relative path) -> tree id
                 continue
-            relative = path.removeprefix(prefix)
             blobs[relative] = None
             if kind != "blob" or int(mode, 8) == Blob.link_mode or int(size) > OWNED_FILE_LIMIT:
                 facts[relative] = FileFacts(False, None)
@@ -514,13 +526,28 @@ class FleetRepo:
             facts[relative] = fact
             if fact.owned:
                 blobs[relative] = sha
-        still = rendered & set(trees.values())
+        still = rendered & {sha for trees in trees_of_path.values() for sha in trees.values()}
         self._facts, self._rendered = seen, still
         # Written when it learnt something, or when entries of blobs and folders the fleet no
         # longer holds pile up: not for the one file a push replaced (the commit writes it).
         stale = len(known.keys() - seen.keys()) + len(rendered - still)
         self._unsaved = bool(seen.keys() - known.keys()) or stale > max(256, len(seen) // 10)
         self.save_cache()
+        return {
+            path: self._snapshot(
+                commit, facts_of_path[path], blobs_of_path[path], trees_of_path[path], still
+            )
+            for path in paths
+        }
+
+    def _snapshot(
+        self,
+        commit: str,
+        facts: Mapping[str, FileFacts],
+        blobs: Mapping[str, str | None],
+        trees: Mapping[str, str],
+        still: set[str],
+    ) -> Snapshot:
         object_format = self._object_format()
 
         def folder_files(folder: str, names: list[str]) -> StoredFiles:
@@ -623,28 +650,28 @@ class FleetRepo:
 
     # -- writing: one commit built from the snapshot's commit, never from a work tree --
 
-    def _check_writes(self, snapshot: Snapshot, writes: Mapping[str, bytes | None]) -> None:
+    def _check_writes(
+        self, snapshot: Snapshot, writes: Mapping[str, bytes | None], managed: str
+    ) -> None:
         """Every path inside the managed folder, and none through a file or link of the fleet."""
         files = snapshot.files
         ordered: list[str] | None = None  # the fleet's paths, sorted: is a path a folder?
         for relative in writes:
             parts = relative.split("/")
             if relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
-                raise FleetError(f"refusing to write {relative!r}: outside {self.settings.path}")
+                raise FleetError(f"refusing to write {relative!r}: outside {managed}")
             for depth in range(1, len(parts)):
                 above = "/".join(parts[:depth])
                 if above in files:
                     raise FleetError(
-                        f"refusing to write {self.settings.path}/{relative}: "
-                        f"{self.settings.path}/{above} is a file or a symbolic link"
+                        f"refusing to write {managed}/{relative}: "
+                        f"{managed}/{above} is a file or a symbolic link"
                     )
             if writes[relative] is not None:
                 ordered = ordered if ordered is not None else sorted(files)
                 below = bisect.bisect_left(ordered, relative + "/")
                 if below < len(ordered) and ordered[below].startswith(relative + "/"):
-                    raise FleetError(
-                        f"refusing to write {self.settings.path}/{relative}: it is a folder"
-                    )
+                    raise FleetError(f"refusing to write {managed}/{relative}: it is a folder")
 
     def _author(self) -> bytes:
         # No <, > or line break can come from the config into fast-import's stream.
@@ -674,7 +701,8 @@ class FleetRepo:
         assert process.stdin is not None and process.stderr is not None
         stderr = b""
         try:
-            _write_import(process.stdin, ref, parent, self._author(), message, self._paths(writes))
+            paths = iter(sorted(writes.items()))
+            _write_import(process.stdin, ref, parent, self._author(), message, paths)
             process.stdin.close()
         except BrokenPipeError:
             pass  # fast-import stopped early: its exit status and stderr say why
@@ -684,10 +712,6 @@ class FleetRepo:
         if process.returncode != 0:
             raise GitCommandError(command, process.returncode, stderr)
         return str(self._open().git.rev_parse(ref)).strip()
-
-    def _paths(self, writes: Mapping[str, bytes | None]) -> Iterator[tuple[str, bytes | None]]:
-        for relative, content in sorted(writes.items()):
-            yield f"{self.settings.path.rstrip('/')}/{relative}", content
 
     def commit_and_push(
         self,
@@ -701,26 +725,53 @@ class FleetRepo:
         `identities`: what each HelmRelease written says about itself (by path), for the
         cache; one not given is read back from git when next met.
         """
+        return self.commit_and_push_targets(
+            {self.settings.path: snapshot},
+            {self.settings.path: writes},
+            message,
+            {self.settings.path: identities or {}},
+        )
+
+    def commit_and_push_targets(
+        self,
+        snapshots: Mapping[str, Snapshot],
+        writes: Mapping[str, Mapping[str, bytes | None]],
+        message: str,
+        identities: Mapping[str, Mapping[str, Identity]],
+    ) -> str | None:
+        """One commit with the writes of every managed folder (by its path; the snapshots
+        are of one commit), pushed. None if it would change nothing."""
         repo = self._open()
-        self._check_writes(snapshot, writes)
+        commits = {snapshot.commit for snapshot in snapshots.values()}
+        if len(commits) != 1:
+            raise FleetError("the managed folders were read from different commits")
+        parent = commits.pop()
+        everything: dict[str, bytes | None] = {}
+        written: dict[str, Identity] = {}
+        for managed, files in writes.items():
+            self._check_writes(snapshots[managed], files, managed)
+            prefix = managed.rstrip("/") + "/"
+            everything.update({prefix + relative: content for relative, content in files.items()})
+            for relative, identity in identities.get(managed, {}).items():
+                written[prefix + relative] = identity
         try:
-            sha = self._import(snapshot.commit, writes, message)
-            if snapshot.commit is not None:
-                trees = str(repo.git.rev_parse(f"{sha}^{{tree}}", f"{snapshot.commit}^{{tree}}"))
+            sha = self._import(parent, everything, message)
+            if parent is not None:
+                trees = str(repo.git.rev_parse(f"{sha}^{{tree}}", f"{parent}^{{tree}}"))
                 new_tree, old_tree = trees.split()
                 if new_tree == old_tree:
                     return None
         except GitCommandError as exc:
             raise self._git_error("committing", exc) from exc
-        self._remember(writes, identities or {})
-        self._push(repo, snapshot, sha)
+        self._remember(everything, written)
+        self._push(repo, parent, sha)
         return sha
 
-    def _push(self, repo: Repo, snapshot: Snapshot, sha: str) -> None:
+    def _push(self, repo: Repo, parent: str | None, sha: str) -> None:
         branch = self.settings.branch
         # --force-with-lease to the exact commit we built on: a push that raced with
         # another writer is refused by the remote, never overwrites their commit.
-        lease = f"--force-with-lease=refs/heads/{branch}:{snapshot.commit or ''}"
+        lease = f"--force-with-lease=refs/heads/{branch}:{parent or ''}"
         try:
             repo.git.push("--porcelain", lease, "origin", f"{sha}:refs/heads/{branch}")
         except GitCommandError as exc:
@@ -738,7 +789,7 @@ class FleetRepo:
                 return
             # However the refusal is worded (stale info, fetch first, or "failed to update
             # ref" when another push landed inside the remote), a moved branch means re-plan.
-            if tip != snapshot.commit:
+            if tip != parent:
                 raise ConcurrentUpdate(branch) from exc
             raise self._git_error(f"pushing to {self.display_url}", exc) from exc
 
@@ -749,7 +800,9 @@ class FleetRepo:
 
     # -- history: what the deadline and the closed-PR report are derived from --
 
-    def carried_since(self, folder: str, head_sha: str) -> datetime | None:
+    def carried_since(
+        self, folder: str, head_sha: str, managed: str | None = None
+    ) -> datetime | None:
         """When the fleet branch started carrying `head_sha` in this environment's HelmRelease.
 
         Derived from history, so no state is kept between runs: the start of the
@@ -758,7 +811,7 @@ class FleetRepo:
         a SHA that went away and came back (A, B, A again; a removed environment
         made again) starts at its return. None when the branch does not carry it.
         """
-        path = f"{self.settings.path}/{folder}/{HELMRELEASE_FILE}"
+        path = f"{managed or self.settings.path}/{folder}/{HELMRELEASE_FILE}"
         try:
             repo = self._open()
             # The commits that changed how often the SHA appears, newest first. Almost always
@@ -781,8 +834,11 @@ class FleetRepo:
             raise _git_error("reading the fleet history", exc) from exc
         return None
 
-    def carried_since_each(self, heads: Mapping[str, str]) -> dict[str, datetime | None]:
-        """`carried_since` of each folder's head (folder -> head SHA), as of the fetched tip.
+    def carried_since_each(
+        self, heads: Mapping[str, str], managed: str | None = None
+    ) -> dict[str, datetime | None]:
+        """`carried_since` of each folder's head (folder -> head SHA, folders of the managed
+        folder `managed`, by default fleet.path), as of the fetched tip.
 
         Remembered between runs in the work directory (CARRIED_CACHE) with the tip it was
         read at: a run at the same tip reads no history; after new commits, only the
@@ -797,9 +853,10 @@ class FleetRepo:
             tip = str(repo.git.rev_parse(self._remote_ref)).strip()
         except GitCommandError:
             return dict.fromkeys(heads)  # no branch yet: nothing is carried
-        known = self._carried_known(repo, tip)
+        managed = managed or self.settings.path
+        known = self._carried_known(repo, tip, managed)
         unknown = {folder: head for folder, head in heads.items() if (folder, head) not in known}
-        walked = self._carried_walk(repo, tip, unknown) if unknown else {}
+        walked = self._carried_walk(repo, tip, unknown, managed) if unknown else {}
         found: dict[str, datetime | None] = {}
         entries = []
         for folder, head in sorted(heads.items()):
@@ -807,12 +864,12 @@ class FleetRepo:
             found[folder] = None if stamp is None else datetime.fromtimestamp(stamp, UTC)
             entries.append([folder, head, stamp])
         document = {"version": 1, "tip": tip, "entries": entries}
-        path = Path(repo.git_dir) / CARRIED_CACHE
+        path = self._carried_cache(repo, managed)
         text = json.dumps(document, separators=(",", ":"))
         with contextlib.suppress(OSError):
             if path.read_text() == text:
                 return found  # an idle run: nothing new to remember
-        temporary = path.with_name(f"{CARRIED_CACHE}.{os.getpid()}")
+        temporary = path.with_name(f"{path.name}.{os.getpid()}")
         try:
             temporary.write_text(text)
             os.replace(temporary, path)
@@ -821,7 +878,16 @@ class FleetRepo:
             temporary.unlink(missing_ok=True)
         return found
 
-    def _carried_walk(self, repo: Repo, tip: str, heads: Mapping[str, str]) -> dict[str, int]:
+    def _carried_cache(self, repo: Repo, managed: str) -> Path:
+        """CARRIED_CACHE of fleet.path; another target's folder has a file of its own."""
+        if managed == self.settings.path:
+            return Path(repo.git_dir) / CARRIED_CACHE
+        key = hashlib.sha256(managed.encode("utf-8")).hexdigest()[:12]
+        return Path(repo.git_dir) / f"{CARRIED_CACHE}.{key}"
+
+    def _carried_walk(
+        self, repo: Repo, tip: str, heads: Mapping[str, str], managed: str
+    ) -> dict[str, int]:
         """Since when (a Unix time) `tip` carries each folder's head (folder -> head SHA),
         in one walk of the managed folder's history, newest first, for all of them at once.
 
@@ -831,7 +897,7 @@ class FleetRepo:
         little; a folder it never places (not carried at `tip`) is left out. Merge commits
         are passed over (their parents' own commits are walked), as prgen writes none.
         """
-        prefix = self.settings.path.rstrip("/") + "/"
+        prefix = managed.rstrip("/") + "/"
         wanted = {
             f"{prefix}{folder}/{HELMRELEASE_FILE}": (folder, head) for folder, head in heads.items()
         }
@@ -878,10 +944,12 @@ class FleetRepo:
             process.wait()
         return found
 
-    def _carried_known(self, repo: Repo, tip: str) -> dict[tuple[str, str], int | None]:
+    def _carried_known(
+        self, repo: Repo, tip: str, managed: str
+    ) -> dict[tuple[str, str], int | None]:
         """What CARRIED_CACHE holds that is still true at `tip` (empty when unsure)."""
         try:
-            document = json.loads((Path(repo.git_dir) / CARRIED_CACHE).read_bytes())
+            document = json.loads(self._carried_cache(repo, managed).read_bytes())
             if document.get("version") != 1:
                 return {}
             old_tip = document["tip"]
@@ -894,7 +962,7 @@ class FleetRepo:
             return {}
         if old_tip == tip:
             return known
-        prefix = self.settings.path.rstrip("/") + "/"
+        prefix = managed.rstrip("/") + "/"
         try:
             repo.git.merge_base("--is-ancestor", old_tip, tip)
             changed = str(
@@ -909,8 +977,11 @@ class FleetRepo:
         }
         return {key: stamp for key, stamp in known.items() if key[0] not in touched}
 
-    def recently_removed(self, lookback: int) -> list[RemovedEnvironment]:
-        """Environments whose HelmRelease was deleted in the last `lookback` commits of the path."""
+    def recently_removed(
+        self, lookback: int, managed: str | None = None
+    ) -> list[RemovedEnvironment]:
+        """Environments whose HelmRelease was deleted in the last `lookback` commits of the
+        managed folder (`managed`, by default fleet.path)."""
         if lookback <= 0:
             return []
         try:
@@ -922,7 +993,7 @@ class FleetRepo:
                 "--no-renames",
                 self._remote_ref,
                 "--",
-                self.settings.path,
+                managed or self.settings.path,
             )
         except GitCommandError as exc:
             raise _git_error("reading the fleet history", exc) from exc

@@ -43,6 +43,7 @@ class CurrentEnvironment:
     inputs: str | None = None
     # What commands from PR comments set on it (pr_commands.Controls.encode; None: nothing).
     controls: str | None = None
+    target: str = ""  # with `targets:`, whose folder it is in (set where several are read)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -99,6 +100,19 @@ class Inventory:
 # What the inventory holds for a file that is not prgen's: never its content (a
 # hand-written file may be huge), never anything that starts with the marker.
 NOT_OWNED = b""
+
+
+def union_of(inventories: list[Inventory]) -> Inventory:
+    """Every target's environments as one inventory (`targets:`): what the fleet holds of
+    each PR, anywhere, for what is asked once per PR. One inventory is itself."""
+    if len(inventories) == 1:
+        return inventories[0]
+    return Inventory(
+        environments=tuple(env for inventory in inventories for env in inventory.environments),
+        handwritten={},
+        index=None,
+        unrecognised=(),
+    )
 
 
 def is_owned(content: bytes) -> bool:

@@ -34,6 +34,7 @@ KNOWN = frozenset(
         "REPO_OWNER",
         "REPO_NAME",
         "NAMESPACE",
+        "TARGET",  # the target's name (`targets:`), as a cluster's hostnames need it
     }
 )
 # Free text someone outside the team may choose. Labels too: anyone with triage access
@@ -124,7 +125,7 @@ class LazyValues(Mapping[str, str]):
         return len(pull_request_values(self._pr))
 
 
-def pull_request_values(pr: PullRequest, namespace: str = "") -> dict[str, str]:
+def pull_request_values(pr: PullRequest, namespace: str = "", target: str = "") -> dict[str, str]:
     owner, name = pr.repository.split("/", 1)
     values = {
         "PR_NUMBER": str(pr.number),
@@ -141,6 +142,8 @@ def pull_request_values(pr: PullRequest, namespace: str = "") -> dict[str, str]:
     }
     if namespace:
         values["NAMESPACE"] = namespace
+    if target:
+        values["TARGET"] = target
     return values
 
 

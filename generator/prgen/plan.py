@@ -34,6 +34,7 @@ class Change:
     head_sha: str | None
     reason: str = ""
     replaced_by: str = ""  # a DELETE of the folder an environment moved from: its new folder
+    target: str = ""  # with `targets:`, the target whose folder it is in
 
 
 class ConflictKind(StrEnum):
@@ -49,6 +50,7 @@ class Conflict:
     number: int
     reason: str
     kind: ConflictKind = ConflictKind.NAME
+    target: str = ""  # with `targets:`, the target it is in
 
 
 @dataclass(frozen=True)

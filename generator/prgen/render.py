@@ -368,7 +368,7 @@ def render_environment(
     controls = controls or Controls()
     inputs = input_hash(config if config is not None else config_digest(repo), pr, controls)
     header = f"preview environment of {repo.name} pull request {pr.number}; prgen overwrites edits"
-    values = pull_request_values(pr, namespace)
+    values = pull_request_values(pr, namespace, repo.target)
     files = {
         NAMESPACE_FILE: dump(_namespace(repo, pr, namespace, values), header),
         HELMRELEASE_FILE: dump(

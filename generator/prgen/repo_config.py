@@ -31,6 +31,7 @@ from prgen.config import (
     yaml_problem,
 )
 from prgen.errors import ConfigError
+from prgen.targets import target_report
 
 _AT = "@"  # stands for the repository entry in paths compile_repository makes
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -169,6 +170,9 @@ def apply_repo_config(
             reserved_namespaces=repo.reserved_namespaces,
             identity=repo.identity,  # what decides is the central entry, as every runner reads
             repo_config=settings,
+            target=repo.target,
+            # A target reports under its own names (targets.target_report), as parse_config made them.
+            report=target_report(compiled.report, repo.target) if repo.target else compiled.report,
         )
         check_namespace_not_reserved(compiled, reserved, _AT, file)
         check_namespaces_apart(
@@ -215,19 +219,21 @@ def _plain(node: Any) -> Any:
 def effective_config(
     config: Config, reader: RepoFileReader, names: Iterable[str] | None = None
 ) -> tuple[Config, list[RepoConfigOutcome]]:
-    """`config` with each repository's file merged in, and what each file did. A repository
-    whose file is broken or could not be read keeps its central settings here; the caller
-    must keep its environments as they are (see RepoConfigOutcome.failed)."""
+    """`config` with each repository's file merged in (into every target's entry of it too),
+    and what each file did. A repository whose file is broken or could not be read keeps
+    its central settings here; the caller must keep its environments as they are (see
+    RepoConfigOutcome.failed)."""
     wanted = None if names is None else {name.lower() for name in names}
-    repositories = list(config.repositories)
     chosen = [
-        (index, repo, repo.repo_config)
-        for index, repo in enumerate(config.repositories)
+        (repo, repo.repo_config)
+        for repo in config.repositories
         if repo.repo_config is not None and (wanted is None or repo.name.lower() in wanted)
     ]
-    texts = reader.read_all([(repo.name, settings.path) for _, repo, settings in chosen])
+    texts = reader.read_all([(repo.name, settings.path) for repo, settings in chosen])
     outcomes = []
-    for (index, repo, settings), text in zip(chosen, texts, strict=True):
+    # Each place a repository is rendered from: prgen.yaml's list, and each target's.
+    lists = [list(config.repositories)] + [list(t.repositories) for t in config.targets]
+    for (repo, settings), text in zip(chosen, texts, strict=True):
         if isinstance(text, RepoFileUnreadable):
             outcomes.append(RepoConfigOutcome(repo.name, settings.path, "unread", str(text)))
             continue
@@ -235,11 +241,22 @@ def effective_config(
             outcomes.append(RepoConfigOutcome(repo.name, settings.path, "absent"))
             continue
         try:
-            repositories[index] = apply_repo_config(
-                repo, text, repositories, config.reserved_namespaces
-            )
+            merged = [
+                [
+                    apply_repo_config(each, text, entries, config.reserved_namespaces)
+                    if each.name == repo.name
+                    else each
+                    for each in entries
+                ]
+                for entries in lists
+            ]
         except RepoConfigError as exc:
             outcomes.append(RepoConfigOutcome(repo.name, settings.path, "broken", exc.summary))
             continue
+        lists = merged
         outcomes.append(RepoConfigOutcome(repo.name, settings.path, "applied"))
-    return dataclasses.replace(config, repositories=tuple(repositories)), outcomes
+    targets = tuple(
+        dataclasses.replace(target, repositories=tuple(entries))
+        for target, entries in zip(config.targets, lists[1:], strict=True)
+    )
+    return dataclasses.replace(config, repositories=tuple(lists[0]), targets=targets), outcomes

@@ -71,6 +71,7 @@ class Observation:
     expired: bool = False  # a REMOVED one that expired: the comment says how to get it back
     opt_in_labels: tuple[str, ...] = ()  # labels a PR needs for an environment, to name there
     wakes_at: datetime | None = None  # a SLEEPING one: when its sleep schedule wakes it
+    target: str = ""  # with `targets:`, the target (cluster) the environment is in
 
 
 @dataclass(frozen=True)
@@ -169,9 +170,19 @@ def _describe(observation: Observation) -> str:
     return plain_text(text, DESCRIPTION_LIMIT)
 
 
+def comment_marker(target: str) -> str:
+    """What prgen's comment starts with: one comment per target (cluster) of a PR."""
+    return f"<!-- prgen:preview:{target} -->" if target else COMMENT_MARKER
+
+
 def comment_body(observation: Observation) -> str:
     """Deterministic: the same state gives the same text, so an unchanged comment is never edited."""
-    lines = [COMMENT_MARKER, f"### Preview environment: {_HEADLINE[observation.health]}", ""]
+    target = f" ({observation.target})" if observation.target else ""
+    lines = [
+        comment_marker(observation.target),
+        f"### Preview environment{target}: {_HEADLINE[observation.health]}",
+        "",
+    ]
     if observation.health is Health.REMOVED:
         lines.append(
             f"The environment {markdown_code(observation.namespace)} was removed: "

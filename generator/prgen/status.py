@@ -27,6 +27,7 @@ class EnvironmentView:
     health: str | None  # prgen/preview's state on the deployed head; None: never reported
     paused_at: str | None = None  # the head `/preview pause` keeps it at; None: not paused
     sleeping: bool = False  # asleep (see lifecycle.py): values carry prgen.sleeping
+    target: str = ""  # with `targets:`, the target (cluster) it is in
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class PullView:
     standing: Standing | None  # None: its facts could not be read (the repository's error)
     environment: EnvironmentView | None
     skipped: str | None  # why it has no environment (None when it has one)
+    # With `targets:`, its environment in each target that holds one (`environment` is the
+    # first of them).
+    environments: tuple[EnvironmentView, ...] = ()
 
 
 def pull_document(view: PullView) -> dict[str, Any]:
@@ -70,6 +74,17 @@ def pull_document(view: PullView) -> dict[str, Any]:
             document["environment"]["pausedAt"] = view.environment.paused_at
         if view.environment.sleeping:
             document["environment"]["sleeping"] = True
+    if view.environments:
+        document["environments"] = [
+            {
+                "target": each.target,
+                "name": each.name,
+                "deployedHead": each.deployed_head,
+                "health": each.health,
+                **({"pausedAt": each.paused_at} if each.paused_at else {}),
+            }
+            for each in view.environments
+        ]
     return document
 
 
@@ -140,6 +155,11 @@ def _row(repository: str, pr: Mapping[str, Any]) -> tuple[str, ...]:
         behind += " (paused)" if environment.get("pausedAt") else ""
         behind += " (asleep)" if environment.get("sleeping") else ""
         preview = f"{environment['name']} @ {deployed}{behind}"
+        if pr.get("environments"):
+            preview = ", ".join(
+                f"{each['target']}/{each['name']} @ {(each['deployedHead'] or '')[:7]}"
+                for each in pr["environments"]
+            )
         health = environment["health"] or "not reported"
     return (
         f"{repository}#{pr['number']}",

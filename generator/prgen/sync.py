@@ -8,18 +8,26 @@ import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from prgen import clock
-from prgen.config import Config, RepositorySettings
+from prgen.config import Config, RepositorySettings, Target
 from prgen.errors import ExitCode, FleetError
 from prgen.filters import Skipped, select
 from prgen.fleet import ConcurrentUpdate, FleetRepo, Snapshot
 from prgen.github.pulls import PullRequestSource
-from prgen.inventory import CurrentEnvironment, Identity, Inventory, StoredFiles, unedited
+from prgen.inventory import (
+    CurrentEnvironment,
+    Identity,
+    Inventory,
+    StoredFiles,
+    unedited,
+    union_of,
+)
 from prgen.lifecycle import EXPIRED_FILE, Expired, LifecycleRun, read_expired, uses_activity
 from prgen.logs import phase
 from prgen.model import Listing, PullRequest
@@ -54,6 +62,7 @@ from prgen.render import (
 )
 from prgen.repo_config import RepoConfigOutcome, RepoFileReader, effective_config
 from prgen.standing import HeadFacts, HeadQuery, gate_reason, own_checks
+from prgen.targets import own_check_names, target_label
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +150,11 @@ class SyncResult:
     # failed (each is told so on its head: see repo_config_status).
     repo_configs: list[RepoConfigOutcome] = field(default_factory=list)
     repo_config_pulls: dict[str, tuple[PullRequest, ...]] = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)  # `targets:`: name -> folder
+
+    def folder_of(self, change: Change) -> str:
+        """Where a change is in the fleet repository: its target's folder, and its own."""
+        return f"{self.targets.get(change.target, self.fleet_path)}/{change.folder}"
 
     @property
     def failed_repositories(self) -> list[RepositoryOutcome]:
@@ -163,7 +177,15 @@ class SyncResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "fleet": {"url": self.fleet_url, "path": self.fleet_path},
+            "fleet": {
+                "url": self.fleet_url,
+                "path": self.fleet_path,
+                **(
+                    {"targets": [{"name": n, "path": p} for n, p in self.targets.items()]}
+                    if self.targets
+                    else {}
+                ),
+            },
             "dryRun": self.dry_run,
             "commit": self.commit,
             "attempts": self.attempts,
@@ -184,9 +206,10 @@ class SyncResult:
                     "action": str(c.action),
                     "repository": c.repository,
                     "pullRequest": c.number,
-                    "folder": f"{self.fleet_path}/{c.folder}",
+                    "folder": self.folder_of(c),
                     "headSha": c.head_sha,
                     "reason": c.reason,
+                    **({"target": c.target} if self.targets else {}),
                 }
                 for c in self.plan.changes
             ],
@@ -196,6 +219,7 @@ class SyncResult:
                     "pullRequest": c.number,
                     "kind": str(c.kind),
                     "reason": c.reason,
+                    **({"target": c.target} if self.targets else {}),
                 }
                 for c in self.plan.conflicts
             ],
@@ -251,18 +275,17 @@ def commit_message(plan: Plan, commands: Sequence[str] = ()) -> str:
 def _change_lines(created: list[Change], updated: list[Change], deleted: list[Change]) -> list[str]:
     lines = []
     for change in created:
-        lines.append(
-            f"created {change.repository}#{change.number} in {change.folder} at {change.head_sha}"
-        )
+        where = change.folder + target_label(change.target)
+        lines.append(f"created {change.repository}#{change.number} in {where} at {change.head_sha}")
     for change in updated:
+        where = change.folder + target_label(change.target)
         lines.append(
-            f"updated {change.repository}#{change.number} in {change.folder} at {change.head_sha}: "
+            f"updated {change.repository}#{change.number} in {where} at {change.head_sha}: "
             f"{change.reason}"
         )
     for change in deleted:
-        lines.append(
-            f"removed {change.repository}#{change.number} from {change.folder}: {change.reason}"
-        )
+        where = change.folder + target_label(change.target)
+        lines.append(f"removed {change.repository}#{change.number} from {where}: {change.reason}")
     return lines
 
 
@@ -390,6 +413,44 @@ def _command_lines(effects: CommandEffects) -> list[str]:
     return lines
 
 
+def _combined(
+    targets: Sequence[Target], plans: Mapping[str, Plan], results: Sequence[SyncResult]
+) -> tuple[Plan, SyncResult]:
+    """The plans and results of several targets as one: changes and conflicts in target
+    order, writes by their path in the fleet repository, each repository and PR once."""
+    plan = Plan(
+        changes=tuple(c for p in plans.values() for c in p.changes),
+        conflicts=tuple(c for p in plans.values() for c in p.conflicts),
+        writes={
+            f"{path}/{relative}": content
+            for path, p in plans.items()
+            for relative, content in p.writes.items()
+        },
+        rendered=tuple(env for p in plans.values() for env in p.rendered),
+    )
+    first = results[0]
+    outcomes: dict[str, RepositoryOutcome] = {}
+    for result in results:
+        for outcome in result.repositories:
+            outcomes.setdefault(outcome.name.lower(), outcome)
+    skipped = {(s.repository.lower(), s.number, s.reason): s for r in results for s in r.skipped}
+    waiting = {(w.repository.lower(), w.number): w for r in results for w in r.waiting}
+    held = [r.held_deletions for r in results if r.held_deletions]
+    combined = SyncResult(
+        first.fleet_url,
+        first.fleet_path,
+        list(outcomes.values()),
+        plan,
+        list(skipped.values()),
+        listings=first.listings,
+        waiting=list(waiting.values()),
+        held_deletions="; ".join(held) or None,
+        targets={target.name: target.path for target in targets},
+    )
+    combined.warnings = list(dict.fromkeys(w for r in results for w in r.warnings))
+    return plan, combined
+
+
 def _written_identities(plan: Plan) -> dict[str, Identity]:
     """What each HelmRelease this commit writes says about itself, for the fleet's cache
     (the same as reading it back would give: see inventory.identity_of)."""
@@ -429,13 +490,28 @@ class Syncer:
         # Every configured repository: an environment of one outside the scope is still
         # "configured" (kept quietly), never "no longer in prgen.yaml".
         self.configured = frozenset(repo.name.lower() for repo in config.repositories)
+        # What each target's folder is configured for (`targets:`; else one, named "").
+        self.configured_in = {
+            target.name: frozenset(repo.name.lower() for repo in target.repositories)
+            for target in config.fleet_targets
+        }
         # A scoped run (`prgen serve` after a webhook) lists only these repositories: every
         # environment of the others is kept exactly as it is, as for a failed listing.
         self.scope = None if scope is None else frozenset(name.lower() for name in scope)
         if self.scope is not None:
+            in_scope = self.scope
             config = replace(
                 config,
-                repositories=tuple(r for r in config.repositories if r.name.lower() in self.scope),
+                repositories=tuple(r for r in config.repositories if r.name.lower() in in_scope),
+                targets=tuple(
+                    replace(
+                        target,
+                        repositories=tuple(
+                            r for r in target.repositories if r.name.lower() in in_scope
+                        ),
+                    )
+                    for target in config.targets
+                ),
             )
         self.config = config
         # What prgen.yaml says; `config` is that with this run's repository files merged in.
@@ -457,14 +533,17 @@ class Syncer:
             counts["pullRequests"] = sum(len(listing.pull_requests) for listing in listings)
         return listings
 
-    def _read_and_list(self, attempt: int) -> tuple[Snapshot, list[Listing]]:
-        """The fleet read and the listing side by side: one waits on git, the other on GitHub."""
+    def _read_and_list(self, attempt: int) -> tuple[dict[str, Snapshot], list[Listing]]:
+        """The fleet read and the listing side by side: one waits on git, the other on GitHub.
+        The fleet's snapshot of each target's folder, by its path, all of one commit."""
         with ThreadPoolExecutor(1, thread_name_prefix="prgen-list") as pool:
             listing = pool.submit(self._list)
             with phase("read the fleet", attempt=attempt) as counts:
-                snapshot = self.fleet.refresh()
-                counts["environments"] = len(snapshot.inventory.environments)
-            return snapshot, listing.result()
+                snapshots = self.fleet.refresh_all()
+                counts["environments"] = sum(
+                    len(s.inventory.environments) for s in snapshots.values()
+                )
+            return snapshots, listing.result()
 
     def _apply_repo_configs(
         self, listings: list[Listing]
@@ -523,6 +602,7 @@ class Syncer:
         cannot be read hold the PR as a failing gate would: nothing moves, nothing goes.
         """
         deployed = {env.key: env.head_sha for env in inventory.environments}
+        own = own_check_names(self.config)  # the names prgen reports under, in every target
         wanted: list[tuple[RepositorySettings, PullRequest]] = []
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             if repo.deploy_when is None:
@@ -542,7 +622,8 @@ class Syncer:
                 pr.number,
                 pr.head_sha,
                 pr.requested_reviewers,
-                own_checks(r.report.commit_status_context, r.report.check_run),
+                own.get(r.name.lower())
+                or own_checks(r.report.commit_status_context, r.report.check_run),
             )
             for r, pr in wanted
         ]
@@ -575,7 +656,14 @@ class Syncer:
         unread: set[PullKey] | None = None,
         effects: CommandEffects | None = None,
         life: LifecycleRun | None = None,
+        target: Target | None = None,
     ) -> tuple[Plan, SyncResult]:
+        """The plan of one target's folder (by default the first, fleet.path's)."""
+        target = target or self.config.fleet_targets[0]
+        listing_of = {
+            repo.name.lower(): listing
+            for repo, listing in zip(self.config.repositories, listings, strict=True)
+        }
         desired: list[RenderedEnvironment] = []
         refused: list[Conflict] = []
         skipped: list[Skipped] = []
@@ -584,7 +672,8 @@ class Syncer:
         waits: list[Waiting] = []
         current = {(env.key, env.folder): env for env in inventory.environments}
         by_pull = {env.key: env for env in inventory.environments}
-        for repo, listing in zip(self.config.repositories, listings, strict=True):
+        for repo in target.repositories:
+            listing = listing_of[repo.name.lower()]
             # A PR deleted on request has no environment and takes no place under
             # maxEnvironments: it is set aside before the filters choose.
             deleted = {n for r, n in (effects.deleted if effects else {}) if r == repo.name.lower()}
@@ -648,9 +737,14 @@ class Syncer:
                     repo.identity,
                 )
             )
-        complete = {listing.repository.lower() for listing in listings if listing.complete}
-        configured = self.configured
-        identities = {repo.name.lower(): repo.identity for repo in self.config.repositories}
+        complete = {
+            repo.name.lower()
+            for repo in target.repositories
+            if listing_of[repo.name.lower()].complete
+        }
+        configured = self.configured_in[target.name]
+        identities = {repo.name.lower(): repo.identity for repo in target.repositories}
+        path = target.path
 
         def plan_with(held: str | None) -> Plan:
             return make_plan(
@@ -667,6 +761,8 @@ class Syncer:
 
         plan = plan_with(None)
         held = self._deletions_to_hold(plan, len(inventory.environments))
+        if held and target.name:
+            held = f"target {target.name}: {held}"
         if held:
             plan = plan_with(held)
         if holds:
@@ -677,7 +773,7 @@ class Syncer:
             plan = life.finish(plan, complete)
         result = SyncResult(
             self.fleet.display_url,
-            self.config.fleet.path,
+            path,
             outcomes,
             plan,
             skipped,
@@ -690,7 +786,7 @@ class Syncer:
         if result.written_by_another_config:
             result.warnings.append(
                 f"{len(result.written_by_another_config)} environment(s) under "
-                f"{self.config.fleet.path} were written by a prgen configured differently: "
+                f"{path} were written by a prgen configured differently: "
                 "kept as they are (see the conflicts). If you changed prgen.yaml's filters, "
                 "namespace or fleet.path, run prgen sync --adopt once to take them over; if "
                 "another prgen writes this folder, make the two configs agree"
@@ -698,34 +794,82 @@ class Syncer:
         unconfigured = sorted(
             {e.repository for e in inventory.environments if e.repository.lower() not in configured}
         )
+        lists = f"target {target.name}" if target.name else "prgen.yaml"
         result.warnings.extend(
-            f"environments of {name} are kept, but prgen.yaml no longer lists {name}: add it back, "
-            f"or remove its folders under {self.config.fleet.path} by hand"
+            f"environments of {name} are kept, but {lists} no longer lists {name}: add it back, "
+            f"or remove its folders under {path} by hand"
             for name in unconfigured
         )
         if inventory.index_is_handwritten:
             result.warnings.append(
-                f"{self.config.fleet.path}/kustomization.yaml is hand-written: prgen leaves it alone, "
+                f"{path}/kustomization.yaml is hand-written: prgen leaves it alone, "
                 "so list the environment folders in it yourself"
             )
         result.warnings.extend(
-            f"{self.config.fleet.path}/{folder} holds prgen files without a readable HelmRelease: left alone"
+            f"{path}/{folder} holds prgen files without a readable HelmRelease: left alone"
             for folder in inventory.unrecognised
         )
         return plan, result
+
+    def _plan_targets(
+        self,
+        snapshots: Mapping[str, Snapshot],
+        listings: list[Listing],
+        gates: Mapping[PullKey, str],
+        unread: set[PullKey],
+        effects: CommandEffects,
+        markers: Mapping[str, bytes | None],
+        lives: Mapping[str, LifecycleRun],
+    ) -> tuple[dict[str, Plan], Plan, SyncResult]:
+        """Each target's plan (by its folder), against its own inventory and guard; and the
+        plan and result of them all, each change naming its target. Without `targets:`,
+        the one folder's plan is both."""
+        targets = self.config.fleet_targets
+        if not self.config.targets:
+            path = targets[0].path
+            plan, result = self._plan(
+                snapshots[path].inventory, listings, gates, unread, effects, lives[path]
+            )
+            return {path: plan}, plan, result
+        plans: dict[str, Plan] = {}
+        results: list[SyncResult] = []
+        for target in targets:
+            own = replace(effects, marker=markers[target.path])
+            plan, result = self._plan(
+                snapshots[target.path].inventory,
+                listings,
+                gates,
+                unread,
+                own,
+                lives[target.path],
+                target,
+            )
+            plans[target.path] = replace(
+                plan,
+                changes=tuple(replace(c, target=target.name) for c in plan.changes),
+                conflicts=tuple(replace(c, target=target.name) for c in plan.conflicts),
+            )
+            results.append(result)
+        return plans, *_combined(targets, plans, results)
 
     def _read_commands(
         self,
         inventory: Inventory,
         listings: list[Listing],
-        marker: bytes | None,
+        markers: Sequence[bytes | None],
         dry_run: bool,
         expired: Mapping[PullKey, Expired] | None = None,
     ) -> CommandEffects:
         """The new commands of each completely listed repository, applied to the state the
         fleet records. A repository whose comments could not be read gets none applied (a
-        warning): its environments stay as the fleet says, none goes because of it."""
-        deleted = read_deleted(marker)
+        warning): its environments stay as the fleet says, none goes because of it.
+
+        `markers`: each target's file of PRs deleted on request (a PR deleted in one is
+        deleted in all); the effects hold the first's.
+        """
+        deleted: dict[PullKey, int] = {}
+        for marker in reversed(markers):
+            deleted.update(read_deleted(marker))
         controls: dict[PullKey, Controls] = {}
         heads: dict[PullKey, str | None] = {}
         for env in inventory.environments:
@@ -733,7 +877,7 @@ class Syncer:
             if recorded.last_command >= controls.get(env.key, Controls()).last_command:
                 controls[env.key] = recorded
             heads[env.key] = env.head_sha
-        effects = CommandEffects(controls, dict(deleted), marker)
+        effects = CommandEffects(controls, dict(deleted), markers[0])
         queries: list[CommandsQuery] = []
         for repo, listing in zip(self.config.repositories, listings, strict=True):
             if not listing.complete:
@@ -795,20 +939,22 @@ class Syncer:
         effects.settled.append(Settled(comment, outcome))
 
     def _carried(
-        self, inventory: Inventory, listings: list[Listing]
+        self, inventory: Inventory, listings: list[Listing], target: Target
     ) -> Mapping[str, datetime | None]:
-        """Since when the fleet carries each head that expiry or sleep may judge: the
-        environments of repositories with a lifecycle whose open PR is still at that head."""
+        """Since when the target's folder carries each head that expiry or sleep may judge:
+        the environments of repositories with a lifecycle whose open PR is still at that head."""
         heads: dict[str, str] = {}
         by_pull = {env.key: env for env in inventory.environments}
-        for repo, listing in zip(self.config.repositories, listings, strict=True):
-            if not uses_activity(repo):
+        listing_of = {listing.repository.lower(): listing for listing in listings}
+        for repo in target.repositories:
+            listing = listing_of.get(repo.name.lower())
+            if listing is None or not uses_activity(repo):
                 continue
             for pr in listing.pull_requests:
                 env = by_pull.get((repo.name.lower(), pr.number))
                 if env is not None and env.head_sha == pr.head_sha:
                     heads[env.folder] = pr.head_sha
-        return self.fleet.carried_since_each(heads)
+        return self.fleet.carried_since_each(heads, target.path)
 
     def _deletions_to_hold(self, plan: Plan, current: int) -> str | None:
         deleting = len(plan.of(Action.DELETE))
@@ -854,8 +1000,7 @@ class Syncer:
     def _run(self, dry_run: bool) -> SyncResult:
         retries = self.config.fleet.push_retries
         for attempt in range(1, retries + 2):
-            snapshot, listings = self._read_and_list(attempt)
-            inventory = snapshot.inventory
+            snapshots, listings = self._read_and_list(attempt)
             repo_configs: list[RepoConfigOutcome] = []
             config_pulls: dict[str, tuple[PullRequest, ...]] = {}
             if self.repo_files is not None and any(
@@ -864,12 +1009,21 @@ class Syncer:
                 with phase("read repository configs") as counts:
                     listings, repo_configs, config_pulls = self._apply_repo_configs(listings)
                     counts["failed"] = len(config_pulls)
+            targets = self.config.fleet_targets
+            # Confirmations, gates and commands are asked once per PR, of every target's.
+            inventory = union_of([snapshots[target.path].inventory for target in targets])
             with phase("confirm removals"):
                 listings = self._confirm_removals(inventory, listings)
-            expired_marker = (
-                snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
-            )
-            expired = read_expired(expired_marker)
+            # Each target's record of expired PRs; gates and commands ask once per PR, so
+            # they see a PR expired where any target says so.
+            expired_markers = {
+                path: snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
+                for path, snapshot in snapshots.items()
+            }
+            expired_of = {path: read_expired(marker) for path, marker in expired_markers.items()}
+            expired: dict[PullKey, Expired] = {}
+            for target in reversed(targets):
+                expired.update(expired_of[target.path])
             gates: dict[PullKey, str] = {}
             unread: set[PullKey] = set()
             if any(repo.deploy_when is not None for repo in self.config.repositories):
@@ -878,21 +1032,45 @@ class Syncer:
                     gates, unread = self._check_gates(inventory, listings, expired)
                     counts["waiting"] = len(gates)
             with phase("read PR commands") as counts:
-                marker = (
-                    snapshot.files.get(DELETED_FILE) if DELETED_FILE in snapshot.files else None
+                markers = {
+                    path: snapshot.files.get(DELETED_FILE)
+                    if DELETED_FILE in snapshot.files
+                    else None
+                    for path, snapshot in snapshots.items()
+                }
+                effects = self._read_commands(
+                    inventory,
+                    listings,
+                    [markers[target.path] for target in targets],
+                    dry_run,
+                    expired,
                 )
-                effects = self._read_commands(inventory, listings, marker, dry_run, expired)
                 counts["commands"] = len(effects.settled)
                 counts["failed"] = len(effects.unread)
-            carried: Mapping[str, datetime | None] = {}
-            if any(uses_activity(repo) for repo in self.config.repositories):
-                with phase("read activity") as counts:
-                    carried = self._carried(inventory, listings)
-                    counts["environments"] = len(carried)
             # Always: an environment asleep under a config that no longer says so wakes.
-            life = LifecycleRun(clock.now(), carried, expired, expired_marker, effects.recreated)
+            lives: dict[str, LifecycleRun] = {}
+            now = clock.now()
+            active = any(uses_activity(repo) for repo in self.config.repositories)
+            reading: AbstractContextManager[dict[str, Any]] = (
+                phase("read activity") if active else nullcontext({})
+            )
+            with reading as counts:
+                for target in targets:
+                    carried: Mapping[str, datetime | None] = {}
+                    if any(uses_activity(repo) for repo in target.repositories):
+                        carried = self._carried(snapshots[target.path].inventory, listings, target)
+                        counts["environments"] = counts.get("environments", 0) + len(carried)
+                    lives[target.path] = LifecycleRun(
+                        now,
+                        carried,
+                        expired_of[target.path],
+                        expired_markers[target.path],
+                        effects.recreated,
+                    )
             with phase("render and plan") as counts:
-                plan, result = self._plan(inventory, listings, gates, unread, effects, life)
+                plans, plan, result = self._plan_targets(
+                    snapshots, listings, gates, unread, effects, markers, lives
+                )
                 result.commands = effects.settled
                 result.unread_commands = len(effects.unread)
                 result.repo_configs, result.repo_config_pulls = repo_configs, config_pulls
@@ -917,17 +1095,20 @@ class Syncer:
             self.fleet.remember_renderings(env.files for env in fresh)
             if dry_run:
                 result.dry_run = True
-                result.diff = unified_diff(self.config.fleet.path, snapshot, plan)
+                result.diff = "".join(
+                    unified_diff(target.path, snapshots[target.path], plans[target.path])
+                    for target in targets
+                )
                 return result
             if not plan.has_changes:
                 return result
             try:
                 with phase("commit and push", files=len(plan.writes)):
-                    result.commit = self.fleet.commit_and_push(
-                        snapshot,
-                        plan.writes,
+                    result.commit = self.fleet.commit_and_push_targets(
+                        {path: snapshots[path] for path in plans},
+                        {path: each.writes for path, each in plans.items()},
                         commit_message(plan, _command_lines(effects)),
-                        _written_identities(plan),
+                        {path: _written_identities(each) for path, each in plans.items()},
                     )
                 return result
             except ConcurrentUpdate:

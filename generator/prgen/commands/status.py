@@ -41,6 +41,7 @@ from prgen.standing import (
     standing_of,
 )
 from prgen.status import EnvironmentView, PullView, repository_document, table
+from prgen.targets import own_check_names
 
 HEALTH = {Outcome.PASSED: "success", Outcome.FAILED: "failure", Outcome.PENDING: "pending"}
 
@@ -119,11 +120,21 @@ def status_document(
     with ThreadPoolExecutor(1, thread_name_prefix="prgen-list") as pool:
         listed = pool.submit(source.list_all, [repo.name for repo in repositories], lambda _: ())
         with fleet.locked(), phase("read the fleet"):
-            snapshot = fleet.refresh()
-            inventory = snapshot.inventory
-            marker = snapshot.files.get(EXPIRED_FILE) if EXPIRED_FILE in snapshot.files else None
-        environments = {env.key: env for env in inventory.environments}
-        expired = read_expired(marker)
+            snapshots = fleet.refresh_all()
+        # Each target's environments (`targets:`; else the one folder's), and of each PR the
+        # first target's.
+        held = [
+            (target.name, {env.key: env for env in snapshots[target.path].inventory.environments})
+            for target in config.fleet_targets
+        ]
+        environments: dict[tuple[str, int], CurrentEnvironment] = {}
+        for _, found in reversed(held):
+            environments.update(found)
+        expired: dict[tuple[str, int], Expired] = {}
+        for target in reversed(config.fleet_targets):
+            files = snapshots[target.path].files
+            marker = files.get(EXPIRED_FILE) if EXPIRED_FILE in files else None
+            expired.update(read_expired(marker))
         listings = listed.result()
     complete = [listing for listing in listings if listing.complete]
     with phase("read branch protections") as counts:
@@ -133,15 +144,43 @@ def status_document(
         protections = {(r.repository, r.branch): r for r in read_protections(clients, branches)}
         counts["branches"] = len(branches)
     with phase("read reviews and checks") as counts:
-        heads = _heads(repositories, listings, environments)
+        own = own_check_names(config) if config.targets else None
+        heads = _heads(repositories, listings, environments, own)
+        if config.targets:  # the heads other targets' environments are at, too
+            every = [*heads, *(h for _, f in held for h in _heads(repositories, listings, f, own))]
+            heads = list({_key(head): head for head in every}.values())
         reads = {_key(read.query): read for read in read_heads(clients, heads)}
         counts["heads"] = len(heads)
     return {
         "repositories": [
-            _repository(repo, listing, protections, reads, environments, expired)
+            _repository(
+                repo,
+                listing,
+                protections,
+                reads,
+                environments,
+                held if config.targets else (),
+                expired,
+            )
             for repo, listing in zip(repositories, listings, strict=True)
         ]
     }
+
+
+def _environment_view(
+    env: CurrentEnvironment, reads: dict[tuple[str, int, str], HeadRead], target: str = ""
+) -> EnvironmentView:
+    deployed = reads.get((env.repository.lower(), env.number, env.head_sha or ""))
+    own = deployed.facts.own if deployed is not None and deployed.facts else None
+    controls = Controls.decode(env.controls)
+    return EnvironmentView(
+        env.folder,
+        env.head_sha,
+        None if own is None else HEALTH[own],
+        controls.paused_at,
+        sleeping=controls.sleeping,
+        target=target,
+    )
 
 
 def _key(query: HeadQuery) -> tuple[str, int, str]:
@@ -155,11 +194,15 @@ def _heads(
     repositories: Sequence[RepositorySettings],
     listings: Sequence[Listing],
     environments: Environments,
+    own_of: Mapping[str, frozenset[str]] | None = None,
 ) -> list[HeadQuery]:
-    """Each open PR's head; and, for an environment at another head, that one (its health)."""
+    """Each open PR's head; and, for an environment at another head, that one (its health).
+    `own_of`: with `targets:`, what prgen reports under for each repository, in every target."""
     heads = []
     for repo, listing in zip(repositories, listings, strict=True):
-        own = own_checks(repo.report.commit_status_context, repo.report.check_run)
+        own = (own_of or {}).get(repo.name.lower()) or own_checks(
+            repo.report.commit_status_context, repo.report.check_run
+        )
         for pr in listing.pull_requests:
             heads.append(
                 HeadQuery(listing.repository, pr.number, pr.head_sha, pr.requested_reviewers, own)
@@ -176,8 +219,10 @@ def _repository(
     protections: dict[tuple[str, str], ProtectionRead],
     reads: dict[tuple[str, int, str], HeadRead],
     environments: Environments,
+    held: Sequence[tuple[str, Environments]] = (),
     expired: Mapping[tuple[str, int], Expired] | None = None,
 ) -> dict[str, Any]:
+    """`held`: with `targets:`, each target's environments (by its name)."""
     if not listing.complete:
         return repository_document(repo.name, {}, [], listing.error)
     errors: list[str] = []
@@ -204,21 +249,17 @@ def _repository(
         env = environments.get((repo.name.lower(), pr.number))
         view = None
         reason = why_not.get(pr.number)
+        in_targets = tuple(
+            _environment_view(found[key], reads, target)
+            for target, found in held
+            if (key := (repo.name.lower(), pr.number)) in found
+        )
         if env is not None:
-            deployed = reads.get((repo.name.lower(), pr.number, env.head_sha or ""))
-            own = deployed.facts.own if deployed is not None and deployed.facts else None
-            controls = Controls.decode(env.controls)
-            view = EnvironmentView(
-                env.folder,
-                env.head_sha,
-                None if own is None else HEALTH[own],
-                controls.paused_at,
-                controls.sleeping,
-            )
+            view = _environment_view(env, reads)
         elif reason is None and repo.deploy_when is not None and read.facts is not None:
             gate = repo.deploy_when
             waiting = gate_reason(read.facts, gate.checks, gate.approvals, gate.check_entries)
             reason = None if waiting is None else f"deploy gate: {waiting}"
-        views.append(PullView(pr, standing, view, reason))
+        views.append(PullView(pr, standing, view, reason, in_targets))
     error = "; ".join(dict.fromkeys(errors)) or None
     return repository_document(repo.name, by_branch, views, error)

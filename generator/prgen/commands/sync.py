@@ -37,6 +37,7 @@ from prgen.plan import Action
 from prgen.repo_config_status import tell_repo_configs
 from prgen.shards import Shard
 from prgen.sync import Syncer, SyncResult
+from prgen.targets import target_label
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,11 @@ _SYMBOLS = {
 
 
 def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
-    say(f"fleet {result.fleet_url}, folder {result.fleet_path}", fleet=result.fleet_url)
+    if result.targets:
+        folders = ", ".join(f"{name} {path}" for name, path in result.targets.items())
+        say(f"fleet {result.fleet_url}, targets {folders}", fleet=result.fleet_url)
+    else:
+        say(f"fleet {result.fleet_url}, folder {result.fleet_path}", fleet=result.fleet_url)
     for repo in result.repositories:
         if repo.complete:
             say(
@@ -73,17 +78,18 @@ def print_result(result: SyncResult, *, verbose_keep: bool = False) -> None:
         sha = (change.head_sha or "")[:7]
         say(
             f"  {_SYMBOLS[change.action]} {change.action:<6} {change.repository}#{change.number} "
-            f"{result.fleet_path}/{change.folder} {sha}  {change.reason}",
+            f"{result.folder_of(change)}{target_label(change.target)} {sha}  {change.reason}",
             repository=change.repository,
             pullRequest=change.number,
-            environment=f"{result.fleet_path}/{change.folder}",
+            environment=result.folder_of(change),
             action=str(change.action),
             head=change.head_sha,
             reason=change.reason,
         )
     for conflict in result.plan.conflicts:
         say(
-            f"  ! conflict {conflict.repository}#{conflict.number}: {conflict.reason}",
+            f"  ! conflict {conflict.repository}#{conflict.number}"
+            f"{target_label(conflict.target)}: {conflict.reason}",
             level=logging.WARNING,
             repository=conflict.repository,
             pullRequest=conflict.number,

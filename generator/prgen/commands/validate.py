@@ -65,13 +65,17 @@ def command(config_path: Path | None, repo_config: Path | None, repository: str 
     if repo_config is not None and repository is not None:
         _check_repo_config(config, repo_config, repository)
         return
-    for repo in config.repositories:
-        render_environment(repo, example_pull_request(repo.name))
+    for target in config.fleet_targets:
+        for repo in target.repositories:
+            render_environment(repo, example_pull_request(repo.name))
     click.echo(f"{config.source}: valid ({len(config.repositories)} repositories)")
-    for repo in config.repositories:
-        # What prgen records in each HelmRelease (prgen.io/config): two configs that
-        # show different identities for one repository must not share a fleet path.
-        click.echo(f"  {repo.name}: config {repo.identity}")
+    for target in config.fleet_targets:
+        if target.name:
+            click.echo(f"  target {target.name} ({target.path}):")
+        for repo in target.repositories:
+            # What prgen records in each HelmRelease (prgen.io/config): two configs that
+            # show different identities for one repository must not share a fleet path.
+            click.echo(f"{'    ' if target.name else '  '}{repo.name}: config {repo.identity}")
 
 
 def _check_repo_config(config: Config, path: Path, repository: str) -> None:

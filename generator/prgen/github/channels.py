@@ -43,7 +43,6 @@ from prgen.github.errors import describe_error, rate_limited
 from prgen.logs import fields
 from prgen.redact import redact
 from prgen.report import (
-    COMMENT_MARKER,
     DEPLOYMENT_TASK,
     NOT_IN_TIME,
     CheckRunReport,
@@ -53,6 +52,7 @@ from prgen.report import (
     Health,
     Observation,
     ReportOutcome,
+    comment_marker,
 )
 
 log = logging.getLogger(__name__)
@@ -319,7 +319,7 @@ class GitHubReporter:
                 _Channel(
                     "comment",
                     lambda: _comment_matches(
-                        seen.setdefault("comment", self._find_comments(repo, observation.number)),
+                        seen.setdefault("comment", self._find_comments(repo, observation)),
                         body,
                     ),
                     lambda: self._ensure_comment(
@@ -602,7 +602,7 @@ class GitHubReporter:
     def login(self) -> str:
         return self._run.login(lambda: own_login(self._login_client))
 
-    def _find_comments(self, repo: Repository, number: int) -> list[IssueComment]:
+    def _find_comments(self, repo: Repository, observation: Observation) -> list[IssueComment]:
         """prgen's own comments, oldest first: the marker alone would let anyone plant one.
 
         Reading stops at the end of the page that holds the first: the up-to-date case costs
@@ -611,10 +611,11 @@ class GitHubReporter:
         """
         login = self.login().lower()
         per_page = self._client.per_page
+        number, marker = observation.number, comment_marker(observation.target)
         own: list[IssueComment] = []
         for index, comment in enumerate(repo.get_issue(number).get_comments()):
             author = comment.user.login.lower() if comment.user is not None else None
-            if author == login and (comment.body or "").startswith(COMMENT_MARKER):
+            if author == login and (comment.body or "").startswith(marker):
                 own.append(comment)
             if own and (index + 1) % per_page == 0:
                 break  # the next comment would cost the next page's read
@@ -629,7 +630,7 @@ class GitHubReporter:
         comments: list[IssueComment] | _Unread = _UNREAD,
     ) -> None:
         if isinstance(comments, _Unread):
-            comments = self._find_comments(repo, observation.number)
+            comments = self._find_comments(repo, observation)
         if not comments:
             # A removal edits the comment prgen made; it never starts a conversation to say so.
             if observation.health is not Health.REMOVED:
@@ -647,7 +648,8 @@ class GitHubReporter:
         self, repo: Repository, observation: Observation, body: str, outcome: ReportOutcome
     ) -> None:
         self._post_once(
-            ("comment", observation.repository.lower(), str(observation.number)),
+            ("comment", observation.repository.lower(), str(observation.number))
+            + ((observation.target,) if observation.target else ()),
             "posting the comment got no clear answer and it is not on the pull request yet; "
             "not posted again",
             lambda: repo.get_issue(observation.number).create_comment(body),
