@@ -356,3 +356,15 @@ def test_a_repository_may_choose_its_own_lifecycle_when_allowed() -> None:
     with pytest.raises(RepoConfigError) as caught:
         apply_repo_config(repo, "sleepAfter: 1h\n", [repo], frozenset())
     assert caught.value.problems[0][0] == ".prgen.yaml:1:1: sleepAfter"
+
+
+def test_a_runner_that_lost_its_memory_reads_no_head_for_a_fine_file(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path
+) -> None:
+    """A new pod without its volume: the fine file costs no read of the PRs' heads."""
+    for n in range(3):
+        shop.open_pull(REPO, title=f"PR {n}", head_branch=f"b{n}", labels=["preview"])
+    shop.set_file(REPO, ".prgen.yaml", "values: {replicas: 2}\n")
+    config = write_config(allowing("values"))
+    run(config, "--workdir", str(tmp_path / "new-pod"))
+    assert shop.count_requests("GET", r".*/commits/.*/status.*") == 0
