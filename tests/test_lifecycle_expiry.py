@@ -350,3 +350,24 @@ def test_a_closed_pr_is_forgotten(
     assert marker(fleet_remote) is None
     shop.reopen_pull(REPO, 1)  # reopened at the same head: a new environment
     assert change(run(created))["action"] == "create"
+
+
+@pytest.mark.parametrize("verb", ["wake", "redeploy"])
+def test_a_command_that_asks_for_an_expired_environment_brings_it_back(
+    shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock, verb: str
+) -> None:
+    """Not the refusal `needs a preview environment, and it has none yet`: the reviewer who
+    asks to wake an expired preview wants it back."""
+    clock.set(clock.now + WEEK)
+    run(created)
+    assert head_of(fleet_remote) is None
+    shop.advance(clock.now - shop.now())
+    say(shop, f"/preview {verb}")
+
+    back = run(created)
+
+    assert change(back)["action"] == "create" and head_of(fleet_remote) is not None
+    assert marker(fleet_remote) is None
+    (answered,) = back["commands"]
+    assert (answered["command"], answered["outcome"]) == (verb, "done")
+    assert answered["changed"] == f"created again by /preview {verb} (it had expired)"

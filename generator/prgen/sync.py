@@ -36,6 +36,7 @@ from prgen.pr_commands import (
     PAUSED_REASON,
     REFUSAL,
     Ack,
+    Command,
     CommandComment,
     CommandsQuery,
     Controls,
@@ -909,12 +910,15 @@ class Syncer:
                 effects.unread.append(f"{read.repository}: {read.error}")
                 continue
             for comment in read.comments:
-                self._apply_command(effects, heads, comment)
+                self._apply_command(effects, heads, comment, expired or {})
         return effects
 
     @staticmethod
     def _apply_command(
-        effects: CommandEffects, heads: dict[PullKey, str | None], comment: CommandComment
+        effects: CommandEffects,
+        heads: dict[PullKey, str | None],
+        comment: CommandComment,
+        expired: Collection[PullKey] = (),
     ) -> None:
         key = (comment.repository.lower(), comment.number)
         if not comment.allowed:
@@ -925,7 +929,22 @@ class Syncer:
             effects.deleted.get(key),
             None if key in effects.deleted else heads.get(key),
         )
-        after, outcome = apply(before, comment.command, comment.comment_id, comment.created_at)
+        command = comment.command
+        revived = (
+            key in expired
+            and before.environment_head is None
+            and before.deleted is None
+            and command.verb in (Verb.WAKE, Verb.REDEPLOY)
+        )
+        if revived:  # what asks for an expired environment brings it back, as create does
+            command = Command(Verb.CREATE)
+        after, outcome = apply(before, command, comment.comment_id, comment.created_at)
+        if revived:
+            outcome = replace(
+                outcome,
+                changed=f"created again by /preview {comment.command.verb} (it had expired)",
+            )
+            command = comment.command
         effects.controls[key] = after.controls
         if after.deleted is None:
             effects.deleted.pop(key, None)
@@ -934,7 +953,7 @@ class Syncer:
             heads[key] = None
         if outcome.changed:
             effects.changed[key] = outcome.changed
-        if comment.command.verb is Verb.CREATE and outcome.ack is Ack.DONE:
+        if (revived or command.verb is Verb.CREATE) and outcome.ack is Ack.DONE:
             effects.recreated.add(key)
         effects.settled.append(Settled(comment, outcome))
 
