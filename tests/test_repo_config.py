@@ -9,16 +9,15 @@ the repository is told what is wrong on a `prgen/config` status until the file i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from prgen.cli import main
 from prgen.testing.fake_github import FakeGitHub
+from test_deploy_gates import run, sync
 
 from conftest import SHOP, as_app, git
 from factories import repository
@@ -31,16 +30,6 @@ LABELLED = SHOP + "    labels: [preview]\n"
 def allowing(*fields: str, path: str = "") -> str:
     at = f"path: {path}, " if path else ""
     return LABELLED + f"    repoConfig: {{{at}allow: [{', '.join(fields)}]}}\n"
-
-
-def sync(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["sync", "--config", str(config), "--output", "json", *args])
-
-
-def run(config: Path, *args: str, code: int = 0) -> dict[str, Any]:
-    result = sync(config, *args)
-    assert result.exit_code == code, result.output
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
 def release(remote: Path, number: int = 1) -> str:
