@@ -15,11 +15,15 @@ from prgen.config import ReportSettings, parse_config
 from prgen.errors import ConfigError
 from prgen.lifecycle import (
     Expired,
+    Notice,
     asleep,
     decide,
     expires_at,
     read_expired,
+    read_notices,
+    removal_time,
     render_expired,
+    render_notices,
     warns,
 )
 from prgen.pr_commands import Controls
@@ -108,12 +112,14 @@ def test_expiry_warning_and_keep_label() -> None:
 def test_decide_expires_at_the_boundary_only_at_the_carried_head() -> None:
     repo = repository("    expireAfter: 7d\n")
     week = T0 + timedelta(days=7)
-    just_before = decide(repo, (), HEAD, HEAD, T0, None, None, week - timedelta(seconds=1))
+    told = Notice(HEAD, week)  # told when its warning period began, a day before
+    just_before = decide(repo, (), HEAD, HEAD, T0, None, None, week - timedelta(seconds=1), told)
     assert just_before.expired is None and just_before.controls is None
-    assert decide(repo, (), HEAD, HEAD, T0, None, None, week).expired is not None
-    assert decide(repo, (), NEW, HEAD, T0, None, None, week).expired is None  # pushed: new head
+    assert just_before.notice == told
+    assert decide(repo, (), HEAD, HEAD, T0, None, None, week, told).expired is not None
+    assert decide(repo, (), NEW, HEAD, T0, None, None, week, told).expired is None  # pushed
     command = Controls(5, last_command_at=(T0 + timedelta(days=3)).isoformat())
-    assert decide(repo, (), HEAD, HEAD, T0, command, None, week).expired is None
+    assert decide(repo, (), HEAD, HEAD, T0, command, None, week, told).expired is None
     gone = decide(repo, (), HEAD, None, None, None, Expired(HEAD, 0), week)
     assert gone.gone is not None and HEAD[:7] in gone.gone
     assert decide(repo, (), NEW, None, None, None, Expired(HEAD, 0), week).gone is None
@@ -122,7 +128,33 @@ def test_decide_expires_at_the_boundary_only_at_the_carried_head() -> None:
 def test_a_future_commit_date_cannot_keep_an_environment() -> None:
     # Activity is what the fleet saw (carried since) and commands, never the commit's date.
     repo = repository("    expireAfter: 1d\n")
-    assert decide(repo, (), HEAD, HEAD, T0, None, None, T0 + timedelta(days=1)).expired
+    told = Notice(HEAD, T0 + timedelta(days=1))
+    assert decide(repo, (), HEAD, HEAD, T0, None, None, T0 + timedelta(days=1), told).expired
+
+
+def test_no_environment_expires_before_its_pr_was_told_for_a_whole_warning_period() -> None:
+    """expireAfter turned on (or shortened, or the keep label taken off) for an environment
+    idle far longer: it is told now and goes a day later, not at once."""
+    repo = repository("    expireAfter: 7d\n")
+    now = T0 + timedelta(days=30)
+    first = decide(repo, (), HEAD, HEAD, T0, None, None, now)
+    assert first.expired is None and first.notice == Notice(HEAD, now + timedelta(days=1))
+    later = now + timedelta(hours=23)
+    assert decide(repo, (), HEAD, HEAD, T0, None, None, later, first.notice).expired is None
+    gone = decide(repo, (), HEAD, HEAD, T0, None, None, now + timedelta(days=1), first.notice)
+    assert gone.expired is not None
+    # A notice of an earlier head, or one an activity since made too early, counts for nothing.
+    assert removal_time(repo, T0 + timedelta(days=7), NEW, first.notice, now) == now + timedelta(
+        days=1
+    )
+    # Before its warning period nothing is recorded.
+    assert decide(repo, (), HEAD, HEAD, T0, None, None, T0 + timedelta(days=5)).notice is None
+
+
+def test_the_notices_read_back_what_they_wrote() -> None:
+    entries = {("acme/shop", 1): Notice(HEAD, T0), ("my-org/a.b", 30): Notice(NEW, T0)}
+    assert read_notices(render_notices(entries)) == entries
+    assert render_notices({}) is None and read_notices(b"not: [yaml") == {}
 
 
 def test_the_marker_reads_back_what_it_wrote() -> None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import prgen.fleet
 from prgen.cli import main
-from prgen.lifecycle import EXPIRED_FILE
+from prgen.lifecycle import EXPIRED_FILE, NOTICE_FILE
 from prgen.testing.fake_github import FakeGitHub
 from test_pr_commands_sync import MAINTAINER, REPO, annotations, commits, head_of, run, say
 
@@ -24,6 +24,7 @@ from conftest import SHOP, git
 Config = Callable[..., Path]
 EXPIRING = SHOP + "    expireAfter: 7d\n    keepLabel: preview-keep\n"
 WEEK = timedelta(days=7)
+DAY = timedelta(days=1)  # expireWarning's default
 
 
 class Clock:
@@ -37,6 +38,14 @@ class Clock:
     def set(self, moment: datetime) -> None:
         self.now = moment
         self._monkeypatch.setenv("PRGEN_NOW", moment.isoformat())
+
+
+def age(clock: Clock, config: Path, by: timedelta, *args: str, code: int = 0) -> None:
+    """Move prgen's clock on by `by`, with a sync where the warning period (a day) begins:
+    the environment is told it expires, so it may go once `by` has passed."""
+    clock.set(clock.now + by - DAY)
+    run(config, *args, code=code)
+    clock.set(clock.now + DAY)
 
 
 @pytest.fixture
@@ -78,6 +87,11 @@ def test_an_idle_environment_expires_at_the_boundary_and_stays_gone(
 ) -> None:
     start = clock.now
     head = shop.pull(REPO, 1).head_sha
+    clock.set(start + WEEK - DAY)  # its warning period begins: told, when it goes recorded
+    told = run(created)
+    assert change(told)["action"] == "keep" and told["commit"] is not None
+    notices = git("show", f"main:previews/dev/{NOTICE_FILE}", cwd=fleet_remote)
+    assert f'acme.shop.1: "{head} {(start + WEEK).isoformat()}"' in notices
     clock.set(start + WEEK - timedelta(seconds=1))
     before = run(created)
     assert change(before)["action"] == "keep" and before["commit"] is None
@@ -91,6 +105,9 @@ def test_an_idle_environment_expires_at_the_boundary_and_stays_gone(
     assert head_of(fleet_remote) is None
     remembered = marker(fleet_remote)
     assert remembered is not None and f'acme.shop.1: "{head} 0"' in remembered
+    assert NOTICE_FILE not in git(
+        "ls-tree", "--name-only", "main", "previews/dev/", cwd=fleet_remote
+    )
     log = git("log", "-1", "--format=%B", "main", cwd=fleet_remote)
     assert "removed acme/shop#1 from shop-pr-1: expired" in log
 
@@ -104,7 +121,7 @@ def test_an_idle_environment_expires_at_the_boundary_and_stays_gone(
 def test_a_push_brings_an_expired_environment_back(
     shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
 ) -> None:
-    clock.set(clock.now + WEEK)
+    age(clock, created, WEEK)
     run(created)
     assert head_of(fleet_remote) is None
     new = shop.push(REPO, 1)
@@ -134,6 +151,8 @@ def test_a_command_puts_off_expiry(
     run(created)
     clock.set(start + WEEK + timedelta(days=1))
     assert change(run(created))["action"] == "keep"
+    clock.set(start + timedelta(days=11, hours=1))  # its warning period begins
+    assert change(run(created))["action"] == "keep"
     clock.set(start + timedelta(days=12, hours=1))
     assert change(run(created))["action"] == "delete"
 
@@ -141,7 +160,7 @@ def test_a_command_puts_off_expiry(
 def test_dry_run_shows_the_expiry_and_writes_nothing(
     shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
 ) -> None:
-    clock.set(clock.now + WEEK)
+    age(clock, created, WEEK)
     before = commits(fleet_remote)
     shown = run(created, "--dry-run")
     assert change(shown)["action"] == "delete"
@@ -157,7 +176,7 @@ def test_the_mass_deletion_guard_counts_expiries(
         shop.open_pull(REPO, title=f"PR {n}", head_branch=f"b{n}")
     config = write_config(EXPIRING, "safety:\n  maxDeletions: 2\n")
     run(config)
-    clock.set(clock.now + WEEK)
+    age(clock, config, WEEK)
     held = run(config, code=1)
     assert "mass-deletion guard" in held["heldDeletions"]
     assert {c["action"] for c in held["changes"]} == {"keep"}
@@ -173,7 +192,7 @@ def test_create_command_and_the_opt_in_label_bring_it_back(
     shop.open_pull(REPO, title="Cart", head_branch="cart", labels=["preview"])
     config = write_config(EXPIRING + "    labels: [preview]\n")
     run(config)
-    clock.set(clock.now + WEEK)
+    age(clock, config, WEEK)
     run(config)
     assert head_of(fleet_remote) is None
 
@@ -183,7 +202,7 @@ def test_create_command_and_the_opt_in_label_bring_it_back(
     shop.set_labels(REPO, 1, ["preview"])
     assert change(run(config))["action"] == "create"
 
-    clock.set(clock.now + 2 * WEEK)
+    age(clock, config, 2 * WEEK)
     run(config)
     assert head_of(fleet_remote) is None
     shop.advance(clock.now - shop.now())
@@ -250,7 +269,7 @@ def test_a_schedule_window_puts_it_to_sleep_and_its_end_wakes_it(
 def test_a_failed_listing_expires_nothing(
     shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
 ) -> None:
-    clock.set(clock.now + 2 * WEEK)
+    age(clock, created, 2 * WEEK)
     shop.inject("GET", rf"/repos/{REPO}/pulls", status=502, times=10)
     failed = run(created, code=1)
     assert [c["action"] for c in failed["changes"]] == ["keep"]
@@ -280,7 +299,7 @@ def test_an_expired_pr_takes_no_place_under_max_environments(
     shop.open_pull(REPO, title="Old", head_branch="old", number=5)
     config = write_config(EXPIRING + "    maxEnvironments: 1\n")
     run(config)
-    clock.set(clock.now + WEEK)
+    age(clock, config, WEEK)
     run(config)
     assert head_of(fleet_remote, "shop-pr-5") is None
     # PR 2 comes after 5 under maxEnvironments (newest first), but 5 expired: 2 gets the place.
@@ -327,7 +346,7 @@ def test_status_says_a_pr_expired_and_an_environment_sleeps(
     shop.open_pull(REPO, title="Idle", head_branch="idle", labels=["preview-keep"])
     config = write_config(EXPIRING + "    sleepAfter: 12h\n")
     run(config)
-    clock.set(clock.now + WEEK)
+    age(clock, config, WEEK)
     run(config)
     status = CliRunner().invoke(main, ["status", "--config", str(config), "--output", "json"])
     assert status.exit_code == 0, status.output
@@ -342,7 +361,7 @@ def test_status_says_a_pr_expired_and_an_environment_sleeps(
 def test_a_closed_pr_is_forgotten(
     shop: FakeGitHub, created: Path, fleet_remote: Path, clock: Clock
 ) -> None:
-    clock.set(clock.now + WEEK)
+    age(clock, created, WEEK)
     run(created)
     assert marker(fleet_remote) is not None
     shop.close_pull(REPO, 1)
@@ -358,7 +377,7 @@ def test_a_command_that_asks_for_an_expired_environment_brings_it_back(
 ) -> None:
     """Not the refusal `needs a preview environment, and it has none yet`: the reviewer who
     asks to wake an expired preview wants it back."""
-    clock.set(clock.now + WEEK)
+    age(clock, created, WEEK)
     run(created)
     assert head_of(fleet_remote) is None
     shop.advance(clock.now - shop.now())

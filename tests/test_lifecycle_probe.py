@@ -70,7 +70,7 @@ def test_the_expiry_warning_is_said_once_then_the_removal_says_how_to_get_it_bac
     sync_probe(config)
     assert "expires" not in sticky(github)
 
-    clock.set(start + timedelta(days=6, hours=1))
+    clock.set(start + timedelta(days=6))  # its warning period begins: told
     sync_probe(config)
     warned = sticky(github)
     expiry = (start + timedelta(days=7)).strftime("%Y-%m-%d at %H:%M UTC")

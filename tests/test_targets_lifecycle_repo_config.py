@@ -46,6 +46,8 @@ def test_an_idle_pr_expires_in_every_target_in_one_commit_and_a_push_brings_it_b
     sync_json(config)
     assert "shop-pr-1" in folders(fleet_remote, EU) and "shop-pr-1" in folders(fleet_remote, US)
 
+    monkeypatch.setenv("PRGEN_NOW", (start + WEEK - timedelta(days=1)).isoformat())
+    sync_json(config)  # its warning period begins: told in each target
     monkeypatch.setenv("PRGEN_NOW", (start + WEEK).isoformat())
     before = commits(fleet_remote)
     gone = sync_json(config)

@@ -40,12 +40,15 @@ from prgen.github.pulls import GitHubSource
 from prgen.inventory import CurrentEnvironment, Inventory, union_of
 from prgen.lifecycle import (
     EXPIRED_FILE,
+    NOTICE_FILE,
     Expired,
+    Notice,
     asleep,
     expires_at,
     format_duration,
     last_activity,
     read_expired,
+    read_notices,
     uses_activity,
     warns,
 )
@@ -390,6 +393,16 @@ class Prober:
             item.pr.labels,
             last_activity(self._carried.get(item.env.folder), controls),
         )
+        notice = self._notices.get((item.repo.name.lower(), item.pr.number))
+        # What the sync recorded: the removal waits a whole warning period after the PR was
+        # first due to be told (see lifecycle.removal_time).
+        if (
+            expiry is not None
+            and notice is not None
+            and notice.head_sha == item.pr.head_sha
+            and notice.until >= expiry
+        ):
+            expiry = notice.until
         return Observation(
             item.repo.name,
             item.pr.number,
@@ -441,6 +454,7 @@ class Prober:
         until: float | None = None,
         carried: Mapping[str, datetime | None] | None = None,
         expired: Mapping[tuple[str, int], Expired] | None = None,
+        notices: Mapping[tuple[str, int], Notice] | None = None,
     ) -> ProbeRunResult:
         """One round; `until` (time.monotonic) is its end, by default probe.roundTimeout from now.
 
@@ -451,6 +465,7 @@ class Prober:
             until = time.monotonic() + self.config.probe.round_timeout
         result = ProbeRunResult()
         self._carried, self._expired = carried or {}, expired or {}
+        self._notices = notices or {}
         by_name = {listing.repository.lower(): listing for listing in listings}
         asleep: list[_Live] = []
         live = self._live_environments(inventory, by_name, result, asleep)
@@ -648,9 +663,11 @@ def probe_and_report(
         # since when its folder carries each head (one commit writes every target, so a
         # folder of two targets is carried alike; where not, the later time counts).
         expired: dict[tuple[str, int], Expired] = {}
+        notices: dict[tuple[str, int], Notice] = {}
         for target in reversed(targets):
             files = snapshots[target.path].files
             expired.update(read_expired(files.get(EXPIRED_FILE) if EXPIRED_FILE in files else None))
+            notices.update(read_notices(files.get(NOTICE_FILE) if NOTICE_FILE in files else None))
         carried: dict[str, datetime | None] = {}
         if any(uses_activity(repo) for repo in config.repositories):
             with phase("read activity") as counts:
@@ -667,7 +684,13 @@ def probe_and_report(
         with phase("probe and report") as counts:
             # One round over every target's environments: each is reported as its target's.
             result = prober.run(
-                inventory, listings, removed, until=until, carried=carried, expired=expired
+                inventory,
+                listings,
+                removed,
+                until=until,
+                carried=carried,
+                expired=expired,
+                notices=notices,
             )
             counts["reported"] = len(result.environments)
             counts["healthy"] = sum(

@@ -33,6 +33,9 @@ from prgen.schedule import sleep_ends, sleep_started
 
 # The PRs whose environment expired: a ConfigMap manifest the index never lists.
 EXPIRED_FILE = "prgen-expired.yaml"
+# The environments told they expire, and when: none expires before its PR was told for a
+# whole expireWarning (a ConfigMap manifest the index never lists, as EXPIRED_FILE).
+NOTICE_FILE = "prgen-expiry-notices.yaml"
 
 PullKey = tuple[str, int]  # (repository in lower case, PR number)
 
@@ -182,6 +185,61 @@ def read_expired(content: bytes | None) -> dict[PullKey, Expired]:
         return {}
 
 
+@dataclass(frozen=True)
+class Notice:
+    """An environment in its warning period: at `head_sha`, removed at `until` (never
+    earlier than a whole expireWarning after prgen first found it due for a warning)."""
+
+    head_sha: str
+    until: datetime
+
+
+def render_notices(notices: Mapping[PullKey, Notice]) -> bytes | None:
+    """The file of expiry notices; None when there are none (the file goes)."""
+    if not notices:
+        return None
+    document = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "prgen-expiry-notices"},
+        "data": {
+            _key(repository, number): f"{notice.head_sha} {notice.until.isoformat()}"
+            for (repository, number), notice in sorted(notices.items())
+        },
+    }
+    return dump(document, "environments told they expire, and when; not applied")
+
+
+def read_notices(content: bytes | None) -> dict[PullKey, Notice]:
+    """The notice file's entries (empty when it is missing or unreadable)."""
+    if not content:
+        return {}
+    try:
+        document = YAML(typ="safe", pure=True).load(content.decode("utf-8"))
+        entries: dict[PullKey, Notice] = {}
+        for key, value in (document.get("data") or {}).items():
+            owner, _, rest = str(key).partition(".")
+            name, _, number = rest.rpartition(".")
+            head, _, until = str(value).partition(" ")
+            entries[(f"{owner}/{name}", int(number))] = Notice(head, datetime.fromisoformat(until))
+        return entries
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, YAMLError):
+        return {}
+
+
+def removal_time(
+    repo: RepositorySettings, expiry: datetime, head_sha: str, notice: Notice | None, now: datetime
+) -> datetime:
+    """When an environment due to expire at `expiry` goes, once its warning period began
+    (now >= expiry - expireWarning): at `expiry` if prgen found it due for a warning a whole
+    expireWarning before, else that long after it first did (the notice says when). So
+    turning expireAfter on, shortening it or taking the keep label off never removes an
+    environment its PR was not told about first."""
+    if notice is not None and notice.head_sha == head_sha and notice.until >= expiry:
+        return notice.until
+    return max(expiry, now + timedelta(seconds=repo.expire_warning))
+
+
 # -- what one run makes of an eligible PR ----------------------------------------------------
 
 
@@ -191,6 +249,7 @@ class Decision:
     expired: str | None = None  # it expires now: removed, with this reason
     gone: str | None = None  # it expired at this head before: no environment, with this reason
     said: str | None = None  # it falls asleep or wakes at the same head: the reason
+    notice: Notice | None = None  # in its warning period: when it goes (kept in NOTICE_FILE)
 
 
 def decide(
@@ -202,12 +261,13 @@ def decide(
     controls: Controls | None,
     marked: Expired | None,
     now: datetime,
+    notice: Notice | None = None,
 ) -> Decision:
     """Expiry and sleep for one eligible PR.
 
     `environment_head`: the head its environment is at (None: it has none);
     `marked`: its entry in EXPIRED_FILE (None when there is none, or /preview create
-    cleared it this run).
+    cleared it this run); `notice`: its entry in NOTICE_FILE (see removal_time).
     """
     if environment_head is None:
         if marked is not None and marked.head_sha == head_sha:
@@ -218,15 +278,22 @@ def decide(
         return Decision(_sleeping(controls, False))
     activity = last_activity(carried_since, recorded)
     expiry = expires_at(repo, labels, activity)
-    if expiry is not None and activity is not None and now >= expiry:
-        return Decision(controls, expired=expiry_reason(repo, activity))
+    told = None
+    if (
+        expiry is not None
+        and activity is not None
+        and now >= expiry - timedelta(seconds=repo.expire_warning)
+    ):
+        told = Notice(head_sha, removal_time(repo, expiry, head_sha, notice, now))
+        if now >= told.until:
+            return Decision(controls, expired=expiry_reason(repo, activity))
     sleep = asleep(repo, activity, now)
     if recorded.sleep_head == head_sha:
         sleep = Sleep("asleep by /preview sleep")
     said = None
     if bool(sleep) != recorded.sleeping:
         said = sleep.reason if sleep else "woken: a new commit, a /preview command or its schedule"
-    return Decision(_sleeping(controls, sleep is not None), said=said)
+    return Decision(_sleeping(controls, sleep is not None), said=said, notice=told)
 
 
 def gone_reason(head_sha: str) -> str:
@@ -262,6 +329,9 @@ class LifecycleRun:
     expired: Mapping[PullKey, Expired]  # EXPIRED_FILE as the fleet holds it now
     marker: bytes | None  # EXPIRED_FILE's bytes
     recreated: Collection[PullKey] = ()  # /preview create this run: the expiry is forgotten
+    notices: Mapping[PullKey, Notice] = field(default_factory=dict)  # NOTICE_FILE as it is
+    notice_marker: bytes | None = None  # NOTICE_FILE's bytes
+    noticed: dict[PullKey, Notice] = field(default_factory=dict)  # this run's notices
     expiring: dict[PullKey, tuple[str, Expired]] = field(default_factory=dict)
     still_expired: set[PullKey] = field(default_factory=set)
     said: dict[PullKey, str] = field(default_factory=dict)  # fell asleep or woke
@@ -309,7 +379,10 @@ class LifecycleRun:
             controls,
             None if key in self.recreated else self.expired.get(key),
             self.now,
+            self.notices.get(key),
         )
+        if decision.notice is not None:
+            self.noticed[key] = decision.notice
         if decision.gone is not None:
             self.still_expired.add(key)
         if decision.expired is not None:
@@ -345,8 +418,18 @@ class LifecycleRun:
             if key[0] not in complete or key in self.still_expired
         }
         marker.update({key: self.expiring[key][1] for key in removed})
-        wanted = render_expired(marker)
-        if wanted == self.marker:
-            return dataclasses.replace(plan, changes=tuple(changes))
-        writes = {**plan.writes, EXPIRED_FILE: wanted}
+        # Notices: this run's, and those of repositories not completely listed; one that
+        # expired but was held by the guard keeps its time (it goes once the guard lets it).
+        notices = {key: n for key, n in self.notices.items() if key[0] not in complete}
+        notices.update(self.noticed)
+        for key in self.expiring:
+            if key not in removed and key in self.notices:
+                notices[key] = self.notices[key]
+        writes = dict(plan.writes)
+        for name, wanted, found in (
+            (EXPIRED_FILE, render_expired(marker), self.marker),
+            (NOTICE_FILE, render_notices(notices), self.notice_marker),
+        ):
+            if wanted != found:
+                writes[name] = wanted
         return dataclasses.replace(plan, changes=tuple(changes), writes=writes)

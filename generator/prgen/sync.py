@@ -28,7 +28,15 @@ from prgen.inventory import (
     unedited,
     union_of,
 )
-from prgen.lifecycle import EXPIRED_FILE, Expired, LifecycleRun, read_expired, uses_activity
+from prgen.lifecycle import (
+    EXPIRED_FILE,
+    NOTICE_FILE,
+    Expired,
+    LifecycleRun,
+    read_expired,
+    read_notices,
+    uses_activity,
+)
 from prgen.logs import phase
 from prgen.model import Listing, PullRequest
 from prgen.plan import Action, Change, Conflict, ConflictKind, Plan, deletion_limit, make_plan
@@ -1079,12 +1087,16 @@ class Syncer:
                     if any(uses_activity(repo) for repo in target.repositories):
                         carried = self._carried(snapshots[target.path].inventory, listings, target)
                         counts["environments"] = counts.get("environments", 0) + len(carried)
+                    files = snapshots[target.path].files
+                    notices = files.get(NOTICE_FILE) if NOTICE_FILE in files else None
                     lives[target.path] = LifecycleRun(
                         now,
                         carried,
                         expired_of[target.path],
                         expired_markers[target.path],
                         effects.recreated,
+                        read_notices(notices),
+                        notices,
                     )
             with phase("render and plan") as counts:
                 plans, plan, result = self._plan_targets(
