@@ -390,3 +390,26 @@ def test_a_command_that_asks_for_an_expired_environment_brings_it_back(
     (answered,) = back["commands"]
     assert (answered["command"], answered["outcome"]) == (verb, "done")
     assert answered["changed"] == f"created again by /preview {verb} (it had expired)"
+
+
+def test_turning_expiry_on_tells_first_and_removes_a_warning_period_later(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path, clock: Clock
+) -> None:
+    """An organisation turns expireAfter on with environments idle for a month: none goes
+    at once; each PR is told, and its environment goes a day (expireWarning) later."""
+    shop.open_pull(REPO, title="Cart", head_branch="cart")
+    config = write_config()  # no expiry yet
+    run(config)
+    clock.set(clock.now + 30 * DAY)
+    assert run(config)["commit"] is None
+    write_config(EXPIRING)
+
+    told = run(config)
+
+    assert change(told)["action"] == "keep" and head_of(fleet_remote) is not None
+    notices = git("show", f"main:previews/dev/{NOTICE_FILE}", cwd=fleet_remote)
+    assert (clock.now + DAY).isoformat() in notices
+    clock.set(clock.now + DAY - timedelta(seconds=1))
+    assert change(run(config))["action"] == "keep"
+    clock.set(clock.now + timedelta(seconds=1))
+    assert change(run(config))["action"] == "delete"
