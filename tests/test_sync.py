@@ -174,7 +174,9 @@ def test_a_concurrent_push_between_plan_and_push_is_replanned_and_kept(
     pushed: list[bool] = []
 
     def someone_else_pushes(request: RecordedRequest) -> None:
-        if request.path.endswith("/pulls") and not pushed:
+        # On the read of PR comments, which comes once the fleet is read (the listing runs
+        # beside the fleet read, and on a busy machine may come before it).
+        if request.path.endswith("/issues/comments") and not pushed:
             pushed.append(True)
             (other / "apps.yaml").write_text("kind: ConfigMap\n")
             git("add", "apps.yaml", cwd=other)
