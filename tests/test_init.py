@@ -181,3 +181,26 @@ def test_a_missing_config_suggests_prgen_init(tmp_path: Path) -> None:
     result = run("validate", "--config", str(tmp_path / "prgen.yaml"))
     assert result.exit_code == 2
     assert "`prgen init` writes one to start from" in result.output
+
+
+def test_the_commented_lifecycle_and_repo_config_lines_work_once_uncommented(
+    tmp_path: Path,
+) -> None:
+    """What init shows commented is a working config when a user takes it as it is."""
+    result = run("init", str(tmp_path / "here"), "--repo", "acme/shop")
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "here" / "prgen.yaml"
+    shown = ("expireAfter: 7d", "keepLabel: preview-keep", "sleepAfter: 12h", "repoConfig: {")
+    text = config.read_text()
+    for line in shown:
+        assert f"    # {line}" in text, line
+        text = text.replace(f"    # {line}", f"    {line}")
+    config.write_text(text)
+    (repo,) = load_config(config).repositories
+    assert (repo.expire_after, repo.keep_label, repo.sleep_after) == (
+        7 * 86400,
+        "preview-keep",
+        43200,
+    )
+    assert repo.repo_config is not None
+    assert repo.repo_config.allow == frozenset({"values", "healthCheck"})

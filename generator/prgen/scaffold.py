@@ -82,6 +82,13 @@ REPOSITORY = """\
       commitStatus: {{context: prgen/preview}}
       deployment: {{environment: 'pr-<<PR_NUMBER>>'}}
       comment: true
+    # Lifecycle: an environment idle for a week goes (its PR is told a day before), never
+    # one labelled preview-keep; an idle one sleeps (the chart scales it to zero).
+    # expireAfter: 7d
+    # keepLabel: preview-keep
+    # sleepAfter: 12h
+    # What the repository may set for itself in .prgen.yaml on its default branch:
+    # repoConfig: {{allow: [values, healthCheck]}}
 """
 
 
