@@ -21,7 +21,8 @@ from prgen.config import parse_config
 from prgen.github.client import GitHubClients
 from prgen.github.commands import GitHubCommands
 from prgen.github.pulls import GitHubSource
-from prgen.sync import Syncer, SyncResult
+from prgen.sync import Syncer
+from prgen.sync_result import SyncResult
 from prgen.testing.fake_github import FakeGitHub
 
 TOKEN = "bench-token-0123456789"  # noqa: S105 - the fake accepts only this

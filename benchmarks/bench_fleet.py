@@ -26,7 +26,8 @@ from pathlib import Path
 
 from prgen.config import parse_config
 from prgen.fleet import INVENTORY_CACHE
-from prgen.sync import Syncer, SyncResult
+from prgen.sync import Syncer
+from prgen.sync_result import SyncResult
 from prgen.testing.memory_source import MemorySource, make_pull_request
 
 REPOSITORY = """\

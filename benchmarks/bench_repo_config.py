@@ -22,7 +22,8 @@ from prgen.github.client import GitHubClients
 from prgen.github.pulls import GitHubSource
 from prgen.github.repo_files import GitHubRepoFiles
 from prgen.repo_config_status import tell_repo_configs
-from prgen.sync import Syncer, SyncResult
+from prgen.sync import Syncer
+from prgen.sync_result import SyncResult
 from prgen.testing.fake_github import FakeGitHub
 
 TOKEN = "bench-token-0123456789"  # noqa: S105 - the fake accepts only this

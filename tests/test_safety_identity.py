@@ -25,7 +25,7 @@ from prgen.inventory import identity_of, read_inventory
 from prgen.placeholders import pull_request_values
 from prgen.plan import Action, ConflictKind, make_plan
 from prgen.render import ANNOTATION_CONFIG, FLUX_SUBSTITUTE, render_environment
-from prgen.sync import commit_message
+from prgen.sync_result import commit_message
 from prgen.testing.fake_github import FakeGitHub
 
 from conftest import SHOP, config_text, git

@@ -49,7 +49,8 @@ from hypothesis.stateful import (
 from prgen.config import parse_config
 from prgen.github.client import make_client
 from prgen.github.pulls import GitHubSource
-from prgen.sync import Syncer, SyncResult
+from prgen.sync import Syncer
+from prgen.sync_result import SyncResult
 from prgen.testing.fake_github import FakeGitHub, PullState, RecordedRequest
 from scenarios import (
     LABEL,

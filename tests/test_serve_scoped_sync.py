@@ -12,7 +12,8 @@ import pytest
 from prgen.commands.options import github_clients, load
 from prgen.github.pulls import GitHubSource
 from prgen.plan import Action
-from prgen.sync import Syncer, SyncResult
+from prgen.sync import Syncer
+from prgen.sync_result import SyncResult
 from prgen.testing.fake_github import FakeGitHub
 from scenarios import read_fleet, repository_entry
 

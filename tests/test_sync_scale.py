@@ -21,7 +21,8 @@ from prgen.fleet import INVENTORY_CACHE
 from prgen.inventory import StoredFiles, read_inventory
 from prgen.plan import Action
 from prgen.render import HELMRELEASE_FILE, RenderedEnvironment
-from prgen.sync import MESSAGE_CHANGES, Syncer
+from prgen.sync import Syncer
+from prgen.sync_result import MESSAGE_CHANGES
 from prgen.testing.memory_source import MemorySource, make_pull_request
 
 from conftest import git

@@ -70,7 +70,7 @@ from prgen.report import (
     passed_report,
     waiting_report,
 )
-from prgen.sync import Waiting
+from prgen.sync_result import Waiting
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,8 @@ from prgen.report import (
     markdown_code,
     plain_text,
 )
-from prgen.sync import Syncer, SyncResult
+from prgen.sync import Syncer
+from prgen.sync_result import SyncResult
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ from prgen.logs import current_format
 from prgen.plan import Action
 from prgen.repo_config_status import tell_repo_configs
 from prgen.shards import Shard
-from prgen.sync import Syncer, SyncResult
+from prgen.sync import Syncer
+from prgen.sync_result import SyncResult
 from prgen.targets import target_label
 
 log = logging.getLogger(__name__)

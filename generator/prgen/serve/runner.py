@@ -22,7 +22,8 @@ from prgen.plan import Action
 from prgen.repo_config_status import tell_repo_configs
 from prgen.serve.metrics import Metrics
 from prgen.serve.worker import Scope
-from prgen.sync import Syncer, SyncResult
+from prgen.sync import Syncer
+from prgen.sync_result import SyncResult
 
 log = logging.getLogger(__name__)
 
