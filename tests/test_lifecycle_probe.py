@@ -19,7 +19,7 @@ from prgen.testing.fake_github import FakeGitHub
 from test_lifecycle_expiry import Clock
 from test_pr_commands_sync import MAINTAINER, REPO, annotations, release, say
 
-from conftest import HEALTH, SHOP, run, writes
+from conftest import HEALTH, SHOP, as_app, run, writes
 
 Config = Callable[..., Path]
 
@@ -161,3 +161,32 @@ def test_a_scheduled_sleep_says_when_the_schedule_wakes_it(
     assert writes(github) == 0  # the same words all through the window
     clock.set(window + timedelta(minutes=30))
     assert sync_probe(config)["probe"]["environments"][0]["state"] == "success"
+
+
+def test_as_an_app_a_sleeping_environment_shows_a_neutral_check_run(
+    github: FakeGitHub,
+    lifecycle: Callable[[str], Path],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Neutral, not failing nor in progress: a required check does not block the PR, and the
+    Checks tab says it sleeps."""
+    config = as_app(
+        lifecycle("    sleepAfter: 12h\n    report: {checkRun: {name: preview}}\n"),
+        github,
+        monkeypatch,
+    )
+    sync_probe(config)
+    clock.set(clock.now + timedelta(hours=12))
+    slept = sync_probe(config)
+    assert slept["probe"]["environments"][0]["state"] == "sleeping"
+    head = github.pull(REPO, 1).head_sha
+    run_ = [r for r in github.check_runs(REPO, head) if r.name == "preview"][-1]
+    assert (run_.status, run_.conclusion) == ("completed", "neutral")
+    assert "asleep" in (run_.output[0] or "") + (run_.output[1] or "")
+
+    github.push(REPO, 1)  # awake again: the new head's check run is no longer neutral
+    sync_probe(config)
+    new = github.pull(REPO, 1).head_sha
+    (woken,) = [r for r in github.check_runs(REPO, new) if r.name == "preview"]
+    assert woken.conclusion != "neutral"
