@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 from prgen import clock
 from prgen.config import Config, RepositorySettings
 from prgen.errors import ExitCode
-from prgen.fleet import FleetRepo, RemovedEnvironment
+from prgen.fleet import FleetRepo
+from prgen.fleet_history import RemovedEnvironment
 from prgen.github.channels import GitHubReporter
 from prgen.github.client import Client
 from prgen.github.pulls import GitHubSource
