@@ -25,11 +25,9 @@ from prgen.config import (
     check_namespace_not_reserved,
     check_namespaces_apart,
     compile_repository,
-    explain_schema_error,
     merge_entries,
-    schema,
-    yaml_problem,
 )
+from prgen.config_schema import explain_schema_error, schema, yaml_problem
 from prgen.errors import ConfigError
 from prgen.targets import target_report
 
