@@ -39,7 +39,7 @@ DESCRIPTIONS = {
     Verb.PAUSE: "keep the environment at its current head until `/preview resume`",
     Verb.RESUME: "follow the pull request's head again",
     Verb.DELETE: "remove the environment, and create none until `/preview create`",
-    Verb.CREATE: "undo `/preview delete`: the pull request gets an environment again",
+    Verb.CREATE: "undo `/preview delete` or an expiry: the pull request gets an environment again",
     Verb.WAKE: "wake a sleeping environment (any command counts as activity against sleep "
     "and expiry)",
     Verb.SLEEP: "put the environment to sleep now, until a push or `/preview wake`",
