@@ -433,3 +433,44 @@ def test_an_app_keeps_its_token_across_syncs_so_an_idle_sync_costs_nothing(
     assert github.points_used() == 0
     # The metrics count each run's own answers, not the clients' running total.
     assert found[("prgen_github_requests_total", (("status", "304"),))] == len(reads)
+
+
+def push_payload(repository: str, files: list[str], ref: str = "refs/heads/main") -> dict[str, Any]:
+    """A push as GitHub delivers it, with what prgen reads of it."""
+    return {
+        "ref": ref,
+        "repository": {"full_name": repository, "default_branch": "main"},
+        "commits": [{"id": "c" * 40, "added": [], "modified": files, "removed": []}],
+    }
+
+
+def test_a_push_that_changes_a_repositorys_own_config_is_applied_by_a_scoped_sync(
+    github: FakeGitHub, write_config: Config, fleet_remote: Path, tmp_path: Path
+) -> None:
+    """push to the default branch touching .prgen.yaml → that repository syncs soon with the
+    new file; a push elsewhere, or of other files, starts nothing."""
+    for name in REPOS:
+        github.add_repo(name)
+        open_pull(github, name)
+    entries = [repository_entry(n) for n in REPOS]
+    entries[0] += "    repoConfig: {allow: [values]}\n"
+    config = write_config("".join(entries), server_section())
+    with serving_prgen(config, tmp_path / "work") as served:
+        runs = served.runs
+        ignored = [
+            push_payload("acme/shop", ["README.md"]),
+            push_payload("acme/shop", [".prgen.yaml"], ref="refs/heads/feature"),
+            push_payload("acme/cart", [".prgen.yaml"]),  # no repoConfig: nothing to read
+        ]
+        for payload in ignored:
+            assert served.deliver("push", payload).body == {"result": "ignored"}
+        github.set_file("acme/shop", ".prgen.yaml", "values: {replicas: 4}\n")
+        sent = served.deliver("push", push_payload("acme/shop", [".prgen.yaml"]))
+        assert sent.body == {"result": "accepted"}
+
+        def applied() -> bool:
+            text = git("show", "main:previews/dev/shop-pr-1/helmrelease.yaml", cwd=fleet_remote)
+            return "replicas: 4" in text
+
+        wait_for(applied)
+        assert served.runs > runs

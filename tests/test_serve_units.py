@@ -171,6 +171,35 @@ def test_what_a_delivery_asks_for() -> None:
         assert hint(event, repository_payload("acme/cart", "completed"))[0] is Result.ACCEPTED
         assert hint(event, repository_payload("acme/shop", "completed"))[0] is Result.IGNORED
     assert hint("push", repository_payload("acme/shop"))[0] is Result.IGNORED
+
+
+def test_a_push_is_a_hint_only_where_it_may_change_a_repositorys_own_config() -> None:
+    own = {"acme/shop": ".prgen.yaml"}
+
+    def push(files: object, ref: str = "refs/heads/main", commits: object = None) -> Result:
+        payload = {
+            "ref": ref,
+            "repository": {"full_name": "acme/shop", "default_branch": "main"},
+            "commits": commits
+            if commits is not None
+            else [{"added": [], "modified": files, "removed": []}],
+        }
+        return hint_of("push", json.dumps(payload).encode(), CONFIGURED, GATED, own).result
+
+    assert push([".prgen.yaml"]) is Result.ACCEPTED
+    assert push(["README.md"]) is Result.IGNORED
+    assert push([".prgen.yaml"], ref="refs/heads/feature") is Result.IGNORED  # not the default
+    assert push([], commits=[]) is Result.ACCEPTED  # a push that lists nothing: look
+    assert push(None) is Result.ACCEPTED  # files not listed: look
+    many = [{"added": [], "modified": ["x"], "removed": []}] * 2048
+    assert push([], commits=many) is Result.ACCEPTED  # GitHub lists at most 2048 commits
+    other = {
+        "ref": "refs/heads/main",
+        "repository": {"full_name": "acme/cart", "default_branch": "main"},
+    }
+    assert (
+        hint_of("push", json.dumps(other).encode(), CONFIGURED, GATED, own).result is Result.IGNORED
+    )
     assert hint("ping", {})[0] is Result.PING
     for malformed in ([], {"repository": "acme/shop"}, {"repository": {"full_name": 3}}):
         assert hint("pull_request", malformed)[0] is Result.MALFORMED

@@ -115,6 +115,9 @@ class App:
         self._gated = frozenset(
             r.name.lower() for r in config.repositories if r.deploy_when is not None
         )
+        self._repo_configs = {
+            r.name.lower(): r.repo_config.path for r in config.repositories if r.repo_config
+        }
         self._routes: dict[str, tuple[str, Callable[[Environ], tuple[int, str, bytes]]]] = {
             "/webhook": ("POST", self.webhook),
             "/metrics": ("GET", self.prometheus),
@@ -178,7 +181,7 @@ class App:
             return Result.UNAUTHORIZED, None, None
         if not self.deliveries.first_time(delivery):
             return Result.DUPLICATE, None, None
-        hint = hint_of(event, body, self._configured, self._gated)
+        hint = hint_of(event, body, self._configured, self._gated, self._repo_configs)
         if hint.result is Result.ACCEPTED and hint.repository is not None:
             # Only a hint: the sync asks GitHub, and never removes on a webhook's word.
             self.worker.mark(hint.repository)

@@ -12,7 +12,7 @@ import hmac
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -39,7 +39,7 @@ COMMAND_PREFIX = "/preview"
 # gate has no use for them.
 GATE_EVENTS = frozenset({"check_run", "check_suite", "status", "pull_request_review"})
 # Every event named in a metric label: a forged header must not grow the label set.
-KNOWN_EVENTS = frozenset({"ping", "pull_request", "issue_comment", *GATE_EVENTS})
+KNOWN_EVENTS = frozenset({"ping", "pull_request", "issue_comment", "push", *GATE_EVENTS})
 
 
 class Result(StrEnum):
@@ -93,9 +93,38 @@ def _is_command(payload: dict[str, Any]) -> bool:
     return on_a_pull and isinstance(body, str) and body.lstrip().startswith(COMMAND_PREFIX)
 
 
-def hint_of(event: str, body: bytes, configured: Collection[str], gated: Collection[str]) -> Hint:
+def _changes_file(payload: dict[str, Any], path: str) -> bool:
+    """Whether a push to the default branch may change `path` there: named among a commit's
+    added, modified or removed files, or the push does not say (GitHub lists at most 2048
+    commits, and a forced push may list none)."""
+    repository = payload.get("repository")
+    branch = repository.get("default_branch") if isinstance(repository, dict) else None
+    if not isinstance(branch, str) or payload.get("ref") != f"refs/heads/{branch}":
+        return False
+    commits = payload.get("commits")
+    if not isinstance(commits, list) or not commits or len(commits) >= 2048:
+        return True
+    for commit in commits:
+        if not isinstance(commit, dict):
+            return True
+        for kind in ("added", "modified", "removed"):
+            files = commit.get(kind)
+            if not isinstance(files, list) or path in files:
+                return True
+    return False
+
+
+def hint_of(
+    event: str,
+    body: bytes,
+    configured: Collection[str],
+    gated: Collection[str],
+    repo_configs: Mapping[str, str] | None = None,
+) -> Hint:
     """What a signed delivery asks of prgen. `configured`: the lower-cased names of the
-    repositories in the config; `gated`: those with a deploy gate."""
+    repositories in the config; `gated`: those with a deploy gate; `repo_configs`: the path
+    of the own config file (`.prgen.yaml`) of those that have one, so that a push to the
+    default branch that changes it is applied soon."""
     if event == "ping":
         return Hint(Result.PING)
     if event not in KNOWN_EVENTS:
@@ -117,6 +146,11 @@ def hint_of(event: str, body: bytes, configured: Collection[str], gated: Collect
         (event == "pull_request" and action in PULL_REQUEST_ACTIONS)
         or (event == "issue_comment" and action in COMMENT_ACTIONS and _is_command(payload))
         or (event in GATE_EVENTS and repository.lower() in gated)
+        or (
+            event == "push"
+            and repository.lower() in (repo_configs or {})
+            and _changes_file(payload, (repo_configs or {})[repository.lower()])
+        )
     )
     return Hint(Result.ACCEPTED if handled else Result.IGNORED, repository, action)
 
