@@ -188,7 +188,12 @@ def test_ping_unhandled_events_unknown_repositories_and_duplicates(
         )
         assert (
             found[("prgen_webhook_deliveries_total", (("event", "other"), ("result", "ignored")))]
-            == 2
+            == 1  # issues
+        )
+        # push is known (a repository's own .prgen.yaml), ignored where there is none
+        assert (
+            found[("prgen_webhook_deliveries_total", (("event", "push"), ("result", "ignored")))]
+            == 1
         )
         assert (
             found[
