@@ -9,6 +9,7 @@ the repository is told what is wrong on a `prgen/config` status until the file i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -357,3 +358,19 @@ def test_a_runner_that_lost_its_memory_reads_no_head_for_a_fine_file(
     config = write_config(allowing("values"))
     run(config, "--workdir", str(tmp_path / "new-pod"))
     assert shop.count_requests("GET", r".*/commits/.*/status.*") == 0
+
+
+def test_status_sees_the_repositorys_own_settings_as_a_sync_does(
+    shop: FakeGitHub, write_config: Config, fleet_remote: Path
+) -> None:
+    shop.open_pull(REPO, title="Docs", head_branch="docs", labels=["deploy-me"])
+    shop.open_pull(REPO, title="Cart", head_branch="cart", labels=["preview"])
+    shop.set_file(REPO, ".prgen.yaml", "labels: [deploy-me]\n")
+    config = write_config(allowing("labels"))
+    run(config)
+    status = CliRunner().invoke(main, ["status", "--config", str(config), "--output", "json"])
+    assert status.exit_code == 0, status.output
+    pulls = json.loads(status.stdout)["repositories"][0]["pullRequests"]
+    docs, cart = sorted(pulls, key=lambda pull: int(pull["number"]))
+    assert docs["environment"] is not None
+    assert cart["environment"] is None and "deploy-me" in cart["skipped"]

@@ -72,6 +72,8 @@ def test_a_signed_synchronize_updates_the_environment_in_a_scoped_sync(
         assert (sent.status, sent.body) == (202, {"result": "accepted"})
         wait_for(lambda: read_fleet(fleet_remote).environments[("acme/shop", 1)] == sha)
         assert commits(fleet_remote) == before + 1
+        # The run is recorded a moment after its push lands.
+        wait_for(lambda: served.runs >= 2)
         last = served.server.app.runner.last
         assert last is not None and last.scope == frozenset({"acme/shop"})
         # Only shop was listed: the other repositories cost nothing.
@@ -478,4 +480,6 @@ def test_a_push_that_changes_a_repositorys_own_config_is_applied_by_a_scoped_syn
             return "replicas: 4" in text
 
         wait_for(applied)
-        assert served.runs > runs
+        wait_for(lambda: served.runs > runs)  # recorded a moment after its push lands
+        last = served.server.app.runner.last
+        assert last is not None and last.scope == frozenset({"acme/shop"})

@@ -26,11 +26,13 @@ from prgen.fleet import FleetRepo, default_workdir
 from prgen.github.checks import HeadRead, ProtectionRead, read_heads, read_protections
 from prgen.github.client import GitHubClients
 from prgen.github.pulls import GitHubSource
+from prgen.github.repo_files import GitHubRepoFiles
 from prgen.inventory import CurrentEnvironment
 from prgen.lifecycle import EXPIRED_FILE, Expired, gone_reason, read_expired
 from prgen.logs import phase
 from prgen.model import Listing
 from prgen.pr_commands import Controls
+from prgen.repo_config import effective_config
 from prgen.standing import (
     UNPROTECTED,
     HeadQuery,
@@ -80,8 +82,11 @@ def command(
     Exit 1 when some repository could not be read (the others are still shown).
     """
     config = load(config_path)
-    repositories = _chosen(config, only)
+    _chosen(config, only)  # a wrong --repo is named before anything is read
     clients = github_clients(config, cache_dir)
+    # As a sync sees them: a repository's own `.prgen.yaml` (its labels, say) merged in.
+    config = effective_config(config, GitHubRepoFiles(clients))[0]
+    repositories = _chosen(config, only)
     document = status_document(
         config,
         repositories,

@@ -7,6 +7,7 @@ like the rest of prgen, maintained by the Pylons project, with bounds on request
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -23,7 +24,9 @@ from prgen.config import Config
 from prgen.errors import ConfigError
 from prgen.fleet import FleetRepo
 from prgen.github.client import RenewingClients
+from prgen.github.repo_files import GitHubRepoFiles
 from prgen.redact import register_secret
+from prgen.repo_config import effective_config
 from prgen.serve.app import App, Secrets
 from prgen.serve.metrics import Metrics
 from prgen.serve.probing import ProbeLoop
@@ -114,7 +117,11 @@ class Server:
         # The request threads first: each pulls the trigger when its answer is ready, and
         # the trigger's pipe is closed with the rest.
         self.wsgi.task_dispatcher.shutdown()
-        self.wsgi.trigger.pull_trigger(close_all)
+        try:
+            self.wsgi.trigger.pull_trigger(close_all)
+        except OSError as exc:  # its pipe is closed already: the loop closed everything
+            if exc.errno != errno.EBADF:
+                raise
 
 
 def _stop_serving(signum: int, frame: FrameType | None) -> None:
@@ -138,10 +145,13 @@ def make_server(
     status_clients = RenewingClients(config.github, cache_dir)  # one build at a time
 
     def status() -> dict[str, Any]:
+        clients = status_clients.get()
+        # As a sync sees them: each repository's own `.prgen.yaml` merged in.
+        effective = effective_config(config, GitHubRepoFiles(clients))[0]
         return status_document(
-            config,
-            list(config.repositories),
-            status_clients.get(),
+            effective,
+            list(effective.repositories),
+            clients,
             FleetRepo(config.fleet, workdir),
         )
 
