@@ -152,36 +152,61 @@ def _key(repository: str, number: int) -> str:
     return f"{owner}.{name}.{number}"
 
 
-def render_expired(expired: Mapping[PullKey, Expired]) -> bytes | None:
-    """The marker file of expired PRs; None when there are none (the file goes)."""
-    if not expired:
+def _render_by_pull(name: str, about: str, values: Mapping[PullKey, str]) -> bytes | None:
+    """A ConfigMap manifest of one text per PR (never applied: the index lists only
+    environment folders); None when there is none (the file goes)."""
+    if not values:
         return None
     document = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": "prgen-expired"},
+        "metadata": {"name": name},
         "data": {
-            _key(repository, number): f"{entry.head_sha} {entry.last_command}"
-            for (repository, number), entry in sorted(expired.items())
+            _key(repository, number): value
+            for (repository, number), value in sorted(values.items())
         },
     }
-    return dump(document, "pull requests whose environment expired, and at which head; not applied")
+    return dump(document, about)
 
 
-def read_expired(content: bytes | None) -> dict[PullKey, Expired]:
-    """The marker file's entries (empty when it is missing or unreadable)."""
+def _read_by_pull(content: bytes | None) -> dict[PullKey, tuple[str, str]]:
+    """Each PR's text of a file `_render_by_pull` wrote, as (head, the rest); raises
+    ValueError (or TypeError, AttributeError) on anything else."""
     if not content:
         return {}
     try:
         document = YAML(typ="safe", pure=True).load(content.decode("utf-8"))
-        entries: dict[PullKey, Expired] = {}
-        for key, value in (document.get("data") or {}).items():
-            owner, _, rest = str(key).partition(".")
-            name, _, number = rest.rpartition(".")
-            head, _, last = str(value).partition(" ")
-            entries[(f"{owner}/{name}", int(number))] = Expired(head, int(last or 0))
-        return entries
-    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, YAMLError):
+    except (UnicodeDecodeError, YAMLError) as exc:
+        raise ValueError(str(exc)) from exc
+    entries: dict[PullKey, tuple[str, str]] = {}
+    for key, value in (document.get("data") or {}).items():
+        owner, _, rest = str(key).partition(".")
+        name, _, number = rest.rpartition(".")
+        head, _, more = str(value).partition(" ")
+        entries[(f"{owner}/{name}", int(number))] = (head, more)
+    return entries
+
+
+_UNREADABLE = (ValueError, AttributeError, TypeError)
+
+
+def render_expired(expired: Mapping[PullKey, Expired]) -> bytes | None:
+    """The marker file of expired PRs; None when there are none (the file goes)."""
+    return _render_by_pull(
+        "prgen-expired",
+        "pull requests whose environment expired, and at which head; not applied",
+        {key: f"{entry.head_sha} {entry.last_command}" for key, entry in expired.items()},
+    )
+
+
+def read_expired(content: bytes | None) -> dict[PullKey, Expired]:
+    """The marker file's entries (empty when it is missing or unreadable)."""
+    try:
+        return {
+            key: Expired(head, int(last or 0))
+            for key, (head, last) in _read_by_pull(content).items()
+        }
+    except _UNREADABLE:
         return {}
 
 
@@ -196,34 +221,21 @@ class Notice:
 
 def render_notices(notices: Mapping[PullKey, Notice]) -> bytes | None:
     """The file of expiry notices; None when there are none (the file goes)."""
-    if not notices:
-        return None
-    document = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "prgen-expiry-notices"},
-        "data": {
-            _key(repository, number): f"{notice.head_sha} {notice.until.isoformat()}"
-            for (repository, number), notice in sorted(notices.items())
-        },
-    }
-    return dump(document, "environments told they expire, and when; not applied")
+    return _render_by_pull(
+        "prgen-expiry-notices",
+        "environments told they expire, and when; not applied",
+        {key: f"{notice.head_sha} {notice.until.isoformat()}" for key, notice in notices.items()},
+    )
 
 
 def read_notices(content: bytes | None) -> dict[PullKey, Notice]:
     """The notice file's entries (empty when it is missing or unreadable)."""
-    if not content:
-        return {}
     try:
-        document = YAML(typ="safe", pure=True).load(content.decode("utf-8"))
-        entries: dict[PullKey, Notice] = {}
-        for key, value in (document.get("data") or {}).items():
-            owner, _, rest = str(key).partition(".")
-            name, _, number = rest.rpartition(".")
-            head, _, until = str(value).partition(" ")
-            entries[(f"{owner}/{name}", int(number))] = Notice(head, datetime.fromisoformat(until))
-        return entries
-    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, YAMLError):
+        return {
+            key: Notice(head, datetime.fromisoformat(until))
+            for key, (head, until) in _read_by_pull(content).items()
+        }
+    except _UNREADABLE:
         return {}
 
 
