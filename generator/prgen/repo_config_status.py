@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 CONTEXT = "prgen/config"
 MEMORY_FILE = "prgen-repo-configs.json"
-_BROKEN, _FINE = "broken", "fine"
 
 
 def config_report(outcome: RepoConfigOutcome, *, app: bool) -> DesiredReport:
@@ -70,26 +69,25 @@ def config_report(outcome: RepoConfigOutcome, *, app: bool) -> DesiredReport:
     return DesiredReport(CommitStatusReport(CONTEXT, state, description, None), None, None)
 
 
-def _load(path: Path | None) -> dict[str, str]:
+def _load(path: Path | None) -> set[str]:
+    """The repositories (lower case) this runner told that their file is broken."""
     if path is None:
-        return {}
+        return set()
     try:
         document = json.loads(path.read_bytes())
     except (OSError, ValueError):
-        return {}
-    if not isinstance(document, dict):
-        return {}
-    return {str(k): v for k, v in document.items() if v in (_BROKEN, _FINE)}
+        return set()
+    return {str(name) for name in document} if isinstance(document, list) else set()
 
 
-def _save(path: Path | None, memory: dict[str, str]) -> None:
+def _save(path: Path | None, told: set[str]) -> None:
     if path is None:
         return
     temporary = path.with_name(f"{path.name}.{os.getpid()}")
     try:
-        temporary.write_text(json.dumps(memory, sort_keys=True))
+        temporary.write_text(json.dumps(sorted(told)))
         os.replace(temporary, path)
-    except OSError as exc:  # forgetting costs one look at every head, nothing else
+    except OSError as exc:  # forgetting costs a failure left on its head, nothing else
         log.debug("could not write %s: %s", path, exc)
         temporary.unlink(missing_ok=True)
 
@@ -109,7 +107,8 @@ def report_repo_configs(
     until = time.monotonic() + config.probe.round_timeout
     by_name = {repo.name.lower(): repo for repo in config.repositories}
     app = config.github.app is not None
-    memory = _load(memory_path)
+    told = _load(memory_path)
+    before = set(told)
     warnings: list[str] = []
     for outcome in outcomes:
         key = outcome.repository.lower()
@@ -117,17 +116,18 @@ def report_repo_configs(
         if repo is None or outcome.state == "unread":
             continue  # unread: nothing is known to say
         broken = outcome.state == "broken"
-        if not broken and memory.get(key) != _BROKEN:
-            memory[key] = _FINE
+        if not broken and key not in told:
             continue  # nothing this runner said shows a failure: no head is read
-        wanted = config_report(outcome, app=app)
-        failed = _tell(reporter, repo, pulls.get(key, ()), wanted, broken, until)
+        failed = _tell(
+            reporter, repo, pulls.get(key, ()), config_report(outcome, app=app), broken, until
+        )
         warnings.extend(failed)
         if broken:
-            memory[key] = _BROKEN
+            told.add(key)
         elif not failed:
-            memory[key] = _FINE
-    _save(memory_path, memory)
+            told.discard(key)
+    if told != before:
+        _save(memory_path, told)
     return warnings
 
 
