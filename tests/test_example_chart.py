@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from ruamel.yaml import YAML
 
+from test_fleet_repo_example import merged  # Helm's coalescing of values, one place
+
 from manifest_validation import SUPPORTED_KUBERNETES, validate_object
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -83,16 +85,6 @@ def prgen_values() -> dict[str, Any]:
     values: dict[str, Any] = release["spec"]["values"]
     assert values["postgresql"]["enabled"] is True  # the example deploys a database
     return values
-
-
-def merged(base: Any, override: Any) -> Any:
-    """Helm's coalescing of one values file over another."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        out = copy.deepcopy(base)
-        for key, value in override.items():
-            out[key] = merged(out.get(key), value)
-        return out
-    return copy.deepcopy(override)
 
 
 CONFIGMAP_SEED = {"source": "configMap", "configMap": {"name": "shop-seed", "key": "seed.dump"}}
